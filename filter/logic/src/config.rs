@@ -1,0 +1,675 @@
+//! The filter's JSON configuration (Envoy `configuration`, Istio `pluginConfig`), parsed
+//! with serde and validated into a [`Rollout`] that the request path uses as is.
+
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::assignment::{Split, salt_seed};
+use crate::override_token::OverrideRule;
+use crate::sticky_key::StickyKey;
+
+pub const DEFAULT_ROUTING_HEADER: &str = "x-outrider-variant";
+pub const DEFAULT_STICKY_HEADER: &str = "x-user-id";
+pub const DEFAULT_OVERRIDE_HEADER: &str = "x-outrider-override";
+pub const DEFAULT_OVERRIDE_MAX_TTL_SECONDS: u64 = 86_400;
+
+/// More variants than this is a misconfiguration, and the bound keeps the number of
+/// stats each worker defines small.
+pub const MAX_VARIANTS: usize = 16;
+const MAX_NAME_LEN: usize = 63;
+const MAX_SALT_LEN: usize = 256;
+const MAX_TTL_LIMIT_SECONDS: u64 = 366 * 86_400;
+const MIN_SECRET_LEN: usize = 16;
+
+/// A refused configuration: which field, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Path of the field, e.g. `variants[1].weight`; empty for the document itself.
+    pub field: String,
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "invalid configuration: {}", self.problem)
+        } else {
+            write!(
+                f,
+                "invalid configuration: field `{}`: {}",
+                self.field, self.problem
+            )
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    rollout: String,
+    variants: Vec<RawVariant>,
+    #[serde(default)]
+    sticky_key: Option<RawStickyKey>,
+    #[serde(default)]
+    salt: Option<String>,
+    #[serde(default)]
+    routing_header: Option<String>,
+    #[serde(default)]
+    response_header: Option<String>,
+    #[serde(default, rename = "override")]
+    override_rule: Option<RawOverride>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVariant {
+    name: String,
+    weight: f64,
+    #[serde(default)]
+    header_value: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStickyKey {
+    #[serde(default)]
+    header: Option<String>,
+    #[serde(default)]
+    cookie: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOverride {
+    #[serde(default)]
+    header: Option<String>,
+    #[serde(default)]
+    secrets: Vec<String>,
+    #[serde(default)]
+    secrets_env: Vec<String>,
+    #[serde(default)]
+    max_ttl_seconds: Option<u64>,
+}
+
+/// One model variant of a rollout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variant {
+    pub name: String,
+    /// Share of traffic in basis points (1/100 of a percent); all variants sum to 10,000.
+    pub weight_bp: u32,
+    /// Value the routing header takes for this variant; Envoy's route table matches it.
+    pub header_value: String,
+}
+
+/// A validated configuration: everything the request path needs, precomputed.
+#[derive(Debug, Clone)]
+pub struct Rollout {
+    pub name: String,
+    pub variants: Vec<Variant>,
+    pub split: Split,
+    pub sticky_key: StickyKey,
+    pub salt: String,
+    /// The hash seed derived from `salt`, computed once.
+    pub salt_seed: u64,
+    /// Lowercase, as Envoy stores header names.
+    pub routing_header: String,
+    pub response_header: Option<String>,
+    pub override_rule: Option<OverrideRule>,
+}
+
+impl Rollout {
+    /// Parses and validates a configuration document. `env` resolves the environment
+    /// variables named in `override.secrets_env` (the VM's environment in Envoy).
+    pub fn from_json(
+        document: &[u8],
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut de = serde_json::Deserializer::from_slice(document);
+        let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+            let field = err.path().to_string();
+            let field = if field == "." { String::new() } else { field };
+            ConfigError::new(field, err.into_inner().to_string())
+        })?;
+        de.end().map_err(|err| {
+            ConfigError::new("", format!("trailing data after the document: {err}"))
+        })?;
+        validate(raw, &env)
+    }
+
+    pub fn variant_index(&self, name: &str) -> Option<usize> {
+        self.variants.iter().position(|v| v.name == name)
+    }
+}
+
+fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Rollout, ConfigError> {
+    check_name("rollout", &raw.rollout)?;
+
+    if raw.variants.is_empty() {
+        return Err(ConfigError::new(
+            "variants",
+            "at least one variant is required",
+        ));
+    }
+    if raw.variants.len() > MAX_VARIANTS {
+        return Err(ConfigError::new(
+            "variants",
+            format!(
+                "at most {MAX_VARIANTS} variants are allowed, got {}",
+                raw.variants.len()
+            ),
+        ));
+    }
+    let mut variants: Vec<Variant> = Vec::with_capacity(raw.variants.len());
+    for (i, v) in raw.variants.into_iter().enumerate() {
+        check_name(&format!("variants[{i}].name"), &v.name)?;
+        if let Some(other) = variants.iter().position(|w| w.name == v.name) {
+            return Err(ConfigError::new(
+                format!("variants[{i}].name"),
+                format!("duplicate variant `{}` (also variants[{other}])", v.name),
+            ));
+        }
+        let weight_bp = weight_to_basis_points(&format!("variants[{i}].weight"), v.weight)?;
+        let header_value = match v.header_value {
+            Some(value) => {
+                check_header_value(&format!("variants[{i}].header_value"), &value)?;
+                value
+            }
+            None => v.name.clone(),
+        };
+        if let Some(other) = variants.iter().position(|w| w.header_value == header_value) {
+            return Err(ConfigError::new(
+                format!("variants[{i}].header_value"),
+                format!("`{header_value}` is already the routing value of variants[{other}]"),
+            ));
+        }
+        variants.push(Variant {
+            name: v.name,
+            weight_bp,
+            header_value,
+        });
+    }
+    let total: u32 = variants.iter().map(|v| v.weight_bp).sum();
+    if total != 10_000 {
+        return Err(ConfigError::new(
+            "variants",
+            format!(
+                "weights must add up to 100, they add up to {}",
+                format_percent(total)
+            ),
+        ));
+    }
+    let split = Split::from_basis_points(variants.iter().map(|v| v.weight_bp));
+
+    let sticky_key = match raw.sticky_key {
+        None => StickyKey::Header(DEFAULT_STICKY_HEADER.to_owned()),
+        Some(RawStickyKey {
+            header: Some(header),
+            cookie: None,
+        }) => StickyKey::Header(header_name("sticky_key.header", &header)?),
+        Some(RawStickyKey {
+            header: None,
+            cookie: Some(cookie),
+        }) => {
+            check_token("sticky_key.cookie", &cookie)?;
+            StickyKey::Cookie(cookie)
+        }
+        Some(_) => {
+            return Err(ConfigError::new(
+                "sticky_key",
+                "give exactly one of `header` or `cookie`",
+            ));
+        }
+    };
+
+    let salt = raw.salt.unwrap_or_else(|| raw.rollout.clone());
+    if salt.is_empty() || salt.len() > MAX_SALT_LEN {
+        return Err(ConfigError::new(
+            "salt",
+            format!("must be 1 to {MAX_SALT_LEN} bytes long"),
+        ));
+    }
+
+    let routing_header = header_name(
+        "routing_header",
+        raw.routing_header
+            .as_deref()
+            .unwrap_or(DEFAULT_ROUTING_HEADER),
+    )?;
+    if let StickyKey::Header(sticky) = &sticky_key
+        && *sticky == routing_header
+    {
+        return Err(ConfigError::new(
+            "routing_header",
+            "must differ from the sticky key header",
+        ));
+    }
+    let response_header = raw
+        .response_header
+        .map(|h| header_name("response_header", &h))
+        .transpose()?;
+
+    let override_rule = raw
+        .override_rule
+        .map(|o| validate_override(o, &routing_header, &sticky_key, env))
+        .transpose()?;
+
+    Ok(Rollout {
+        name: raw.rollout,
+        variants,
+        split,
+        sticky_key,
+        salt_seed: salt_seed(&salt),
+        salt,
+        routing_header,
+        response_header,
+        override_rule,
+    })
+}
+
+fn validate_override(
+    raw: RawOverride,
+    routing_header: &str,
+    sticky_key: &StickyKey,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<OverrideRule, ConfigError> {
+    let header = header_name(
+        "override.header",
+        raw.header.as_deref().unwrap_or(DEFAULT_OVERRIDE_HEADER),
+    )?;
+    let clashes_with_sticky = matches!(sticky_key, StickyKey::Header(h) if *h == header);
+    if header == routing_header || clashes_with_sticky {
+        return Err(ConfigError::new(
+            "override.header",
+            "must differ from the routing header and the sticky key header",
+        ));
+    }
+    let mut secrets = Vec::new();
+    for (i, secret) in raw.secrets.into_iter().enumerate() {
+        check_secret(&format!("override.secrets[{i}]"), &secret)?;
+        secrets.push(secret.into_bytes());
+    }
+    for (i, name) in raw.secrets_env.iter().enumerate() {
+        let field = format!("override.secrets_env[{i}]");
+        let secret = env(name).ok_or_else(|| {
+            ConfigError::new(
+                &field,
+                format!("environment variable `{name}` is not set in the VM"),
+            )
+        })?;
+        check_secret(&field, &secret)?;
+        secrets.push(secret.into_bytes());
+    }
+    if secrets.is_empty() {
+        return Err(ConfigError::new(
+            "override",
+            "an override needs at least one secret (`secrets` or `secrets_env`)",
+        ));
+    }
+    let max_ttl_seconds = raw
+        .max_ttl_seconds
+        .unwrap_or(DEFAULT_OVERRIDE_MAX_TTL_SECONDS);
+    if max_ttl_seconds == 0 || max_ttl_seconds > MAX_TTL_LIMIT_SECONDS {
+        return Err(ConfigError::new(
+            "override.max_ttl_seconds",
+            format!("must be between 1 and {MAX_TTL_LIMIT_SECONDS}, got {max_ttl_seconds}"),
+        ));
+    }
+    Ok(OverrideRule {
+        header,
+        secrets,
+        max_ttl_seconds,
+    })
+}
+
+/// Names end up in stat names and Prometheus labels, so they keep to a safe alphabet
+/// (no `.` or `=`, which the stats tag regexes use as separators).
+fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
+    if name.is_empty() {
+        return Err(ConfigError::new(field, "must not be empty"));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(ConfigError::new(
+            field,
+            format!(
+                "must be at most {MAX_NAME_LEN} characters, got {}",
+                name.len()
+            ),
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+    {
+        return Err(ConfigError::new(
+            field,
+            format!("`{name}` has the character {c:?}; use letters, digits, `-` and `_`"),
+        ));
+    }
+    Ok(())
+}
+
+fn weight_to_basis_points(field: &str, weight: f64) -> Result<u32, ConfigError> {
+    if !weight.is_finite() || !(0.0..=100.0).contains(&weight) {
+        return Err(ConfigError::new(
+            field,
+            format!("must be a percentage between 0 and 100, got {weight}"),
+        ));
+    }
+    let scaled = weight * 100.0;
+    let rounded = scaled.round();
+    if (scaled - rounded).abs() > 1e-6 {
+        return Err(ConfigError::new(
+            field,
+            format!("at most two decimal places are allowed, got {weight}"),
+        ));
+    }
+    // In range by the check above: 0 <= rounded <= 10_000.
+    Ok(rounded as u32)
+}
+
+fn format_percent(bp: u32) -> String {
+    if bp % 100 == 0 {
+        format!("{}", bp / 100)
+    } else {
+        format!("{}.{:02}", bp / 100, bp % 100)
+    }
+}
+
+/// RFC 9110 token characters: what header and cookie names are made of.
+fn is_tchar(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+}
+
+fn check_token(field: &str, token: &str) -> Result<(), ConfigError> {
+    if token.is_empty() {
+        return Err(ConfigError::new(field, "must not be empty"));
+    }
+    if let Some(c) = token.chars().find(|c| !is_tchar(*c)) {
+        return Err(ConfigError::new(
+            field,
+            format!("`{token}` is not a valid name: it has the character {c:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Header names are case-insensitive; Envoy stores them in lowercase.
+fn header_name(field: &str, name: &str) -> Result<String, ConfigError> {
+    check_token(field, name)?;
+    let lower = name.to_ascii_lowercase();
+    if lower == "host" || lower == "content-length" || lower == "transfer-encoding" {
+        return Err(ConfigError::new(
+            field,
+            format!("`{lower}` is managed by Envoy and cannot be used"),
+        ));
+    }
+    Ok(lower)
+}
+
+fn check_header_value(field: &str, value: &str) -> Result<(), ConfigError> {
+    if value.is_empty() {
+        return Err(ConfigError::new(field, "must not be empty"));
+    }
+    if let Some(c) = value.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(ConfigError::new(
+            field,
+            format!("`{value}` has the character {c:?}; use visible ASCII without spaces"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_secret(field: &str, secret: &str) -> Result<(), ConfigError> {
+    if secret.len() < MIN_SECRET_LEN {
+        return Err(ConfigError::new(
+            field,
+            format!("a secret must be at least {MIN_SECRET_LEN} bytes long"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn parse(json: &str) -> Result<Rollout, ConfigError> {
+        Rollout::from_json(json.as_bytes(), no_env)
+    }
+
+    fn refused(json: &str) -> ConfigError {
+        match parse(json) {
+            Ok(_) => panic!("accepted: {json}"),
+            Err(err) => err,
+        }
+    }
+
+    const MINIMAL: &str = r#"{"rollout": "fraud", "variants": [
+        {"name": "stable", "weight": 90}, {"name": "canary", "weight": 10}]}"#;
+
+    #[test]
+    fn minimal_document_gets_the_defaults() {
+        let r = parse(MINIMAL).unwrap();
+        assert_eq!(r.name, "fraud");
+        assert_eq!(r.salt, "fraud");
+        assert_eq!(r.routing_header, "x-outrider-variant");
+        assert_eq!(r.sticky_key, StickyKey::Header("x-user-id".into()));
+        assert_eq!(r.response_header, None);
+        assert!(r.override_rule.is_none());
+        assert_eq!(r.variants[0].weight_bp, 9000);
+        assert_eq!(r.variants[1].header_value, "canary");
+    }
+
+    #[test]
+    fn full_document() {
+        let r = Rollout::from_json(
+            br#"{"rollout": "fraud", "salt": "s1",
+                "variants": [{"name": "stable", "weight": 99.5, "header_value": "v1"},
+                             {"name": "canary", "weight": 0.5, "header_value": "v2"}],
+                "sticky_key": {"cookie": "uid"},
+                "routing_header": "X-Model-Variant",
+                "response_header": "x-served-by",
+                "override": {"secrets": ["0123456789abcdef"], "secrets_env": ["OVR"],
+                             "max_ttl_seconds": 600}}"#,
+            |name| (name == "OVR").then(|| "fedcba9876543210fedc".to_owned()),
+        )
+        .unwrap();
+        assert_eq!(r.routing_header, "x-model-variant");
+        assert_eq!(r.sticky_key, StickyKey::Cookie("uid".into()));
+        assert_eq!(r.variants[0].weight_bp, 9950);
+        assert_eq!(r.variants[1].weight_bp, 50);
+        let o = r.override_rule.unwrap();
+        assert_eq!(o.header, "x-outrider-override");
+        assert_eq!(o.secrets.len(), 2);
+        assert_eq!(o.max_ttl_seconds, 600);
+    }
+
+    #[test]
+    fn refusals_name_the_field_and_the_problem() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                r#"{"rollout": "r", "variants": [{"name": "a", "weight": 100}], "extra": 1}"#,
+                "extra",
+                "unknown field `extra`",
+            ),
+            (
+                r#"{"rollout": "r", "variants": [{"name": "a", "wieght": 100}]}"#,
+                "variants[0].wieght",
+                "unknown field `wieght`",
+            ),
+            (
+                r#"{"rollout": "r", "variants": [{"name": "a", "weight": "100"}]}"#,
+                "variants[0].weight",
+                "invalid type",
+            ),
+            (
+                r#"{"variants": [{"name": "a", "weight": 100}]}"#,
+                "",
+                "missing field `rollout`",
+            ),
+            (
+                r#"{"rollout": "", "variants": [{"name": "a", "weight": 100}]}"#,
+                "rollout",
+                "must not be empty",
+            ),
+            (
+                r#"{"rollout": "a.b", "variants": [{"name": "a", "weight": 100}]}"#,
+                "rollout",
+                "'.'",
+            ),
+            (
+                r#"{"rollout": "r", "variants": []}"#,
+                "variants",
+                "at least one variant",
+            ),
+            (
+                r#"{"rollout": "r", "variants": [{"name": "a", "weight": 60}, {"name": "b", "weight": 30}]}"#,
+                "variants",
+                "add up to 90",
+            ),
+            (
+                r#"{"rollout": "r", "variants": [{"name": "a", "weight": 50}, {"name": "a", "weight": 50}]}"#,
+                "variants[1].name",
+                "duplicate variant `a`",
+            ),
+            (
+                r#"{"rollout": "r", "variants": [{"name": "a", "weight": 50, "header_value": "x"}, {"name": "b", "weight": 50, "header_value": "x"}]}"#,
+                "variants[1].header_value",
+                "already the routing value",
+            ),
+            (
+                r#"{"rollout": "r", "variants": [{"name": "a", "weight": 120}, {"name": "b", "weight": -20}]}"#,
+                "variants[0].weight",
+                "between 0 and 100",
+            ),
+            (
+                r#"{"rollout": "r", "variants": [{"name": "a", "weight": 99.995}, {"name": "b", "weight": 0.005}]}"#,
+                "variants[0].weight",
+                "two decimal places",
+            ),
+            (
+                r#"{"rollout": "r", "variants": [{"name": "", "weight": 100}]}"#,
+                "variants[0].name",
+                "must not be empty",
+            ),
+            (
+                r#"{"rollout": "r", "variants": [{"name": "a", "weight": 100, "header_value": "has space"}]}"#,
+                "variants[0].header_value",
+                "' '",
+            ),
+            (
+                r#"{"rollout": "r", "variants": [{"name": "a", "weight": 100}], "sticky_key": {}}"#,
+                "sticky_key",
+                "exactly one",
+            ),
+            (
+                r#"{"rollout": "r", "variants": [{"name": "a", "weight": 100}], "sticky_key": {"header": "a", "cookie": "b"}}"#,
+                "sticky_key",
+                "exactly one",
+            ),
+            (
+                r#"{"rollout": "r", "variants": [{"name": "a", "weight": 100}], "sticky_key": {"header": "bad header"}}"#,
+                "sticky_key.header",
+                "not a valid name",
+            ),
+            (
+                r#"{"rollout": "r", "variants": [{"name": "a", "weight": 100}], "routing_header": "x-user-id"}"#,
+                "routing_header",
+                "differ from the sticky key",
+            ),
+            (
+                r#"{"rollout": "r", "variants": [{"name": "a", "weight": 100}], "routing_header": "Host"}"#,
+                "routing_header",
+                "managed by Envoy",
+            ),
+            (
+                r#"{"rollout": "r", "variants": [{"name": "a", "weight": 100}], "salt": ""}"#,
+                "salt",
+                "1 to 256 bytes",
+            ),
+            (
+                r#"{"rollout": "r", "variants": [{"name": "a", "weight": 100}], "override": {}}"#,
+                "override",
+                "at least one secret",
+            ),
+            (
+                r#"{"rollout": "r", "variants": [{"name": "a", "weight": 100}], "override": {"secrets": ["short"]}}"#,
+                "override.secrets[0]",
+                "at least 16 bytes",
+            ),
+            (
+                r#"{"rollout": "r", "variants": [{"name": "a", "weight": 100}], "override": {"secrets_env": ["NOPE"]}}"#,
+                "override.secrets_env[0]",
+                "`NOPE` is not set",
+            ),
+            (
+                r#"{"rollout": "r", "variants": [{"name": "a", "weight": 100}], "override": {"secrets": ["0123456789abcdef"], "max_ttl_seconds": 0}}"#,
+                "override.max_ttl_seconds",
+                "between 1 and",
+            ),
+            (
+                r#"{"rollout": "r", "variants": [{"name": "a", "weight": 100}], "override": {"secrets": ["0123456789abcdef"], "header": "x-outrider-variant"}}"#,
+                "override.header",
+                "must differ",
+            ),
+            (
+                r#"{"rollout": "r", "variants": [{"name": "a", "weight": 100}]} {}"#,
+                "",
+                "trailing data",
+            ),
+            (r#"not json"#, "", "expected"),
+            (r#""#, "", "EOF"),
+        ];
+        for (json, field, problem) in cases {
+            let err = refused(json);
+            assert_eq!(err.field, *field, "field for {json}: {err}");
+            assert!(
+                err.problem.contains(problem),
+                "problem for {json}: `{}` lacks `{problem}`",
+                err.problem
+            );
+            assert!(err.to_string().starts_with("invalid configuration"));
+        }
+    }
+
+    #[test]
+    fn too_many_variants() {
+        let variants: Vec<String> = (0..17)
+            .map(|i| {
+                format!(
+                    r#"{{"name": "v{i}", "weight": {}}}"#,
+                    if i == 0 { 100 } else { 0 }
+                )
+            })
+            .collect();
+        let err = refused(&format!(
+            r#"{{"rollout": "r", "variants": [{}]}}"#,
+            variants.join(",")
+        ));
+        assert_eq!(err.field, "variants");
+        assert!(err.problem.contains("at most 16"));
+    }
+
+    #[test]
+    fn zero_weight_variants_are_allowed() {
+        let r = parse(r#"{"rollout": "r", "variants": [{"name": "a", "weight": 100}, {"name": "b", "weight": 0}]}"#)
+            .unwrap();
+        assert_eq!(r.variants[1].weight_bp, 0);
+    }
+}

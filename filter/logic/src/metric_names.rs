@@ -1,0 +1,128 @@
+//! Stat names. Labels are carried in the name as `.label=value` segments; the bootstrap's
+//! `stats_config.stats_tags` (see [`STATS_TAGS`]) turns each into a Prometheus label, so
+//! `outrider.rq_total.rollout=fraud.variant=canary` is exported as
+//! `outrider_rq_total{rollout="fraud",variant="canary"}`. Envoy prefixes stats that a
+//! wasm filter defines with `wasmcustom.` in `/stats`; `/stats/prometheus` strips it.
+
+use crate::response::StatusClass;
+
+/// `(tag name, regex)` pairs for `stats_config.stats_tags`, in the order Envoy must
+/// apply them. The first group of each regex is cut from the name, the second is the
+/// label value.
+pub const STATS_TAGS: [(&str, &str); 5] = [
+    ("rollout", r"^wasmcustom\.outrider\..*(\.rollout=([^.]+))"),
+    ("variant", r"^wasmcustom\.outrider\..*(\.variant=([^.]+))"),
+    ("class", r"^wasmcustom\.outrider\..*(\.class=([^.]+))"),
+    (
+        "grpc_status",
+        r"^wasmcustom\.outrider\..*(\.grpc_status=([^.]+))",
+    ),
+    ("reason", r"^wasmcustom\.outrider\..*(\.reason=([^.]+))"),
+];
+
+/// Requests assigned to a variant (counter).
+pub fn requests(rollout: &str, variant: &str) -> String {
+    format!("outrider.rq_total.rollout={rollout}.variant={variant}")
+}
+
+/// Responses of a variant by status class (counter).
+pub fn responses(rollout: &str, variant: &str, class: StatusClass) -> String {
+    format!(
+        "outrider.rs_total.rollout={rollout}.variant={variant}.class={}",
+        class.label()
+    )
+}
+
+/// Responses of a variant with a non-OK `grpc-status` (counter).
+pub fn grpc_errors(rollout: &str, variant: &str, grpc_status: &str) -> String {
+    format!(
+        "outrider.grpc_error_total.rollout={rollout}.variant={variant}.grpc_status={grpc_status}"
+    )
+}
+
+/// Time from the request's headers to the response's headers, in ms (histogram).
+pub fn upstream_latency(rollout: &str, variant: &str) -> String {
+    format!("outrider.upstream_rq_time.rollout={rollout}.variant={variant}")
+}
+
+/// Overrides that forced this variant (counter).
+pub fn overrides_honoured(rollout: &str, variant: &str) -> String {
+    format!("outrider.override_honoured_total.rollout={rollout}.variant={variant}")
+}
+
+/// Overrides ignored, by reason (counter).
+pub fn overrides_rejected(rollout: &str, reason: &str) -> String {
+    format!("outrider.override_rejected_total.rollout={rollout}.reason={reason}")
+}
+
+/// Requests without a sticky key, assigned at random (counter).
+pub fn unkeyed_requests(rollout: &str) -> String {
+    format!("outrider.rq_unkeyed_total.rollout={rollout}")
+}
+
+/// The configured weight of a variant, in basis points (gauge; 10,000 is 100%).
+pub fn weight(rollout: &str, variant: &str) -> String {
+    format!("outrider.weight_basis_points.rollout={rollout}.variant={variant}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What Envoy's tag extraction does with these names, in plain Rust: every label
+    /// segment is cut and the base name that is left is the Prometheus metric name.
+    fn extract(name: &str) -> (String, Vec<(String, String)>) {
+        let mut base = name.to_owned();
+        let mut labels = Vec::new();
+        for (tag, _) in STATS_TAGS {
+            let marker = format!(".{tag}=");
+            if let Some(start) = base.find(&marker) {
+                let rest = &base[start + marker.len()..];
+                let value: String = rest.chars().take_while(|c| *c != '.').collect();
+                base.replace_range(start..start + marker.len() + value.len(), "");
+                labels.push((tag.to_owned(), value));
+            }
+        }
+        (base, labels)
+    }
+
+    #[test]
+    fn names_split_into_a_base_and_labels() {
+        let full = format!(
+            "wasmcustom.{}",
+            responses("fraud", "canary", StatusClass::ServerError)
+        );
+        let (base, labels) = extract(&full);
+        assert_eq!(base, "wasmcustom.outrider.rs_total");
+        assert_eq!(
+            labels,
+            vec![
+                ("rollout".into(), "fraud".into()),
+                ("variant".into(), "canary".into()),
+                ("class".into(), "5xx".into())
+            ]
+        );
+        let (base, labels) = extract(&format!("wasmcustom.{}", grpc_errors("r", "v", "14")));
+        assert_eq!(base, "wasmcustom.outrider.grpc_error_total");
+        assert_eq!(labels.len(), 3);
+        let (base, _) = extract(&format!(
+            "wasmcustom.{}",
+            overrides_rejected("r", "expired")
+        ));
+        assert_eq!(base, "wasmcustom.outrider.override_rejected_total");
+    }
+
+    #[test]
+    fn every_name_starts_with_the_namespace_the_regexes_expect() {
+        for name in [
+            requests("r", "v"),
+            upstream_latency("r", "v"),
+            overrides_honoured("r", "v"),
+            unkeyed_requests("r"),
+            weight("r", "v"),
+        ] {
+            assert!(name.starts_with("outrider."), "{name}");
+            assert!(name.contains(".rollout=r"), "{name}");
+        }
+    }
+}

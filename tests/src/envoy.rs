@@ -1,0 +1,288 @@
+//! A real Envoy process: started from a bootstrap on free loopback ports, stopped
+//! when dropped (also when a test fails), and reachable through its admin API.
+
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::client::HttpClient;
+use crate::paths;
+use crate::prom::Metrics;
+
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct Envoy {
+    child: Child,
+    dir: TempDir,
+    admin: SocketAddr,
+    http: HttpClient,
+}
+
+/// How an Envoy that was expected to refuse its configuration ended.
+pub struct Refusal {
+    pub status: ExitStatus,
+    pub log: String,
+}
+
+fn command(bootstrap: &Path, dir: &Path, concurrency: u32) -> Result<Command> {
+    let mut cmd = Command::new(paths::envoy_binary()?);
+    cmd.arg("-c")
+        .arg(bootstrap)
+        .args(["--concurrency", &concurrency.to_string()])
+        .arg("--admin-address-path")
+        .arg(dir.join("admin-address"))
+        .arg("--log-path")
+        .arg(dir.join("envoy.log"))
+        .args(["-l", "info", "--disable-hot-restart", "--drain-time-s", "1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // If the harness itself dies, Envoy goes with it.
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    Ok(cmd)
+}
+
+fn write_bootstrap(dir: &Path, bootstrap: &Value) -> Result<PathBuf> {
+    // JSON is YAML, and Envoy reads `.yaml` bootstraps.
+    let path = dir.join("bootstrap.yaml");
+    std::fs::write(&path, serde_json::to_vec_pretty(bootstrap)?)?;
+    Ok(path)
+}
+
+impl Envoy {
+    /// Starts Envoy with a bootstrap built in code and waits until it is live.
+    pub async fn start(bootstrap: &Value, concurrency: u32) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("outrider-envoy-")
+            .tempdir()?;
+        let path = write_bootstrap(dir.path(), bootstrap)?;
+        Self::start_in(dir, &path, concurrency).await
+    }
+
+    /// Starts Envoy with a bootstrap file (for example one of `envoy/`).
+    pub async fn start_file(bootstrap: &Path, concurrency: u32) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("outrider-envoy-")
+            .tempdir()?;
+        Self::start_in(dir, bootstrap, concurrency).await
+    }
+
+    /// Starts Envoy in `dir` (which already holds what the bootstrap refers to).
+    pub async fn start_in(dir: TempDir, bootstrap: &Path, concurrency: u32) -> Result<Self> {
+        let child = command(bootstrap, dir.path(), concurrency)?
+            .spawn()
+            .context("cannot start envoy")?;
+        let mut envoy = Self {
+            child,
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            dir,
+            http: HttpClient::new(),
+        };
+        envoy.wait_live().await?;
+        Ok(envoy)
+    }
+
+    /// Runs Envoy on a bootstrap it should refuse, and returns how it ended.
+    pub async fn expect_refusal(bootstrap: &Value) -> Result<Refusal> {
+        let dir = tempfile::Builder::new()
+            .prefix("outrider-envoy-")
+            .tempdir()?;
+        let path = write_bootstrap(dir.path(), bootstrap)?;
+        let mut child = command(&path, dir.path(), 1)?.spawn()?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                let log = std::fs::read_to_string(dir.path().join("envoy.log")).unwrap_or_default();
+                return Ok(Refusal { status, log });
+            }
+            if Instant::now() > deadline || dir.path().join("admin-address").exists() {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("envoy accepted a bootstrap it should have refused");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Runs `envoy --mode validate` on a bootstrap file.
+    pub fn validate(bootstrap: &Path) -> Result<String> {
+        let output = Command::new(paths::envoy_binary()?)
+            .args(["--mode", "validate", "-c"])
+            .arg(bootstrap)
+            .current_dir(paths::repo_root())
+            .output()?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if !output.status.success() {
+            bail!("{} does not validate:\n{text}", bootstrap.display());
+        }
+        Ok(text)
+    }
+
+    async fn wait_live(&mut self) -> Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let address_file = self.dir.path().join("admin-address");
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "envoy exited during start ({status}):\n{}",
+                    self.log_tail(40)
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "envoy was not live after {START_TIMEOUT:?}:\n{}",
+                    self.log_tail(40)
+                );
+            }
+            if let Ok(text) = std::fs::read_to_string(&address_file)
+                && let Ok(addr) = text.trim().parse()
+            {
+                self.admin = addr;
+                if let Ok(reply) = self
+                    .http
+                    .get(&format!("{}/ready", self.admin_url()), &[])
+                    .await
+                    && reply.status == 200
+                {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Scratch directory of this Envoy (bootstrap, log, LDS files).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin)
+    }
+
+    /// The address a listener is bound to (bootstraps ask for port 0).
+    pub async fn listener(&self, name: &str) -> Result<SocketAddr> {
+        let reply = self
+            .http
+            .get(&format!("{}/listeners?format=json", self.admin_url()), &[])
+            .await?;
+        let listeners: Value = serde_json::from_slice(&reply.body)?;
+        let status = listeners["listener_statuses"]
+            .as_array()
+            .and_then(|all| all.iter().find(|l| l["name"] == name))
+            .ok_or_else(|| anyhow!("no listener `{name}`: {listeners}"))?;
+        let socket = &status["local_address"]["socket_address"];
+        let ip = socket["address"].as_str().context("listener address")?;
+        let port = socket["port_value"].as_u64().context("listener port")?;
+        Ok(format!("{ip}:{port}").parse()?)
+    }
+
+    /// The base URL of a listener, e.g. `http://127.0.0.1:40123`.
+    pub async fn url(&self, listener: &str) -> Result<String> {
+        Ok(format!("http://{}", self.listener(listener).await?))
+    }
+
+    pub async fn admin_get(&self, path: &str) -> Result<String> {
+        let reply = self
+            .http
+            .get(&format!("{}{path}", self.admin_url()), &[])
+            .await?;
+        if reply.status != 200 {
+            bail!("admin {path}: status {}", reply.status);
+        }
+        Ok(String::from_utf8_lossy(&reply.body).into_owned())
+    }
+
+    /// Everything in `/stats/prometheus`.
+    pub async fn prometheus(&self) -> Result<Metrics> {
+        Ok(Metrics::parse(&self.admin_get("/stats/prometheus").await?))
+    }
+
+    /// One counter or gauge of `/stats` by its full name (0 when absent).
+    pub async fn stat(&self, name: &str) -> Result<u64> {
+        let text = self
+            .admin_get(&format!("/stats?filter=^{}$", name.replace('.', "\\.")))
+            .await?;
+        Ok(text
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix(name)?
+                    .strip_prefix(": ")?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0))
+    }
+
+    /// Waits until a stat reaches at least `value`.
+    pub async fn wait_stat(&self, name: &str, value: u64, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let now = self.stat(name).await?;
+            if now >= value {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{name} is {now} after {timeout:?}, expected {value}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("envoy.log")).unwrap_or_default()
+    }
+
+    fn log_tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Stops Envoy (SIGTERM, then SIGKILL after a grace period).
+    pub fn stop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let pid = self.child.id() as libc::pid_t;
+            // SAFETY: sending a signal to our own child process.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- envoy log (last 60 lines) ---\n{}", self.log_tail(60));
+        }
+        self.stop();
+    }
+}

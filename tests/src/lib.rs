@@ -1,0 +1,19 @@
+//! Runs the real Envoy with the outrider filter on loopback, in front of small model
+//! stand-ins that say who they are. Used by the end-to-end tests in `tests/`, by
+//! `make demo` and by `make bench-filter`.
+//!
+//! - [`paths`]: where the Envoy binary and the built `.wasm` files are.
+//! - [`bootstrap`]: Envoy bootstraps for a rollout (header routing, weighted
+//!   clusters, plain route; with or without a wasm filter).
+//! - [`envoy`]: a running Envoy that is stopped when dropped, with its admin API.
+//! - [`standin`]: model stand-ins that count what they receive.
+//! - [`client`]: an HTTP client for sending traffic through Envoy.
+//! - [`prom`]: reading `/stats/prometheus`.
+
+pub mod bootstrap;
+pub mod client;
+pub mod envoy;
+pub mod fixture;
+pub mod paths;
+pub mod prom;
+pub mod standin;

@@ -1,0 +1,58 @@
+//! Locations of the things the harness runs. Each can be overridden by an
+//! environment variable; a missing one is an error that says how to get it.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+
+/// The repository root (this crate lives in `tests/`).
+pub fn repo_root() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.parent().map(PathBuf::from).unwrap_or(here)
+}
+
+fn existing(var: &str, default: PathBuf, how: &str) -> Result<PathBuf> {
+    let path = std::env::var_os(var).map(PathBuf::from).unwrap_or(default);
+    if !path.exists() {
+        bail!("{} not found ({how}; or set {var})", path.display());
+    }
+    Ok(path)
+}
+
+/// The Envoy binary: `.venv/bin/envoy`, installed by `make setup`.
+pub fn envoy_binary() -> Result<PathBuf> {
+    existing(
+        "OUTRIDER_ENVOY",
+        repo_root().join(".venv/bin/envoy"),
+        "run `make setup`",
+    )
+}
+
+fn wasm(file: &str) -> Result<PathBuf> {
+    let dir = std::env::var_os("OUTRIDER_WASM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/wasm32-wasip1/wasm"));
+    let path = dir.join(file);
+    if !path.exists() {
+        bail!(
+            "{} not found (run `make build`; or set OUTRIDER_WASM_DIR)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// The outrider filter, built by `make build`.
+pub fn filter_wasm() -> Result<PathBuf> {
+    wasm("outrider_filter.wasm")
+}
+
+/// The empty pass-through filter that benchmarks compare against.
+pub fn passthrough_wasm() -> Result<PathBuf> {
+    wasm("outrider_passthrough.wasm")
+}
+
+/// The Envoy bootstraps committed under `envoy/`.
+pub fn envoy_configs() -> PathBuf {
+    repo_root().join("envoy")
+}

@@ -1,0 +1,207 @@
+//! Model stand-ins: small HTTP servers (HTTP/1.1 and h2c) that answer like a model
+//! variant, say who they are, and count what reaches them.
+//!
+//! Requests can ask for a behaviour, so tests can produce every kind of response:
+//! `x-test-status: 503` (HTTP status), `x-test-grpc-status: 14` (sent in trailers
+//! after a 200), `x-test-grpc-trailers-only: 14` (status in the headers),
+//! `x-test-delay-ms: 20`.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Result;
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{HeaderMap, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+/// How a stand-in behaves when the request does not say otherwise: a latency drawn
+/// uniformly from a range, and a share of 503 answers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Behaviour {
+    pub latency_ms: (u64, u64),
+    pub error_rate: f64,
+}
+
+/// What a stand-in saw.
+#[derive(Debug, Default)]
+pub struct Seen {
+    requests: AtomicU64,
+    /// Requests that still carried an override header (the filter should strip it).
+    override_headers: AtomicU64,
+    routing_values: Mutex<HashMap<String, u64>>,
+}
+
+pub struct StandIn {
+    pub name: String,
+    pub addr: SocketAddr,
+    seen: Arc<Seen>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl StandIn {
+    /// Starts a stand-in on a free loopback port.
+    pub async fn start(name: &str) -> Result<Self> {
+        Self::start_on(
+            name,
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            Behaviour::default(),
+        )
+        .await
+    }
+
+    pub async fn start_on(name: &str, addr: SocketAddr, behaviour: Behaviour) -> Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let seen = Arc::new(Seen::default());
+        let state = Arc::new(State {
+            name: name.to_owned(),
+            seen: seen.clone(),
+            behaviour,
+        });
+        let server = tokio::spawn(async move {
+            // Dropping the set (when the accept loop is aborted) ends every connection.
+            let mut connections = JoinSet::new();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let state = state.clone();
+                connections.spawn(async move {
+                    let service = service_fn(move |req| {
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(state.answer(req).await) }
+                    });
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+                while connections.try_join_next().is_some() {}
+            }
+        });
+        Ok(Self {
+            name: name.to_owned(),
+            addr,
+            seen,
+            server,
+        })
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.seen.requests.load(Ordering::Relaxed)
+    }
+
+    pub fn override_headers_seen(&self) -> u64 {
+        self.seen.override_headers.load(Ordering::Relaxed)
+    }
+
+    /// How many requests arrived with each value of `x-outrider-variant`.
+    pub fn routing_values(&self) -> HashMap<String, u64> {
+        self.seen
+            .routing_values
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+struct State {
+    name: String,
+    seen: Arc<Seen>,
+    behaviour: Behaviour,
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
+fn header<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+impl State {
+    async fn answer(&self, req: Request<Incoming>) -> Response<Body> {
+        self.seen.requests.fetch_add(1, Ordering::Relaxed);
+        if req.headers().contains_key("x-outrider-override") {
+            self.seen.override_headers.fetch_add(1, Ordering::Relaxed);
+        }
+        let routing = header(&req, "x-outrider-variant").unwrap_or("").to_owned();
+        if let Ok(mut values) = self.seen.routing_values.lock() {
+            *values.entry(routing.clone()).or_default() += 1;
+        }
+
+        let (low, high) = self.behaviour.latency_ms;
+        let delay = header(&req, "x-test-delay-ms")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| {
+                if high > low {
+                    fastrand::u64(low..=high)
+                } else {
+                    low
+                }
+            });
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        let status = header(&req, "x-test-status")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| {
+                if self.behaviour.error_rate > 0.0 && fastrand::f64() < self.behaviour.error_rate {
+                    503
+                } else {
+                    200
+                }
+            });
+
+        // What a model would answer, plus who answered.
+        let score = fastrand::f64();
+        let body = json!({
+            "model_name": self.name,
+            "served_by": self.name,
+            "routing_header": routing,
+            "outputs": [{"name": "score", "shape": [1], "datatype": "FP64", "data": [score]}]
+        })
+        .to_string();
+
+        let mut builder = Response::builder()
+            .status(status)
+            .header("x-served-by", &self.name)
+            .header("content-type", "application/json");
+        if let Some(code) = header(&req, "x-test-grpc-trailers-only") {
+            builder = builder.header("grpc-status", code);
+        }
+        let body: Body =
+            match header(&req, "x-test-grpc-status").and_then(|v| HeaderValue::from_str(v).ok()) {
+                Some(code) => {
+                    let mut trailers = HeaderMap::new();
+                    trailers.insert("grpc-status", code);
+                    let frames = vec![
+                        Ok::<_, Infallible>(Frame::data(Bytes::from(body))),
+                        Ok(Frame::trailers(trailers)),
+                    ];
+                    StreamBody::new(futures::stream::iter(frames)).boxed()
+                }
+                None => Full::new(Bytes::from(body)).boxed(),
+            };
+        builder
+            .body(body)
+            .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
+    }
+}
