@@ -30,9 +30,17 @@ pub struct Refusal {
     pub log: String,
 }
 
-fn command(bootstrap: &Path, dir: &Path, concurrency: u32) -> Result<Command> {
+fn command(
+    bootstrap: &Path,
+    dir: &Path,
+    concurrency: u32,
+    env: &[(&str, &str)],
+) -> Result<Command> {
     let mut cmd = Command::new(paths::envoy_binary()?);
-    cmd.arg("-c")
+    // Committed configs name the .wasm files relative to the repository root.
+    cmd.current_dir(paths::repo_root())
+        .envs(env.iter().copied())
+        .arg("-c")
         .arg(bootstrap)
         .args(["--concurrency", &concurrency.to_string()])
         .arg("--admin-address-path")
@@ -68,20 +76,29 @@ impl Envoy {
             .prefix("outrider-envoy-")
             .tempdir()?;
         let path = write_bootstrap(dir.path(), bootstrap)?;
-        Self::start_in(dir, &path, concurrency).await
+        Self::start_in(dir, &path, concurrency, &[]).await
     }
 
-    /// Starts Envoy with a bootstrap file (for example one of `envoy/`).
-    pub async fn start_file(bootstrap: &Path, concurrency: u32) -> Result<Self> {
+    /// Starts Envoy with a bootstrap file (for example one of `envoy/`) and extra
+    /// environment variables.
+    pub async fn start_file(
+        bootstrap: &Path,
+        concurrency: u32,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("outrider-envoy-")
             .tempdir()?;
-        Self::start_in(dir, bootstrap, concurrency).await
+        Self::start_in(dir, bootstrap, concurrency, env).await
     }
 
-    /// Starts Envoy in `dir` (which already holds what the bootstrap refers to).
-    pub async fn start_in(dir: TempDir, bootstrap: &Path, concurrency: u32) -> Result<Self> {
-        let child = command(bootstrap, dir.path(), concurrency)?
+    async fn start_in(
+        dir: TempDir,
+        bootstrap: &Path,
+        concurrency: u32,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
+        let child = command(bootstrap, dir.path(), concurrency, env)?
             .spawn()
             .context("cannot start envoy")?;
         let mut envoy = Self {
@@ -100,14 +117,22 @@ impl Envoy {
             .prefix("outrider-envoy-")
             .tempdir()?;
         let path = write_bootstrap(dir.path(), bootstrap)?;
-        let mut child = command(&path, dir.path(), 1)?.spawn()?;
+        let mut child = command(&path, dir.path(), 1, &[])?.spawn()?;
+        let http = HttpClient::new();
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(status) = child.try_wait()? {
                 let log = std::fs::read_to_string(dir.path().join("envoy.log")).unwrap_or_default();
                 return Ok(Refusal { status, log });
             }
-            if Instant::now() > deadline || dir.path().join("admin-address").exists() {
+            let live = match std::fs::read_to_string(dir.path().join("admin-address")) {
+                Ok(admin) => http
+                    .get(&format!("http://{}/ready", admin.trim()), &[])
+                    .await
+                    .is_ok_and(|r| r.status == 200),
+                Err(_) => false,
+            };
+            if live || Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
                 bail!("envoy accepted a bootstrap it should have refused");
@@ -116,9 +141,11 @@ impl Envoy {
         }
     }
 
-    /// Runs `envoy --mode validate` on a bootstrap file.
-    pub fn validate(bootstrap: &Path) -> Result<String> {
+    /// Runs `envoy --mode validate` on a bootstrap file (which also configures the
+    /// wasm filters, so an invalid filter configuration fails it).
+    pub fn validate(bootstrap: &Path, env: &[(&str, &str)]) -> Result<String> {
         let output = Command::new(paths::envoy_binary()?)
+            .envs(env.iter().copied())
             .args(["--mode", "validate", "-c"])
             .arg(bootstrap)
             .current_dir(paths::repo_root())

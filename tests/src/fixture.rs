@@ -2,6 +2,7 @@
 //! in front of them.
 
 use anyhow::{Context, Result};
+use outrider_filter_logic::{RequestHeaders, Rollout};
 use serde_json::Value;
 
 use crate::bootstrap::{Cluster, LISTENER, Spec, Wasm};
@@ -81,4 +82,44 @@ impl Spec {
                 .collect();
         }
     }
+}
+
+/// The variant the filter's own decision logic picks for a sticky key under
+/// `config` (no override, key in the default `x-user-id` header): the reference the
+/// end-to-end tests hold Envoy to.
+pub fn expected_variant(config: &Value, key: &str) -> Result<String> {
+    struct KeyOnly<'a>(&'a str);
+    impl RequestHeaders for KeyOnly<'_> {
+        fn get(&self, name: &str) -> Option<String> {
+            (name == "x-user-id").then(|| self.0.to_owned())
+        }
+    }
+    // Override secrets play no part in hashing; any value satisfies `secrets_env`.
+    let rollout = Rollout::from_json(config.to_string().as_bytes(), |_| Some("-".repeat(32)))?;
+    let decision = rollout.decide(&KeyOnly(key), || 0, || 0.0);
+    Ok(rollout.variants[decision.variant].name.clone())
+}
+
+/// A committed config with its fixed ports replaced (`from` -> `to`; 0 lets Envoy
+/// choose), written to `dir`, so tests can run the very file users run.
+pub fn with_ports(
+    config: &std::path::Path,
+    ports: &[(u16, u16)],
+    dir: &std::path::Path,
+) -> Result<std::path::PathBuf> {
+    let mut text =
+        std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
+    for (from, to) in ports {
+        let needle = format!("port_value: {from}}}");
+        anyhow::ensure!(
+            text.contains(&needle),
+            "{} has no `{needle}`",
+            config.display()
+        );
+        text = text.replace(&needle, &format!("port_value: {to}}}"));
+    }
+    let name = config.file_name().context("config without a file name")?;
+    let path = dir.join(name);
+    std::fs::write(&path, text)?;
+    Ok(path)
 }

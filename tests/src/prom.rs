@@ -49,15 +49,22 @@ impl Metrics {
             .sum()
     }
 
-    /// Observations in a histogram series (its `+Inf` bucket).
-    pub fn histogram_count(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    /// The cumulative buckets of a histogram series, as (upper bound, count).
+    pub fn histogram(&self, name: &str, labels: &[(&str, &str)]) -> Option<Vec<(f64, f64)>> {
         self.matching(name, labels).find_map(|s| match &s.value {
-            Value::Histogram(buckets) => buckets
-                .iter()
-                .find(|b| b.less_than.is_infinite())
-                .map(|b| b.count),
+            Value::Histogram(buckets) => {
+                Some(buckets.iter().map(|b| (b.less_than, b.count)).collect())
+            }
             _ => None,
         })
+    }
+
+    /// Observations in a histogram series (its `+Inf` bucket).
+    pub fn histogram_count(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.histogram(name, labels)?
+            .into_iter()
+            .find(|(le, _)| le.is_infinite())
+            .map(|(_, count)| count)
     }
 
     /// Every series of `name`, as its labels and value.

@@ -12,6 +12,6 @@ use proxy_wasm::types::LogLevel;
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     // A panic traps the VM; leave a trace of why in Envoy's log first.
-    std::panic::set_hook(Box::new(|info| host::log(LogLevel::Critical, &format!("outrider: panic: {info}"))));
+    std::panic::set_hook(Box::new(|info| host::log(LogLevel::Critical, &format!("panic: {info}"))));
     proxy_wasm::set_root_context(|_| Box::new(root::OutriderRoot::new()));
 }}

@@ -87,18 +87,14 @@ impl RootContext for OutriderRoot {
                     .collect();
                 host::log(
                     LogLevel::Info,
-                    &format!(
-                        "outrider: rollout `{}` configured: {}",
-                        r.name,
-                        weights.join(" ")
-                    ),
+                    &format!("rollout `{}` configured: {}", r.name, weights.join(" ")),
                 );
                 self.active = Some(Rc::new(active));
                 true
             }
             Err(message) => {
                 // Refusing keeps whatever configuration Envoy had before.
-                host::log(LogLevel::Error, &format!("outrider: {message}"));
+                host::log(LogLevel::Error, &message);
                 false
             }
         }

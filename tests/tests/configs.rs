@@ -1,0 +1,153 @@
+//! Configurations: an invalid filter configuration is refused with a log line that
+//! names the field and the problem; every committed bootstrap in `envoy/` validates;
+//! the demo bootstrap routes and labels traffic as documented.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use outrider_harness::bootstrap::{Cluster, LISTENER, Routing, Spec, Wasm};
+use outrider_harness::client::HttpClient;
+use outrider_harness::envoy::Envoy;
+use outrider_harness::fixture::{expected_variant, with_ports};
+use outrider_harness::paths;
+use outrider_harness::standin::StandIn;
+use serde_json::{Value, json};
+
+const SECRET_ENV: (&str, &str) = (
+    "OUTRIDER_OVERRIDE_SECRET",
+    "a-test-secret-for-validation-0001",
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_configuration_is_refused_with_the_reason_logged() {
+    let cases: [(Value, &str); 4] = [
+        (
+            json!({"rollout": "fraud", "variants": [{"name": "stable", "weight": 90}, {"name": "canary", "weight": 120}]}),
+            "invalid configuration: field `variants[1].weight`: must be a percentage between 0 and 100, got 120",
+        ),
+        (
+            json!({"rollout": "fraud", "variants": [{"name": "stable", "weight": 100}], "stickyKey": {"header": "x"}}),
+            "invalid configuration: field `stickyKey`: unknown field `stickyKey`",
+        ),
+        (
+            json!({"rollout": "fraud", "variants": [{"name": "a", "weight": 50}, {"name": "a", "weight": 50}]}),
+            "invalid configuration: field `variants[1].name`: duplicate variant `a` (also variants[0])",
+        ),
+        (
+            json!({"rollout": "fraud", "variants": [{"name": "stable", "weight": 100}], "override": {"secrets": ["short"]}}),
+            "invalid configuration: field `override.secrets[0]`: a secret must be at least 16 bytes long",
+        ),
+    ];
+    let stable = StandIn::start("stable").await.unwrap();
+    let wasm = paths::filter_wasm().unwrap();
+    for (config, reason) in cases {
+        let spec = Spec {
+            routing: Routing::Plain {
+                cluster: "stable".into(),
+            },
+            wasm: Some(Wasm::Outrider {
+                path: wasm.clone(),
+                config: config.to_string(),
+                vm_env: Vec::new(),
+            }),
+            clusters: vec![Cluster::new("stable", stable.addr)],
+        };
+        let refusal = Envoy::expect_refusal(&spec.bootstrap()).await.unwrap();
+        assert!(!refusal.status.success());
+        let line = refusal.log.lines().find(|l| l.contains(reason));
+        assert!(
+            line.is_some(),
+            "no log line `{reason}` in:\n{}",
+            refusal.log
+        );
+        assert!(
+            line.unwrap().contains("[error][wasm]"),
+            "logged as an error: {line:?}"
+        );
+    }
+}
+
+fn bootstraps(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(bootstraps(&path));
+        } else if path.extension().is_some_and(|e| e == "yaml") {
+            found.push(path);
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn every_bootstrap_in_envoy_validates() {
+    let all = bootstraps(&paths::envoy_configs());
+    assert!(all.len() >= 5, "{all:?}");
+    for path in all {
+        let output = Envoy::validate(&path, &[SECRET_ENV]).unwrap();
+        assert!(output.contains("OK"), "{}: {output}", path.display());
+    }
+}
+
+/// The filter configuration embedded in a committed bootstrap.
+fn embedded_filter_config(bootstrap: &Path) -> Value {
+    let yaml: Value = serde_saphyr::from_str(&std::fs::read_to_string(bootstrap).unwrap()).unwrap();
+    let filters = &yaml["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        ["http_filters"];
+    let wasm = filters
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "envoy.filters.http.wasm")
+        .unwrap();
+    serde_json::from_str(
+        wasm["typed_config"]["config"]["configuration"]["value"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_bootstrap_routes_and_labels_as_documented() {
+    let demo = paths::envoy_configs().join("demo.yaml");
+    let config = embedded_filter_config(&demo);
+    let stable = StandIn::start("stable").await.unwrap();
+    let canary = StandIn::start("canary").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ports = [
+        (9901, 0),
+        (10000, 0),
+        (18081, stable.addr.port()),
+        (18082, canary.addr.port()),
+    ];
+    let bootstrap = with_ports(&demo, &ports, dir.path()).unwrap();
+    let envoy = Envoy::start_file(&bootstrap, 2, &[SECRET_ENV])
+        .await
+        .unwrap();
+    let url = envoy.url(LISTENER).await.unwrap();
+
+    let keys: Vec<String> = (0..1_000).map(|i| format!("demo-user-{i}")).collect();
+    let replies = HttpClient::new()
+        .keyed_gets(&url, "x-user-id", &keys, 16)
+        .await
+        .unwrap();
+    let mut served: HashMap<String, f64> = HashMap::new();
+    for (key, reply) in &replies {
+        let by = reply.header("x-served-by").unwrap();
+        assert_eq!(by, expected_variant(&config, key).unwrap(), "{key}");
+        assert_eq!(reply.header("x-outrider-variant"), Some(by));
+        *served.entry(by.to_owned()).or_default() += 1.0;
+    }
+    let metrics = envoy.prometheus().await.unwrap();
+    for variant in ["stable", "canary"] {
+        let labels = [("rollout", "fraud"), ("variant", variant)];
+        assert_eq!(
+            metrics.value("outrider_rq_total", &labels),
+            served.get(variant).copied()
+        );
+    }
+    assert_eq!(stable.requests() + canary.requests(), 1_000);
+}
