@@ -2,6 +2,7 @@
 //! stand-ins that say who they are. Used by the end-to-end tests in `tests/`, by
 //! `make demo` and by `make bench-filter`.
 //!
+//! - [`admin_stats`]: per-variant figures from `/stats?format=json`.
 //! - [`paths`]: where the Envoy binary and the built `.wasm` files are.
 //! - [`bootstrap`]: Envoy bootstraps for a rollout (header routing, weighted
 //!   clusters, plain route; with or without a wasm filter).
@@ -10,6 +11,7 @@
 //! - [`client`]: an HTTP client for sending traffic through Envoy.
 //! - [`prom`]: reading `/stats/prometheus`.
 
+pub mod admin_stats;
 pub mod bootstrap;
 pub mod client;
 pub mod envoy;
