@@ -28,7 +28,9 @@ pub struct RolloutFigures {
 
 /// `name=value` segments of a stat name after its base name.
 fn labels(name: &str) -> BTreeMap<&str, &str> {
-    name.split('.').filter_map(|segment| segment.split_once('=')).collect()
+    name.split('.')
+        .filter_map(|segment| segment.split_once('='))
+        .collect()
 }
 
 fn base(name: &str) -> &str {
@@ -65,13 +67,22 @@ impl RolloutFigures {
             return;
         }
         match base(name) {
-            "outrider.rq_total" => self.variant(&labels).into_iter().for_each(|v| v.requests = value),
-            "outrider.weight_basis_points" => self.variant(&labels).into_iter().for_each(|v| v.weight_bp = value),
-            "outrider.override_honoured_total" => {
-                self.variant(&labels).into_iter().for_each(|v| v.overrides_honoured = value)
-            }
+            "outrider.rq_total" => self
+                .variant(&labels)
+                .into_iter()
+                .for_each(|v| v.requests = value),
+            "outrider.weight_basis_points" => self
+                .variant(&labels)
+                .into_iter()
+                .for_each(|v| v.weight_bp = value),
+            "outrider.override_honoured_total" => self
+                .variant(&labels)
+                .into_iter()
+                .for_each(|v| v.overrides_honoured = value),
             "outrider.rs_total" => {
-                let index = ["2xx", "3xx", "4xx", "5xx"].iter().position(|c| labels.get("class") == Some(c));
+                let index = ["2xx", "3xx", "4xx", "5xx"]
+                    .iter()
+                    .position(|c| labels.get("class") == Some(c));
                 if let (Some(i), Some(v)) = (index, self.variant(&labels))
                     && let Some(slot) = v.classes.get_mut(i)
                 {
@@ -97,12 +108,17 @@ impl RolloutFigures {
         let (Some(p50), Some(p99)) = (position(50.0), position(99.0)) else {
             return;
         };
-        for computed in histograms["computed_quantiles"].as_array().into_iter().flatten() {
+        for computed in histograms["computed_quantiles"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             let Some(name) = computed["name"].as_str() else {
                 continue;
             };
             let labels = labels(name);
-            if base(name) != "outrider.upstream_rq_time" || labels.get("rollout") != Some(&rollout) {
+            if base(name) != "outrider.upstream_rq_time" || labels.get("rollout") != Some(&rollout)
+            {
                 continue;
             }
             let values = &computed["values"];

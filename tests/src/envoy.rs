@@ -30,32 +30,63 @@ pub struct Refusal {
     pub log: String,
 }
 
-fn command(
-    bootstrap: &Path,
-    dir: &Path,
-    concurrency: u32,
-    env: &[(&str, &str)],
-) -> Result<Command> {
+/// How to run Envoy.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub concurrency: u32,
+    pub env: Vec<(String, String)>,
+    /// Pin every Envoy thread to this CPU (benchmarks keep their load off it).
+    pub cpu: Option<usize>,
+}
+
+impl Launch {
+    pub fn workers(concurrency: u32) -> Self {
+        Self {
+            concurrency,
+            env: Vec::new(),
+            cpu: None,
+        }
+    }
+
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn cpu(mut self, cpu: usize) -> Self {
+        self.cpu = Some(cpu);
+        self
+    }
+}
+
+fn command(bootstrap: &Path, dir: &Path, launch: &Launch) -> Result<Command> {
     let mut cmd = Command::new(paths::envoy_binary()?);
     // Committed configs name the .wasm files relative to the repository root.
     cmd.current_dir(paths::repo_root())
-        .envs(env.iter().copied())
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
         .arg("-c")
         .arg(bootstrap)
-        .args(["--concurrency", &concurrency.to_string()])
+        .args(["--concurrency", &launch.concurrency.to_string()])
         .arg("--admin-address-path")
         .arg(dir.join("admin-address"))
         .arg("--log-path")
         .arg(dir.join("envoy.log"))
         .args(["-l", "info", "--disable-hot-restart", "--drain-time-s", "1"])
+        // Log lines reach the file within 100 ms (tests read it while Envoy runs).
+        .args(["--file-flush-interval-msec", "100"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // If the harness itself dies, Envoy goes with it.
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    let cpu = launch.cpu;
+    // SAFETY: between fork and exec only async-signal-safe calls (prctl,
+    // sched_setaffinity) on memory owned by this closure.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
+            // If the harness itself dies, Envoy goes with it.
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if let Some(cpu) = cpu {
+                crate::load::pin_to_cpu(cpu)?;
+            }
             Ok(())
         });
     }
@@ -76,29 +107,19 @@ impl Envoy {
             .prefix("outrider-envoy-")
             .tempdir()?;
         let path = write_bootstrap(dir.path(), bootstrap)?;
-        Self::start_in(dir, &path, concurrency, &[]).await
+        Self::start_in(dir, &path, &Launch::workers(concurrency)).await
     }
 
-    /// Starts Envoy with a bootstrap file (for example one of `envoy/`) and extra
-    /// environment variables.
-    pub async fn start_file(
-        bootstrap: &Path,
-        concurrency: u32,
-        env: &[(&str, &str)],
-    ) -> Result<Self> {
+    /// Starts Envoy with a bootstrap file (for example one of `envoy/`).
+    pub async fn start_file(bootstrap: &Path, launch: &Launch) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("outrider-envoy-")
             .tempdir()?;
-        Self::start_in(dir, bootstrap, concurrency, env).await
+        Self::start_in(dir, bootstrap, launch).await
     }
 
-    async fn start_in(
-        dir: TempDir,
-        bootstrap: &Path,
-        concurrency: u32,
-        env: &[(&str, &str)],
-    ) -> Result<Self> {
-        let child = command(bootstrap, dir.path(), concurrency, env)?
+    async fn start_in(dir: TempDir, bootstrap: &Path, launch: &Launch) -> Result<Self> {
+        let child = command(bootstrap, dir.path(), launch)?
             .spawn()
             .context("cannot start envoy")?;
         let mut envoy = Self {
@@ -117,7 +138,7 @@ impl Envoy {
             .prefix("outrider-envoy-")
             .tempdir()?;
         let path = write_bootstrap(dir.path(), bootstrap)?;
-        let mut child = command(&path, dir.path(), 1, &[])?.spawn()?;
+        let mut child = command(&path, dir.path(), &Launch::workers(1))?.spawn()?;
         let http = HttpClient::new();
         let deadline = Instant::now() + START_TIMEOUT;
         loop {

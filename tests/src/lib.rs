@@ -9,6 +9,7 @@
 //! - [`envoy`]: a running Envoy that is stopped when dropped, with its admin API.
 //! - [`standin`]: model stand-ins that count what they receive.
 //! - [`client`]: an HTTP client for sending traffic through Envoy.
+//! - [`load`]: closed-loop and fixed-rate load, and a process's CPU time.
 //! - [`prom`]: reading `/stats/prometheus`.
 
 pub mod admin_stats;
@@ -16,6 +17,7 @@ pub mod bootstrap;
 pub mod client;
 pub mod envoy;
 pub mod fixture;
+pub mod load;
 pub mod paths;
 pub mod prom;
 pub mod standin;

@@ -3,7 +3,8 @@
 //!
 //! Requests can ask for a behaviour, so tests can produce every kind of response:
 //! `x-test-status: 503` (HTTP status), `x-test-grpc-status: 14` (sent in trailers
-//! after a 200), `x-test-grpc-trailers-only: 14` (status in the headers),
+//! after a 200), `x-test-grpc-trailers-only: 14` (status in headers that end the
+//! stream, with no body),
 //! `x-test-delay-ms: 20`.
 
 use std::collections::HashMap;
@@ -185,7 +186,11 @@ impl State {
             .header("x-served-by", &self.name)
             .header("content-type", "application/json");
         if let Some(code) = header(&req, "x-test-grpc-trailers-only") {
-            builder = builder.header("grpc-status", code);
+            // A gRPC trailers-only response: the status in headers that end the stream.
+            let response = builder
+                .header("grpc-status", code)
+                .body(Full::new(Bytes::new()).boxed());
+            return response.unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()));
         }
         let body: Body =
             match header(&req, "x-test-grpc-status").and_then(|v| HeaderValue::from_str(v).ok()) {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use outrider_harness::bootstrap::{Cluster, LISTENER, Routing, Spec, Wasm};
 use outrider_harness::client::HttpClient;
-use outrider_harness::envoy::Envoy;
+use outrider_harness::envoy::{Envoy, Launch};
 use outrider_harness::fixture::{expected_variant, with_ports};
 use outrider_harness::paths;
 use outrider_harness::standin::StandIn;
@@ -124,9 +124,12 @@ async fn the_demo_bootstrap_routes_and_labels_as_documented() {
         (18082, canary.addr.port()),
     ];
     let bootstrap = with_ports(&demo, &ports, dir.path()).unwrap();
-    let envoy = Envoy::start_file(&bootstrap, 2, &[SECRET_ENV])
-        .await
-        .unwrap();
+    let envoy = Envoy::start_file(
+        &bootstrap,
+        &Launch::workers(2).env(SECRET_ENV.0, SECRET_ENV.1),
+    )
+    .await
+    .unwrap();
     let url = envoy.url(LISTENER).await.unwrap();
 
     let keys: Vec<String> = (0..1_000).map(|i| format!("demo-user-{i}")).collect();

@@ -19,7 +19,11 @@ fn crds_path() -> PathBuf {
 }
 
 fn documents(text: &str) -> Vec<Value> {
-    serde_saphyr::from_multiple::<Value>(text).unwrap().into_iter().filter(|d| !d.is_null()).collect()
+    serde_saphyr::from_multiple::<Value>(text)
+        .unwrap()
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .collect()
 }
 
 fn manifests() -> Vec<(String, Value)> {
@@ -42,7 +46,10 @@ fn close_objects(schema: &mut Value) {
     match schema {
         Value::Object(map) => {
             let preserves = map.get("x-kubernetes-preserve-unknown-fields") == Some(&json!(true));
-            if map.contains_key("properties") && !preserves && !map.contains_key("additionalProperties") {
+            if map.contains_key("properties")
+                && !preserves
+                && !map.contains_key("additionalProperties")
+            {
                 map.insert("additionalProperties".into(), json!(false));
             }
             map.values_mut().for_each(close_objects);
@@ -57,16 +64,26 @@ struct Crds(Vec<Value>);
 impl Crds {
     fn load() -> Self {
         let path = crds_path();
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("Istio CRD schemas at {}: {e} (set OUTRIDER_ISTIO_CRDS)", path.display()));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "Istio CRD schemas at {}: {e} (set OUTRIDER_ISTIO_CRDS)",
+                path.display()
+            )
+        });
         Self(documents(&text))
     }
 
     /// The schema of `spec` for a kind at an apiVersion such as `networking.istio.io/v1`.
     fn spec_schema(&self, api_version: &str, kind: &str) -> Option<Value> {
         let (group, version) = api_version.split_once('/')?;
-        let crd = self.0.iter().find(|c| c["spec"]["group"] == group && c["spec"]["names"]["kind"] == kind)?;
-        let version = crd["spec"]["versions"].as_array()?.iter().find(|v| v["name"] == version)?;
+        let crd = self
+            .0
+            .iter()
+            .find(|c| c["spec"]["group"] == group && c["spec"]["names"]["kind"] == kind)?;
+        let version = crd["spec"]["versions"]
+            .as_array()?
+            .iter()
+            .find(|v| v["name"] == version)?;
         let mut schema = version["schema"]["openAPIV3Schema"]["properties"]["spec"].clone();
         close_objects(&mut schema);
         Some(schema)
@@ -87,11 +104,16 @@ impl Crds {
 }
 
 fn is_istio(manifest: &Value) -> bool {
-    manifest["apiVersion"].as_str().is_some_and(|v| v.contains(".istio.io/"))
+    manifest["apiVersion"]
+        .as_str()
+        .is_some_and(|v| v.contains(".istio.io/"))
 }
 
 fn find<'a>(all: &'a [(String, Value)], kind: &str) -> &'a Value {
-    &all.iter().find(|(_, m)| m["kind"] == kind).unwrap_or_else(|| panic!("no {kind} in istio/")).1
+    &all.iter()
+        .find(|(_, m)| m["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} in istio/"))
+        .1
 }
 
 #[test]
@@ -113,7 +135,11 @@ fn the_validation_catches_mistakes() {
     let mut typo = find(&all, "WasmPlugin").clone();
     let config = typo["spec"]["pluginConfig"].take();
     typo["spec"]["pluginConfg"] = config;
-    assert!(crds.errors(&typo).iter().any(|e| e.contains("pluginConfg")), "{:?}", crds.errors(&typo));
+    assert!(
+        crds.errors(&typo).iter().any(|e| e.contains("pluginConfg")),
+        "{:?}",
+        crds.errors(&typo)
+    );
     let mut bad_enum = find(&all, "WasmPlugin").clone();
     bad_enum["spec"]["failStrategy"] = json!("FAIL_SOMETIMES");
     assert!(!crds.errors(&bad_enum).is_empty());
@@ -126,37 +152,68 @@ fn the_validation_catches_mistakes() {
 fn the_manifests_agree_with_each_other() {
     let all = manifests();
     let plugin = find(&all, "WasmPlugin");
-    let rollout = Rollout::from_json(plugin["spec"]["pluginConfig"].to_string().as_bytes(), |name| {
-        let forwarded = plugin["spec"]["vmConfig"]["env"].as_array()?.iter().any(|e| e["name"] == name);
-        forwarded.then(|| "a-secret-from-the-gateway-environment".to_owned())
-    })
+    let rollout = Rollout::from_json(
+        plugin["spec"]["pluginConfig"].to_string().as_bytes(),
+        |name| {
+            let forwarded = plugin["spec"]["vmConfig"]["env"]
+                .as_array()?
+                .iter()
+                .any(|e| e["name"] == name);
+            forwarded.then(|| "a-secret-from-the-gateway-environment".to_owned())
+        },
+    )
     .unwrap();
 
     let rule = find(&all, "DestinationRule");
-    let subsets: Vec<&str> = rule["spec"]["subsets"].as_array().unwrap().iter().filter_map(|s| s["name"].as_str()).collect();
+    let subsets: Vec<&str> = rule["spec"]["subsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
     let service = find(&all, "VirtualService");
     let routes = service["spec"]["http"].as_array().unwrap();
     for variant in &rollout.variants {
-        assert!(subsets.contains(&variant.name.as_str()), "no subset for {}", variant.name);
+        assert!(
+            subsets.contains(&variant.name.as_str()),
+            "no subset for {}",
+            variant.name
+        );
         let routed = routes.iter().any(|r| {
             let matches_header = r["match"].as_array().is_some_and(|m| {
-                m.iter().any(|m| m["headers"][&rollout.routing_header]["exact"] == variant.header_value.as_str())
+                m.iter().any(|m| {
+                    m["headers"][&rollout.routing_header]["exact"] == variant.header_value.as_str()
+                })
             });
             let unconditional = r.get("match").is_none();
             let to_subset = r["route"][0]["destination"]["subset"] == variant.name.as_str();
-            to_subset && (matches_header || (unconditional && variant.name == rollout.variants[0].name))
+            to_subset
+                && (matches_header || (unconditional && variant.name == rollout.variants[0].name))
         });
-        assert!(routed, "no route sends `{}: {}` to subset {}", rollout.routing_header, variant.header_value, variant.name);
+        assert!(
+            routed,
+            "no route sends `{}: {}` to subset {}",
+            rollout.routing_header, variant.header_value, variant.name
+        );
     }
 
     let bootstrap = find(&all, "ConfigMap");
-    let custom: Value = serde_json::from_str(bootstrap["data"]["custom_bootstrap.json"].as_str().unwrap()).unwrap();
+    let custom: Value =
+        serde_json::from_str(bootstrap["data"]["custom_bootstrap.json"].as_str().unwrap()).unwrap();
     let tags: Vec<(String, String)> = custom["stats_config"]["stats_tags"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| (t["tag_name"].as_str().unwrap().to_owned(), t["regex"].as_str().unwrap().to_owned()))
+        .map(|t| {
+            (
+                t["tag_name"].as_str().unwrap().to_owned(),
+                t["regex"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
-    let expected: Vec<(String, String)> = STATS_TAGS.iter().map(|(t, r)| ((*t).to_owned(), (*r).to_owned())).collect();
+    let expected: Vec<(String, String)> = STATS_TAGS
+        .iter()
+        .map(|(t, r)| ((*t).to_owned(), (*r).to_owned()))
+        .collect();
     assert_eq!(tags, expected);
 }

@@ -64,6 +64,11 @@ impl Rejection {
         Rejection::TtlTooLong,
     ];
 
+    /// Position in [`Self::ALL`], for per-reason arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The label value in stats.
     pub fn reason(self) -> &'static str {
         match self {
@@ -258,6 +263,13 @@ mod tests {
             check(&format!("nope.123.{sig}")),
             Err(Rejection::UnknownVariant)
         );
+    }
+
+    #[test]
+    fn indexes_follow_all() {
+        for (i, r) in Rejection::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
     }
 
     #[test]

@@ -15,7 +15,11 @@ pub fn log(level: proxy_wasm::types::LogLevel, message: &str) {
 /// A header value, decoded lossily: clients may send bytes that are not UTF-8.
 pub fn header(map: MapType, name: &str) -> Option<String> {
     match hostcalls::get_map_value_bytes(map, name) {
-        Ok(Some(bytes)) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+        // No copy in the usual case of a valid UTF-8 value.
+        Ok(Some(bytes)) => Some(
+            String::from_utf8(bytes)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        ),
         _ => None,
     }
 }

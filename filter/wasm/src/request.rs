@@ -90,7 +90,7 @@ impl HttpContext for Request {
         Action::Continue
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let (Some(active), Some(variant)) = (&self.active, self.variant) else {
             return Action::Continue;
         };
@@ -105,8 +105,11 @@ impl HttpContext for Request {
         ) {
             host::set_header(MapType::HttpResponseHeaders, name, &spec.name);
         }
-        // gRPC "trailers-only" responses carry the status in the headers.
-        self.record_grpc_status(MapType::HttpResponseHeaders);
+        // gRPC "trailers-only" responses carry the status in headers that end the
+        // stream; any other response has it in trailers, if at all.
+        if end_of_stream {
+            self.record_grpc_status(MapType::HttpResponseHeaders);
+        }
         Action::Continue
     }
 

@@ -71,12 +71,7 @@ impl RolloutStats {
         if via == Via::Random {
             host::increment(self.unkeyed);
         }
-        if let Some(rejection) = rejected
-            && let Some(id) = Rejection::ALL
-                .iter()
-                .position(|r| *r == rejection)
-                .and_then(|i| self.rejected.get(i))
-        {
+        if let Some(id) = rejected.and_then(|r| self.rejected.get(r.index())) {
             host::increment(*id);
         }
     }

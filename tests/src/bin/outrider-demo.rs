@@ -14,7 +14,7 @@ use clap::Parser;
 use outrider_filter_logic::override_token::mint;
 use outrider_harness::admin_stats::RolloutFigures;
 use outrider_harness::client::HttpClient;
-use outrider_harness::envoy::Envoy;
+use outrider_harness::envoy::{Envoy, Launch};
 use outrider_harness::paths;
 use outrider_harness::standin::{Behaviour, StandIn};
 
@@ -54,23 +54,32 @@ async fn main() -> Result<()> {
     let stable = StandIn::start_on(
         "stable",
         SocketAddr::from(STABLE),
-        Behaviour { latency_ms: (3, 12), error_rate: 0.002 },
+        Behaviour {
+            latency_ms: (3, 12),
+            error_rate: 0.002,
+        },
     )
     .await
     .context("starting the stable stand-in on 127.0.0.1:18081 (is a demo already running?)")?;
     let canary = StandIn::start_on(
         "canary",
         SocketAddr::from(CANARY),
-        Behaviour { latency_ms: (5, 25), error_rate: 0.02 },
+        Behaviour {
+            latency_ms: (5, 25),
+            error_rate: 0.02,
+        },
     )
     .await
     .context("starting the canary stand-in on 127.0.0.1:18082")?;
 
     let secret = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
     let bootstrap = paths::envoy_configs().join("demo.yaml");
-    let envoy = Envoy::start_file(&bootstrap, 2, &[("OUTRIDER_OVERRIDE_SECRET", &secret)])
-        .await
-        .context("starting Envoy with envoy/demo.yaml")?;
+    let envoy = Envoy::start_file(
+        &bootstrap,
+        &Launch::workers(2).env("OUTRIDER_OVERRIDE_SECRET", &secret),
+    )
+    .await
+    .context("starting Envoy with envoy/demo.yaml")?;
     println!(
         "Envoy is live: traffic on {LISTENER}, admin on {} (pid {}); rollout `fraud`, stable 90% / canary 10%",
         envoy.admin_url(),
@@ -79,13 +88,23 @@ async fn main() -> Result<()> {
 
     let view = Arc::new(ClientView::default());
     let client = HttpClient::new();
-    let traffic = tokio::spawn(drive(client.clone(), view.clone(), args.rate, args.users, secret));
+    let traffic = tokio::spawn(drive(
+        client.clone(),
+        view.clone(),
+        args.rate,
+        args.users,
+        secret,
+    ));
 
     let started = Instant::now();
     let tty = std::io::stdout().is_terminal();
     while started.elapsed() < Duration::from_secs(args.seconds) {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let document = serde_json::from_str(&envoy.admin_get("/stats?format=json&filter=outrider").await?)?;
+        let document = serde_json::from_str(
+            &envoy
+                .admin_get("/stats?format=json&filter=outrider")
+                .await?,
+        )?;
         let figures = RolloutFigures::from_admin_json(&document, "fraud");
         let table = render(&figures, &view, started.elapsed());
         if tty {
@@ -117,7 +136,10 @@ async fn drive(client: HttpClient, view: Arc<ClientView>, rate: u32, users: u32,
         let user = fastrand::u32(0..users.max(1));
         let token = match n % 500 {
             0 => {
-                let expiry = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) + 600;
+                let expiry = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+                    + 600;
                 mint(secret.as_bytes(), "fraud", "canary", expiry)
             }
             250 => Some(format!("canary.4102444800.{}", "0".repeat(64))),
@@ -131,9 +153,14 @@ async fn drive(client: HttpClient, view: Arc<ClientView>, rate: u32, users: u32,
                 headers.push(("x-outrider-override", token));
             }
             view.sent.fetch_add(1, Ordering::Relaxed);
-            match client.get(&format!("{LISTENER}/v2/models/fraud/infer"), &headers).await {
+            match client
+                .get(&format!("{LISTENER}/v2/models/fraud/infer"), &headers)
+                .await
+            {
                 Ok(reply) if token.is_none() => {
-                    let Some(variant) = reply.header("x-outrider-variant") else { return };
+                    let Some(variant) = reply.header("x-outrider-variant") else {
+                        return;
+                    };
                     if let Ok(mut seen) = view.variant_of.lock() {
                         let previous = seen.insert(user, variant.to_owned());
                         if previous.is_some_and(|p| p != variant) {
@@ -165,12 +192,27 @@ fn render(figures: &RolloutFigures, view: &ClientView, elapsed: Duration) -> Str
     let mut out = format!(
         "outrider demo  t={:>3}s  rollout fraud  (from Envoy's /stats)\n\n{:<8} {:>7} {:>9} {:>7} {:>6} {:>7} {:>5} {:>5} {:>5} {:>5} {:>7} {:>7}\n",
         elapsed.as_secs(),
-        "variant", "weight", "requests", "share", "users", "2xx", "3xx", "4xx", "5xx", "ovr", "p50 ms", "p99 ms"
+        "variant",
+        "weight",
+        "requests",
+        "share",
+        "users",
+        "2xx",
+        "3xx",
+        "4xx",
+        "5xx",
+        "ovr",
+        "p50 ms",
+        "p99 ms"
     );
     let mut variants: Vec<_> = figures.variants.iter().collect();
     variants.sort_by_key(|(name, v)| (std::cmp::Reverse(v.weight_bp), (*name).clone()));
     for (name, v) in variants {
-        let share = if total > 0 { 100.0 * v.requests as f64 / total as f64 } else { 0.0 };
+        let share = if total > 0 {
+            100.0 * v.requests as f64 / total as f64
+        } else {
+            0.0
+        };
         let ms = |q: Option<f64>| q.map_or_else(|| "-".to_owned(), |q| format!("{q:.1}"));
         out.push_str(&format!(
             "{:<8} {:>6.2}% {:>9} {:>6.1}% {:>6} {:>7} {:>5} {:>5} {:>5} {:>5} {:>7} {:>7}\n",

@@ -1,0 +1,253 @@
+//! Benchmarks against the real Envoy. `outrider-bench filter` (`make bench-filter`)
+//! compares four configs from envoy/bench/ side by side in one run, interleaved over
+//! rounds: (a) a plain route, (b) Envoy's weighted_clusters, (c) an empty wasm
+//! filter, (d) the outrider filter. Each Envoy runs with `--concurrency 1`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use outrider_harness::client::HttpClient;
+use outrider_harness::envoy::{Envoy, Launch};
+use outrider_harness::load::{Latency, closed_loop, cpu_seconds, median, open_loop, pin_to_cpu};
+use outrider_harness::paths;
+use outrider_harness::standin::{Behaviour, StandIn};
+use serde_json::json;
+
+#[derive(Parser)]
+struct Args {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// CPU per request, throughput and latency of the filter against baselines.
+    Filter(FilterArgs),
+}
+
+#[derive(clap::Args)]
+struct FilterArgs {
+    /// Rounds; each runs every config once, in a rotated order.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Requests per config per round in the closed-loop (CPU) phase.
+    #[arg(long, default_value_t = 20_000)]
+    requests: usize,
+    /// Connections in the closed-loop phase.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Requests per second in the fixed-rate (latency) phase; below saturation.
+    #[arg(long, default_value_t = 1_000)]
+    rate: u32,
+    /// Seconds of the fixed-rate phase per config per round.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+}
+
+struct Target {
+    label: &'static str,
+    file: &'static str,
+    port: u16,
+}
+
+const TARGETS: [Target; 4] = [
+    Target {
+        label: "(a) plain route",
+        file: "a-plain.yaml",
+        port: 10101,
+    },
+    Target {
+        label: "(b) weighted_clusters",
+        file: "b-weighted-clusters.yaml",
+        port: 10102,
+    },
+    Target {
+        label: "(c) pass-through wasm",
+        file: "c-passthrough-wasm.yaml",
+        port: 10103,
+    },
+    Target {
+        label: "(d) outrider filter",
+        file: "d-outrider.yaml",
+        port: 10104,
+    },
+];
+
+#[derive(Default)]
+struct Samples {
+    cpu_us: Vec<f64>,
+    throughput: Vec<f64>,
+    p50_ms: Vec<f64>,
+    p99_ms: Vec<f64>,
+}
+
+/// Envoy runs on this CPU alone; the load generator and the upstreams on the next.
+const ENVOY_CPU: usize = 0;
+const LOAD_CPU: usize = 1;
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let pinned = std::thread::available_parallelism().map_or(1, |n| n.get()) > LOAD_CPU;
+    if pinned {
+        // Threads the runtime starts inherit this.
+        pin_to_cpu(LOAD_CPU)?;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let envoy_cpu = pinned.then_some(ENVOY_CPU);
+    match args.bench {
+        Bench::Filter(args) => runtime.block_on(bench_filter(args, envoy_cpu)),
+    }
+}
+
+async fn bench_filter(args: FilterArgs, envoy_cpu: Option<usize>) -> Result<()> {
+    let _stable = StandIn::start_on(
+        "stable",
+        SocketAddr::from(([127, 0, 0, 1], 18091)),
+        Behaviour::default(),
+    )
+    .await
+    .context("upstream port 18091")?;
+    let _canary = StandIn::start_on(
+        "canary",
+        SocketAddr::from(([127, 0, 0, 1], 18092)),
+        Behaviour::default(),
+    )
+    .await
+    .context("upstream port 18092")?;
+    let mut envoys = Vec::new();
+    for target in &TARGETS {
+        let mut launch = Launch::workers(1);
+        launch.cpu = envoy_cpu;
+        let envoy = Envoy::start_file(
+            &paths::envoy_configs().join("bench").join(target.file),
+            &launch,
+        )
+        .await
+        .with_context(|| format!("starting {}", target.file))?;
+        envoys.push(envoy);
+    }
+    let url = |t: &Target| format!("http://127.0.0.1:{}/v2/models/fraud/infer", t.port);
+
+    eprintln!("warming up...");
+    for target in &TARGETS {
+        closed_loop(&HttpClient::new(), &url(target), 2_000, args.connections).await?;
+    }
+
+    let mut samples: Vec<Samples> = TARGETS.iter().map(|_| Samples::default()).collect();
+    for round in 0..args.rounds {
+        for k in 0..TARGETS.len() {
+            let i = (k + round) % TARGETS.len();
+            let (target, envoy) = (&TARGETS[i], &envoys[i]);
+            let client = HttpClient::new();
+            let before = cpu_seconds(envoy.pid())?;
+            let wall = closed_loop(&client, &url(target), args.requests, args.connections).await?;
+            let cpu = cpu_seconds(envoy.pid())? - before;
+            let latency: Latency = open_loop(
+                &HttpClient::new(),
+                &url(target),
+                args.rate,
+                Duration::from_secs(args.seconds),
+            )
+            .await?;
+            if latency.errors > 0 {
+                bail!(
+                    "{}: {} errors at {} req/s",
+                    target.label,
+                    latency.errors,
+                    args.rate
+                );
+            }
+            let s = &mut samples[i];
+            s.cpu_us.push(cpu / args.requests as f64 * 1e6);
+            s.throughput.push(args.requests as f64 / wall.as_secs_f64());
+            s.p50_ms.push(latency.p50_ms);
+            s.p99_ms.push(latency.p99_ms);
+            eprintln!(
+                "round {} {:<24} cpu {:>6.1} us/req  {:>7.0} req/s  p50 {:.3} ms  p99 {:.3} ms at {:.0} req/s",
+                round + 1,
+                target.label,
+                cpu / args.requests as f64 * 1e6,
+                args.requests as f64 / wall.as_secs_f64(),
+                latency.p50_ms,
+                latency.p99_ms,
+                latency.achieved_rate
+            );
+        }
+    }
+    report(&args, &samples)
+}
+
+fn wasm_size(file: &str) -> Result<u64> {
+    let path = match file {
+        "outrider" => paths::filter_wasm()?,
+        _ => paths::passthrough_wasm()?,
+    };
+    Ok(std::fs::metadata(path)?.len())
+}
+
+fn report(args: &FilterArgs, samples: &[Samples]) -> Result<()> {
+    let cpu: Vec<f64> = samples.iter().map(|s| median(&s.cpu_us)).collect();
+    let p50: Vec<f64> = samples.iter().map(|s| median(&s.p50_ms)).collect();
+    let p99: Vec<f64> = samples.iter().map(|s| median(&s.p99_ms)).collect();
+    let range = |v: &[f64]| {
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        format!("{lo:.1}–{hi:.1}")
+    };
+    println!(
+        "\n`make bench-filter`: {} rounds; CPU phase {} requests over {} connections; latency phase {} req/s for {} s; Envoy 1.40.0 --concurrency 1 on CPU {ENVOY_CPU}, load and upstreams on CPU {LOAD_CPU}\n",
+        args.rounds, args.requests, args.connections, args.rate, args.seconds
+    );
+    println!(
+        "| config | Envoy CPU µs/req, median (range) | added over (a) | throughput req/s, median | p50 ms at {} req/s | p99 ms at {} req/s |",
+        args.rate, args.rate
+    );
+    println!("|---|---|---|---|---|---|");
+    for (i, target) in TARGETS.iter().enumerate() {
+        println!(
+            "| {} | {:.1} ({}) | {:+.1} | {:.0} | {:.3} | {:.3} |",
+            target.label,
+            cpu[i],
+            range(&samples[i].cpu_us),
+            cpu[i] - cpu[0],
+            median(&samples[i].throughput),
+            p50[i],
+            p99[i]
+        );
+    }
+    let passthrough_added = cpu[2] - cpu[0];
+    let outrider_added = cpu[3] - cpu[0];
+    let cpu_ratio = outrider_added / passthrough_added;
+    println!();
+    println!(
+        "- outrider's added CPU over (a) / the pass-through filter's: {outrider_added:.1} / {passthrough_added:.1} = {cpu_ratio:.2} (target ≤ 1.5)"
+    );
+    println!(
+        "- latency at {} req/s, (d) / (c): p50 {:.3}, p99 {:.3} (target within 5%: ≤ 1.05)",
+        args.rate,
+        p50[3] / p50[2],
+        p99[3] / p99[2]
+    );
+    println!(
+        "- .wasm sizes: outrider_filter.wasm {} bytes (target < 400 KB), outrider_passthrough.wasm {} bytes",
+        wasm_size("outrider")?,
+        wasm_size("passthrough")?
+    );
+    let record = json!({
+        "rounds": args.rounds, "requests": args.requests, "connections": args.connections,
+        "rate": args.rate, "seconds": args.seconds,
+        "targets": TARGETS.iter().zip(samples).map(|(t, s)| json!({
+            "config": t.file, "cpu_us_per_request": s.cpu_us, "throughput": s.throughput,
+            "p50_ms": s.p50_ms, "p99_ms": s.p99_ms
+        })).collect::<Vec<_>>(),
+    });
+    let dir = paths::repo_root().join("target/bench");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("filter.json"), serde_json::to_vec_pretty(&record)?)?;
+    println!("- every round's figures: target/bench/filter.json");
+    Ok(())
+}

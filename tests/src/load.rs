@@ -1,0 +1,170 @@
+//! Load for benchmarks: closed-loop bursts (for CPU per request and throughput) and
+//! open-loop traffic at a fixed rate (for latency), plus a process's CPU time.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+
+use crate::client::HttpClient;
+
+/// CPU time (user + system, all threads) a process has used, from `/proc/<pid>/stat`.
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').context("malformed /proc stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = fields.get(11).context("utime")?.parse::<u64>()?
+        + fields.get(12).context("stime")?.parse::<u64>()?;
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if per_second <= 0 {
+        bail!("cannot read the clock tick rate");
+    }
+    Ok(ticks as f64 / per_second as f64)
+}
+
+/// Pins the calling thread (and the threads and processes it starts later) to one
+/// CPU, so that on a small machine the load generator and Envoy do not share a core.
+pub fn pin_to_cpu(cpu: usize) -> std::io::Result<()> {
+    // SAFETY: the set is a plain bitmask initialised by CPU_ZERO before use.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Sends `requests` GETs, `concurrency` at a time, each with its own `x-user-id`.
+/// Returns the wall time; fails if any request did not get a 2xx.
+pub async fn closed_loop(
+    client: &HttpClient,
+    url: &str,
+    requests: usize,
+    concurrency: usize,
+) -> Result<Duration> {
+    let started = Instant::now();
+    let failures = futures::stream::iter(0..requests)
+        .map(|i| async move {
+            let key = format!("user-{i}");
+            client
+                .get(url, &[("x-user-id", &key)])
+                .await
+                .map(|r| r.status < 300)
+        })
+        .buffer_unordered(concurrency)
+        .filter(|ok| std::future::ready(!matches!(ok, Ok(true))))
+        .count()
+        .await;
+    if failures > 0 {
+        bail!("{failures} of {requests} requests to {url} failed");
+    }
+    Ok(started.elapsed())
+}
+
+/// Latency at a fixed request rate.
+#[derive(Debug, Clone, Copy)]
+pub struct Latency {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Responses per second actually received.
+    pub achieved_rate: f64,
+    pub errors: u64,
+}
+
+/// Sends GETs at `rate` per second for `duration`, open loop: each request leaves at
+/// its scheduled time whatever the others are doing, and its latency counts from that
+/// time, so a stall shows up in the figures instead of slowing the load down.
+pub async fn open_loop(
+    client: &HttpClient,
+    url: &str,
+    rate: u32,
+    duration: Duration,
+) -> Result<Latency> {
+    let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
+        1, 60_000_000, 3,
+    )?));
+    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let total = (f64::from(rate) * duration.as_secs_f64()) as u64;
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+    let started = tokio::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..total {
+        let at = started + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(at).await;
+        let (client, url, histogram, errors) = (
+            client.clone(),
+            url.to_owned(),
+            histogram.clone(),
+            errors.clone(),
+        );
+        tasks.spawn(async move {
+            let key = format!("user-{i}");
+            match client.get(&url, &[("x-user-id", &key)]).await {
+                Ok(reply) if reply.status < 300 => {
+                    let micros = u64::try_from(at.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    if let Ok(mut h) = histogram.lock() {
+                        let _ = h.record(micros.max(1));
+                    }
+                }
+                _ => {
+                    errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let elapsed = started.elapsed().as_secs_f64();
+    let h = histogram
+        .lock()
+        .map_err(|_| anyhow::anyhow!("histogram lock poisoned"))?;
+    Ok(Latency {
+        p50_ms: h.value_at_quantile(0.50) as f64 / 1000.0,
+        p99_ms: h.value_at_quantile(0.99) as f64 / 1000.0,
+        achieved_rate: h.len() as f64 / elapsed,
+        errors: errors.load(std::sync::atomic::Ordering::Relaxed),
+    })
+}
+
+/// The median of some figures (the mean of the middle two for an even count).
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn cpu_time_of_this_process_grows() {
+        let pid = std::process::id();
+        let before = cpu_seconds(pid).unwrap();
+        let mut x = 0u64;
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_millis(200) {
+            x = x.wrapping_mul(31).wrapping_add(7);
+        }
+        std::hint::black_box(x);
+        assert!(cpu_seconds(pid).unwrap() > before);
+    }
+}
