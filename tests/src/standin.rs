@@ -181,7 +181,7 @@ impl State {
         })
         .to_string();
 
-        let mut builder = Response::builder()
+        let builder = Response::builder()
             .status(status)
             .header("x-served-by", &self.name)
             .header("content-type", "application/json");

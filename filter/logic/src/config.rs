@@ -380,7 +380,7 @@ fn weight_to_basis_points(field: &str, weight: f64) -> Result<u32, ConfigError> 
 }
 
 fn format_percent(bp: u32) -> String {
-    if bp % 100 == 0 {
+    if bp.is_multiple_of(100) {
         format!("{}", bp / 100)
     } else {
         format!("{}.{:02}", bp / 100, bp % 100)
