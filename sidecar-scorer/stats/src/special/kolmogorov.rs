@@ -247,13 +247,14 @@ fn pomeranz_cdf(n: u64, d: f64) -> f64 {
     v1[0] = 1.0;
     let (mut v0s, mut v1s) = (0i64, 0i64);
     let mut exponent: i64 = 0;
-    let (mut j1, mut j2) = pomeranz_bounds(0, n_i, ll, ceilf, roundf);
+    let (mut j1, _) = pomeranz_bounds(0, n_i, ll, ceilf, roundf);
     for i in 1..=(2 * n_i + 1) {
         let k1 = j1;
         std::mem::swap(&mut v0, &mut v1);
         std::mem::swap(&mut v0s, &mut v1s);
         v1.iter_mut().for_each(|x| *x = 0.0);
-        (j1, j2) = pomeranz_bounds(i, n_i, ll, ceilf, roundf);
+        let (next_j1, j2) = pomeranz_bounds(i, n_i, ll, ceilf, roundf);
+        j1 = next_j1;
         let powers = if i == 1 || i == 2 * n_i + 1 {
             &gpower
         } else if i % 2 == 1 {
