@@ -7,8 +7,7 @@ use statrs::function::gamma::ln_gamma;
 ///
 /// `P(D+_n > d) = d · Σ_{v=0}^{⌊n(1-d)⌋} C(n,v) (d + v/n)^(v-1) (1 - d - v/n)^(n-v)`.
 ///
-/// Every term is positive, so the sum is evaluated term by term in log space;
-/// once the terms are past their peak and negligible the loop stops.
+/// Every term is positive; they are evaluated in log space around their peak.
 pub fn smirnov_sf(n: u64, d: f64) -> f64 {
     if d.is_nan() || n == 0 {
         return f64::NAN;
@@ -26,29 +25,57 @@ pub fn smirnov_sf(n: u64, d: f64) -> f64 {
     let last = (nf * (1.0 - d)).floor() as u64;
     let ln_n_fact = ln_gamma(nf + 1.0);
     let ln_d = d.ln();
-    let mut sum = 0.0f64;
-    let mut previous = f64::NEG_INFINITY;
-    for v in 0..=last {
+    let ln_term = |v: u64| -> f64 {
         let vf = v as f64;
         let p = d + vf / nf;
         let q = 1.0 - p;
         if q <= 0.0 {
             // (1 - d - v/n)^(n - v) with n - v > 0 vanishes.
-            continue;
+            return f64::NEG_INFINITY;
         }
-        let ln_binom = if v == 0 {
-            0.0
+        let ln_binom = ln_n_fact - ln_gamma(vf + 1.0) - ln_gamma(nf - vf + 1.0);
+        ln_binom + ln_d + (vf - 1.0) * p.ln() + (nf - vf) * q.ln()
+    };
+    // The terms are unimodal in v: find the peak by ternary search, then sum
+    // outwards until the terms no longer matter. This costs O(sqrt(n)) terms
+    // instead of O(n).
+    let (mut lo, mut hi) = (0u64, last);
+    while hi - lo > 2 {
+        let m1 = lo + (hi - lo) / 3;
+        let m2 = hi - (hi - lo) / 3;
+        if ln_term(m1) < ln_term(m2) {
+            lo = m1 + 1;
         } else {
-            ln_n_fact - ln_gamma(vf + 1.0) - ln_gamma(nf - vf + 1.0)
-        };
-        let ln_term = ln_binom + ln_d + (vf - 1.0) * p.ln() + (nf - vf) * q.ln();
-        let term = ln_term.exp();
-        sum += term;
-        if ln_term < previous && term < sum * 1e-18 {
+            hi = m2 - 1;
+        }
+    }
+    let peak = (lo..=hi)
+        .max_by(|a, b| ln_term(*a).total_cmp(&ln_term(*b)))
+        .unwrap_or(0);
+    let ln_peak = ln_term(peak);
+    if ln_peak == f64::NEG_INFINITY {
+        return 0.0;
+    }
+    // Terms below exp(-45) of the peak cannot move the sum in double precision.
+    let negligible = |v: u64| ln_term(v) < ln_peak - 45.0;
+    let mut sum = 0.0f64;
+    let mut v = peak;
+    loop {
+        sum += (ln_term(v) - ln_peak).exp();
+        if v == 0 || negligible(v) {
             break;
         }
-        previous = ln_term;
+        v -= 1;
     }
+    let mut v = peak + 1;
+    while v <= last {
+        if negligible(v) {
+            break;
+        }
+        sum += (ln_term(v) - ln_peak).exp();
+        v += 1;
+    }
+    let sum = sum * ln_peak.exp();
     sum.clamp(0.0, 1.0)
 }
 
