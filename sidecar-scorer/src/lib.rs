@@ -46,8 +46,11 @@ pub mod stats {
 
         #[test]
         fn errors_name_the_field() {
-            let err = run(Analysis::Ab, r#"{"metric": "binomial", "variants": [{"name": "a", "n": "x", "sum": 1}]}"#)
-                .unwrap_err();
+            let err = run(
+                Analysis::Ab,
+                r#"{"metric": "binomial", "variants": [{"name": "a", "n": "x", "sum": 1}]}"#,
+            )
+            .unwrap_err();
             assert_eq!(err.field, "variants[0].n");
             let body: serde_json::Value = serde_json::from_str(&error_body(&err)).unwrap();
             assert_eq!(body["error"]["field"], "variants[0].n");
@@ -56,8 +59,11 @@ pub mod stats {
 
         #[test]
         fn unknown_fields_are_rejected() {
-            let err = run(Analysis::Drift, r#"{"kind": "numeric", "reference": [1], "current": [1], "bnis": 3}"#)
-                .unwrap_err();
+            let err = run(
+                Analysis::Drift,
+                r#"{"kind": "numeric", "reference": [1], "current": [1], "bnis": 3}"#,
+            )
+            .unwrap_err();
             assert!(err.message.contains("bnis"), "{}", err.message);
         }
     }

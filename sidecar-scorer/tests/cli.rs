@@ -36,8 +36,17 @@ fn ab_report() {
     }
     let c = &out["comparisons"][0];
     for key in [
-        "variant", "control", "mean_control", "mean_variant", "difference", "ci_low", "ci_high",
-        "p_value", "p_value_adjusted", "significant", "test",
+        "variant",
+        "control",
+        "mean_control",
+        "mean_variant",
+        "difference",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "p_value_adjusted",
+        "significant",
+        "test",
     ] {
         assert!(c.get(key).is_some(), "comparisons[0].{key}");
     }
@@ -51,7 +60,14 @@ fn drift_and_judge_and_power() {
         r#"{"kind": "numeric", "reference": [1, 2, 3, 4, 5, 6], "current": [2, 3, 4, 5, 6, 7], "bins": 3}"#,
     );
     assert_eq!(code, 0);
-    for key in ["psi", "ks_statistic", "ks_p_value", "wasserstein", "wasserstein_normed", "js_distance"] {
+    for key in [
+        "psi",
+        "ks_statistic",
+        "ks_p_value",
+        "wasserstein",
+        "wasserstein_normed",
+        "js_distance",
+    ] {
         assert!(out[key].is_number(), "{key}");
     }
     let (code, out) = run(
@@ -89,7 +105,10 @@ fn invalid_input_exits_2_naming_the_field() {
     );
     assert_eq!(code, 2);
     assert_eq!(out["error"]["field"], "variants[1].n");
-    let (code, out) = run(&["stats", "drift"], r#"{"kind": "numeric", "reference": [], "current": [1]}"#);
+    let (code, out) = run(
+        &["stats", "drift"],
+        r#"{"kind": "numeric", "reference": [], "current": [1]}"#,
+    );
     assert_eq!(code, 2);
     assert_eq!(out["error"]["field"], "reference");
     assert_eq!(out["error"]["code"], "invalid_value");

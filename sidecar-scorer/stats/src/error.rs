@@ -112,7 +112,10 @@ pub(crate) fn require_open_unit(field: &str, value: f64) -> Result<(), InputErro
     if value > 0.0 && value < 1.0 {
         Ok(())
     } else {
-        Err(InputError::invalid(field, "must be between 0 and 1 (exclusive)"))
+        Err(InputError::invalid(
+            field,
+            "must be between 0 and 1 (exclusive)",
+        ))
     }
 }
 

@@ -46,7 +46,13 @@ fn pval(name: &str, i: usize, got: f64, want: f64) {
 #[test]
 fn two_proportion_ztest() {
     for (i, c) in cases("ztest").iter().enumerate() {
-        let t = ztest::two_proportion(num(&c["x_c"]), num(&c["n_c"]), num(&c["x_v"]), num(&c["n_v"]), num(&c["alpha"]));
+        let t = ztest::two_proportion(
+            num(&c["x_c"]),
+            num(&c["n_c"]),
+            num(&c["x_v"]),
+            num(&c["n_v"]),
+            num(&c["alpha"]),
+        );
         stat("z", i, t.z, num(&c["z"]));
         pval("p", i, t.p_value, num(&c["p_value"]));
         stat("ci_low", i, t.ci_low, num(&c["ci_low"]));
@@ -66,7 +72,11 @@ fn welch_t_test() {
                 expected_share: None,
             })
         };
-        let t = welch::welch(arm("n_c", "sum_c", "sum_sq_c"), arm("n_v", "sum_v", "sum_sq_v"), num(&c["alpha"]));
+        let t = welch::welch(
+            arm("n_c", "sum_c", "sum_sq_c"),
+            arm("n_v", "sum_v", "sum_sq_v"),
+            num(&c["alpha"]),
+        );
         stat("t", i, t.t, num(&c["t"]));
         stat("df", i, t.df, num(&c["df"]));
         pval("p", i, t.p_value, num(&c["p_value"]));
@@ -78,7 +88,12 @@ fn welch_t_test() {
 #[test]
 fn srm_chisquare() {
     for (i, c) in cases("srm").iter().enumerate() {
-        let counts: Vec<u64> = c["counts"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        let counts: Vec<u64> = c["counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
         let r = srm::srm(&counts, &nums(&c["shares"]));
         stat("statistic", i, r.statistic, num(&c["statistic"]));
         pval("p", i, r.p_value, num(&c["p_value"]));
@@ -110,7 +125,12 @@ fn power_sample_size() {
         let req: PowerRequest = serde_json::from_value(c["request"].clone()).unwrap();
         let r = sample_size(&req).unwrap();
         stat("effect_size", i, r.effect_size, num(&c["effect_size"]));
-        stat("n_control_exact", i, r.n_control_exact, num(&c["n_control_exact"]));
+        stat(
+            "n_control_exact",
+            i,
+            r.n_control_exact,
+            num(&c["n_control_exact"]),
+        );
     }
 }
 
@@ -148,7 +168,11 @@ fn numeric_drift() {
 fn categorical_drift() {
     for (i, c) in cases("drift_categorical").iter().enumerate() {
         let strings = |k: &str| -> Vec<String> {
-            c[k].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
+            c[k].as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect()
         };
         let r = drift::categorical(&CategoricalDriftRequest {
             reference: strings("reference"),

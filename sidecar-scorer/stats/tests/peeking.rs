@@ -69,7 +69,10 @@ fn sequential_keeps_false_positives_at_alpha_fixed_horizon_does_not() {
         let sequential = false_positive_rate(true, metric, seed);
         let fixed = false_positive_rate(false, metric, seed);
         eprintln!("{metric:?}: sequential {sequential:.3}, fixed-horizon {fixed:.3}");
-        assert!(sequential <= ALPHA, "{metric:?}: sequential FPR {sequential}");
+        assert!(
+            sequential <= ALPHA,
+            "{metric:?}: sequential FPR {sequential}"
+        );
         // 100 looks at a 5% test inflate the error several-fold.
         assert!(fixed > 2.0 * ALPHA, "{metric:?}: fixed-horizon FPR {fixed}");
     }

@@ -42,7 +42,8 @@ fn beats(a_a: f64, b_a: f64, a_b: f64, b_b: f64) -> f64 {
     let mut total = 0.0;
     for i in 0..terms {
         let i = i as f64;
-        total += (ln_beta(a_a + i, b_a + b_b) - (b_b + i).ln() - ln_beta(1.0 + i, b_b) - base).exp();
+        total +=
+            (ln_beta(a_a + i, b_a + b_b) - (b_b + i).ln() - ln_beta(1.0 + i, b_b) - base).exp();
     }
     total
 }

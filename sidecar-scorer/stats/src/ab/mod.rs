@@ -355,7 +355,10 @@ mod tests {
     fn binomial_report_has_every_field() {
         let r = analyze(&request(
             MetricKind::Binomial,
-            vec![variant("a", 1000, 120.0, None), variant("b", 1000, 160.0, None)],
+            vec![
+                variant("a", 1000, 120.0, None),
+                variant("b", 1000, 160.0, None),
+            ],
         ))
         .unwrap();
         let c = &r.comparisons[0];

@@ -39,8 +39,8 @@ pub fn confidence_sequence(
     let r = rho(alpha, tuning);
     let nr2 = n_total * r * r;
     let s2 = se * se * n_total;
-    let half_width =
-        s2.sqrt() * (2.0 * (nr2 + 1.0) / (nr2 * n_total) * ((nr2 + 1.0).sqrt() / alpha).ln()).sqrt();
+    let half_width = s2.sqrt()
+        * (2.0 * (nr2 + 1.0) / (nr2 * n_total) * ((nr2 + 1.0).sqrt() / alpha).ln()).sqrt();
     let p_value = if se > 0.0 {
         let z2 = difference * difference / (se * se);
         ((nr2 + 1.0).sqrt() * (-(nr2 * z2) / (2.0 * (nr2 + 1.0))).exp()).min(1.0)
@@ -83,9 +83,8 @@ mod tests {
         let r = rho(alpha, tuning);
         let s2 = se * se * n;
         let expected = s2.sqrt()
-            * (2.0 * (n * r * r + 1.0) * ((n * r * r + 1.0).sqrt() / alpha).ln()
-                / (n * r).powi(2))
-            .sqrt();
+            * (2.0 * (n * r * r + 1.0) * ((n * r * r + 1.0).sqrt() / alpha).ln() / (n * r).powi(2))
+                .sqrt();
         let got = confidence_sequence(0.1, se, n, alpha, tuning).half_width;
         assert!((got - expected).abs() < 1e-15 * expected.max(1.0));
     }

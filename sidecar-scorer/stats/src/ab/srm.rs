@@ -52,7 +52,11 @@ mod tests {
         // chisquare([1000, 1100], f_exp=[1050, 1050]) -> 4.761904761904762, p 0.02909...
         let r = srm(&[1000, 1100], &[0.5, 0.5]);
         assert!((r.statistic - 4.761904761904762).abs() < 1e-12);
-        assert!((r.p_value - 0.029_096_331_741_252_08).abs() < 1e-9, "{}", r.p_value);
+        assert!(
+            (r.p_value - 0.029_096_331_741_252_08).abs() < 1e-9,
+            "{}",
+            r.p_value
+        );
         assert!(!r.mismatch);
         assert!(srm(&[1000, 1300], &[0.5, 0.5]).mismatch);
     }

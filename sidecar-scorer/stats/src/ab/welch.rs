@@ -106,6 +106,10 @@ mod tests {
         };
         let r = welch(c, v, 0.05);
         assert!((r.t - 0.944_911_182_523_067_9).abs() < 1e-12, "{}", r.t);
-        assert!((r.p_value - 0.347_368_844_863_297_83).abs() < 1e-9, "{}", r.p_value);
+        assert!(
+            (r.p_value - 0.347_368_844_863_297_83).abs() < 1e-9,
+            "{}",
+            r.p_value
+        );
     }
 }

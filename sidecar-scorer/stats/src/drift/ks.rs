@@ -187,7 +187,11 @@ mod tests {
         let r = ks_2samp(&[1.0, 2.0, 3.0, 4.0, 5.0], &[3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
         assert_eq!(r.method, KsMethod::Exact);
         assert!((r.statistic - 0.5).abs() < 1e-15);
-        assert!((r.p_value - 0.35714285714285715).abs() < 1e-12, "{}", r.p_value);
+        assert!(
+            (r.p_value - 0.35714285714285715).abs() < 1e-12,
+            "{}",
+            r.p_value
+        );
         // ks_2samp([1,2,3], [4,5,6]) -> 1.0, p 0.1
         let r = ks_2samp(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0]);
         assert!((r.p_value - 0.1).abs() < 1e-12, "{}", r.p_value);

@@ -133,10 +133,9 @@ pub fn numeric(request: &NumericDriftRequest) -> Result<NumericDriftReport, Inpu
     let wasserstein = wasserstein::distance_sorted(&reference, &current);
     let sd = std_population(&request.reference);
     let wasserstein_normed = (sd > 0.0).then(|| wasserstein / sd);
-    let drift =
-        request
-            .thresholds
-            .numeric_levels(psi, Some(js), wasserstein_normed, ks.statistic);
+    let drift = request
+        .thresholds
+        .numeric_levels(psi, Some(js), wasserstein_normed, ks.statistic);
     Ok(NumericDriftReport {
         kind: "numeric".into(),
         psi,

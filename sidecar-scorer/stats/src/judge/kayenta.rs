@@ -150,7 +150,11 @@ pub fn classify(baseline: &[f64], canary: &[f64], rules: &MetricRules) -> Metric
 
 fn mean_ratio(baseline: &[f64], canary: &[f64]) -> f64 {
     let (b, c) = (mean(baseline), mean(canary));
-    if b == 0.0 || c == 0.0 { f64::NAN } else { c / b }
+    if b == 0.0 || c == 0.0 {
+        f64::NAN
+    } else {
+        c / b
+    }
 }
 
 /// Score of one group: the share of its metrics with data that passed, in
@@ -188,7 +192,9 @@ mod tests {
     }
 
     fn sample(offset: f64) -> Vec<f64> {
-        (0..60).map(|i| offset + ((i * 17) % 60) as f64 / 10.0).collect()
+        (0..60)
+            .map(|i| offset + ((i * 17) % 60) as f64 / 10.0)
+            .collect()
     }
 
     #[test]

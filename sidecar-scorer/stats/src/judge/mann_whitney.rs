@@ -51,7 +51,8 @@ fn wilcoxon_z(x: &[f64], y: &[f64], mu: f64, zq: f64) -> Option<f64> {
     let (rank_sum, tie_term) = rank_sum_and_ties(&shifted, y);
     let dz = rank_sum - nx * (nx + 1.0) / 2.0 - nx * ny / 2.0;
     let correction = 0.5 * dz.signum() * f64::from(dz != 0.0);
-    let sigma = (nx * ny / 12.0 * ((nx + ny + 1.0) - tie_term / ((nx + ny) * (nx + ny - 1.0)))).sqrt();
+    let sigma =
+        (nx * ny / 12.0 * ((nx + ny + 1.0) - tie_term / ((nx + ny) * (nx + ny - 1.0)))).sqrt();
     (sigma > 0.0).then(|| (dz - correction) / sigma - zq)
 }
 
@@ -126,9 +127,16 @@ mod tests {
     #[test]
     fn p_value_matches_scipy_example() {
         // mannwhitneyu([1,2,3,4,5], [3,4,5,6,7,8,9], method="asymptotic")
-        let r = mann_whitney_u(&[1.0, 2.0, 3.0, 4.0, 5.0], &[3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+        let r = mann_whitney_u(
+            &[1.0, 2.0, 3.0, 4.0, 5.0],
+            &[3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0],
+        );
         assert_eq!(r.u, 4.5);
-        assert!((r.p_value - 0.041_278_051_383_745_684).abs() < 1e-9, "{}", r.p_value);
+        assert!(
+            (r.p_value - 0.041_278_051_383_745_684).abs() < 1e-9,
+            "{}",
+            r.p_value
+        );
         assert_eq!(mann_whitney_u(&[1.0, 1.0], &[1.0]).p_value, 1.0);
     }
 

@@ -172,7 +172,10 @@ pub fn analyze(request: &JudgeRequest) -> Result<JudgeReport, InputError> {
     let (score, reason) = if let Some(m) = metrics.iter().find(|m| m.critical_failure) {
         (0.0, Some(format!("critical metric {} failed", m.name)))
     } else if nodata as f64 / metrics.len() as f64 >= kayenta::NODATA_FAIL_SHARE {
-        (0.0, Some("half or more of the metrics have no data".to_string()))
+        (
+            0.0,
+            Some("half or more of the metrics have no data".to_string()),
+        )
     } else {
         let s: f64 = groups
             .iter()
@@ -218,10 +221,7 @@ fn group_weights(
         }
         None => {
             let total: f64 = members.values().map(|m| m.1).sum();
-            order
-                .iter()
-                .map(|g| 100.0 * members[g].1 / total)
-                .collect()
+            order.iter().map(|g| 100.0 * members[g].1 / total).collect()
         }
     }
 }
@@ -278,7 +278,10 @@ fn validate(request: &JudgeRequest) -> Result<(), InputError> {
             ("critical_decrease", m.critical_decrease),
         ] {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(InputError::invalid(field(name), "must be a non-negative number"));
+                return Err(InputError::invalid(
+                    field(name),
+                    "must be a non-negative number",
+                ));
             }
         }
     }
@@ -322,7 +325,9 @@ mod tests {
     }
 
     fn noisy(offset: f64) -> Vec<f64> {
-        (0..40).map(|i| offset + ((i * 13) % 40) as f64 / 10.0).collect()
+        (0..40)
+            .map(|i| offset + ((i * 13) % 40) as f64 / 10.0)
+            .collect()
     }
 
     #[test]
@@ -386,7 +391,10 @@ mod tests {
     fn invalid_inputs_name_their_field() {
         let mut m = metric("a", vec![1.0], vec![1.0]);
         m.weight = -1.0;
-        assert_eq!(analyze(&request(vec![m])).unwrap_err().field, "metrics[0].weight");
+        assert_eq!(
+            analyze(&request(vec![m])).unwrap_err().field,
+            "metrics[0].weight"
+        );
         assert_eq!(analyze(&request(vec![])).unwrap_err().field, "metrics");
     }
 }

@@ -42,7 +42,10 @@ impl AbWindow {
     /// Non-finite values are ignored: they carry no information on a mean.
     pub fn observe(&mut self, variant: &str, x: f64) {
         if x.is_finite() {
-            self.variants.entry(variant.to_string()).or_default().observe(x);
+            self.variants
+                .entry(variant.to_string())
+                .or_default()
+                .observe(x);
         }
     }
 

@@ -94,7 +94,10 @@ impl SketchView {
     }
 
     fn quantile(&self, rank: f64) -> f64 {
-        match self.0.quantile(rank.clamp(0.0, 1.0), SearchCriteria::Inclusive) {
+        match self
+            .0
+            .quantile(rank.clamp(0.0, 1.0), SearchCriteria::Inclusive)
+        {
             Ok(Some(k)) => from_key(k),
             _ => f64::NAN,
         }
@@ -207,7 +210,8 @@ impl DriftWindow {
             js_distance: js,
             ks_statistic,
             ks_p_value: ks::asymptotic_p_value(ks_statistic, reference.n, n),
-            ks_error_bound: reference.sketch.rank_error() + self.sketch.rank_error()
+            ks_error_bound: reference.sketch.rank_error()
+                + self.sketch.rank_error()
                 + 2.0 / GRID as f64,
             wasserstein,
             wasserstein_normed,
@@ -303,7 +307,11 @@ mod tests {
         let mut whole = profile.new_window();
         for i in 0..500 {
             let x = (i as f64 * 0.7).cos();
-            if i % 2 == 0 { a.observe(&profile.bins, x) } else { b.observe(&profile.bins, x) }
+            if i % 2 == 0 {
+                a.observe(&profile.bins, x)
+            } else {
+                b.observe(&profile.bins, x)
+            }
             whole.observe(&profile.bins, x);
         }
         a.observe(&profile.bins, f64::NAN);

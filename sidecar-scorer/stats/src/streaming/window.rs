@@ -44,7 +44,9 @@ impl<S: Clone + Mergeable> Tumbling<S> {
                     "falls in a window that is already closed",
                 ));
             }
-            Some(s) if start > s => Some((s, std::mem::replace(&mut self.current, self.empty.clone()))),
+            Some(s) if start > s => {
+                Some((s, std::mem::replace(&mut self.current, self.empty.clone())))
+            }
             _ => None,
         };
         self.start = Some(start);
@@ -92,10 +94,7 @@ impl<S: Clone + Mergeable> Sliding<S> {
         if let Some((last, _)) = self.panes.back()
             && start < *last
         {
-            return Err(InputError::invalid(
-                "time",
-                "is older than the newest pane",
-            ));
+            return Err(InputError::invalid("time", "is older than the newest pane"));
         }
         if self.panes.back().is_none_or(|(last, _)| *last != start) {
             self.panes.push_back((start, self.empty.clone()));
