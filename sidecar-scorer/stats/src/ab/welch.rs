@@ -34,7 +34,7 @@ pub fn welch(control: ArmMoments, variant: ArmMoments, alpha: f64) -> WelchTest 
     let se2 = vn_c + vn_v;
     let std_error = se2.sqrt();
     let difference = variant.mean - control.mean;
-    if !(se2 > 0.0) {
+    if se2.is_nan() || se2 <= 0.0 {
         return WelchTest {
             difference,
             std_error: 0.0,
@@ -76,7 +76,7 @@ pub(crate) fn t_isf(p: f64, df: f64) -> f64 {
             let mut x = -dist.inverse_cdf(p);
             for _ in 0..3 {
                 let density = dist.pdf(x);
-                if !(density > 0.0) {
+                if density.is_nan() || density <= 0.0 {
                     break;
                 }
                 x += (dist.sf(x) - p) / density;

@@ -88,15 +88,16 @@ fn clip(p: f64) -> f64 {
 /// `ln(n!) - n ln(n)` by Stirling's series (n > 140 here, so it is exact to
 /// double precision).
 fn ln_factorial_over_power(n: f64) -> f64 {
+    // Stirling series coefficients B_2k / (2k (2k-1)), highest order first.
     const COEFFS: [f64; 8] = [
-        -2.955065359477124183e-2,
-        6.4102564102564102564e-3,
-        -1.9175269175269175269e-3,
-        8.4175084175084175084e-4,
-        -5.952380952380952381e-4,
-        7.9365079365079365079e-4,
-        -2.7777777777777777778e-3,
-        8.3333333333333333333e-2,
+        -3617.0 / 122400.0,
+        1.0 / 156.0,
+        -691.0 / 360360.0,
+        1.0 / 1188.0,
+        -1.0 / 1680.0,
+        1.0 / 1260.0,
+        -1.0 / 360.0,
+        1.0 / 12.0,
     ];
     let rn = 1.0 / n;
     let x = rn / n;
@@ -131,8 +132,8 @@ fn durbin_cdf(n: u64, d: f64) -> f64 {
             hm.set(row, col, w[row + 1 - col]);
         }
     }
-    for row in 0..m {
-        hm.set(row, 0, v[row]);
+    for (row, &value) in v.iter().enumerate() {
+        hm.set(row, 0, value);
     }
     for col in 0..m {
         hm.set(m - 1, col, v[m - 1 - col]);

@@ -9,6 +9,9 @@ use super::Mergeable;
 use crate::InputError;
 use std::collections::VecDeque;
 
+/// A closed window: its start and its final state.
+pub type ClosedWindow<S> = (u64, S);
+
 /// Consecutive, non-overlapping windows `[k·width, (k+1)·width)`.
 #[derive(Debug, Clone)]
 pub struct Tumbling<S> {
@@ -35,7 +38,7 @@ impl<S: Clone + Mergeable> Tumbling<S> {
     /// The state of the window containing `time`, closing the current window
     /// first (returned with its start) if `time` lies past it. Times before
     /// the current window belong to a closed window and are rejected.
-    pub fn at(&mut self, time: u64) -> Result<(Option<(u64, S)>, &mut S), InputError> {
+    pub fn at(&mut self, time: u64) -> Result<(Option<ClosedWindow<S>>, &mut S), InputError> {
         let start = time - time % self.width;
         let closed = match self.start {
             Some(s) if start < s => {
@@ -73,7 +76,7 @@ impl<S: Clone + Mergeable> Sliding<S> {
         if slide == 0 {
             return Err(InputError::invalid("slide", "must be positive"));
         }
-        if width == 0 || width % slide != 0 {
+        if width == 0 || !width.is_multiple_of(slide) {
             return Err(InputError::invalid(
                 "width",
                 "must be a positive multiple of slide",
