@@ -17,7 +17,8 @@ WASM_DIR    := target/$(WASM_TARGET)/wasm
 FILTER_WASM := $(WASM_DIR)/outrider_filter.wasm
 WASI_RUNNER := node $(CURDIR)/filter/wasi-test-runner.mjs
 
-.PHONY: help setup build test lint test-wasm demo bench bench-filter clean
+.PHONY: help setup build test lint test-wasm demo bench bench-filter bench-stats \
+	setup-stats-bench stats-fixtures clean
 
 help:
 	@echo "make demo    build everything and show a canary split live in a real Envoy"
@@ -62,12 +63,31 @@ test-wasm: setup
 demo: build
 	target/release/outrider-demo
 
-bench: bench-filter
+bench: bench-filter bench-stats
 
 ## bench-filter: CPU per request and latency of (a) a plain route, (b) Envoy's
 ## weighted_clusters, (c) an empty wasm filter, (d) the outrider filter.
 bench-filter: build
 	target/release/outrider-bench filter
+
+## bench-stats: streaming drift 1M x 50 and the exact statistics on 100k x 100k,
+## beside scipy on the same data in the same run.
+# OPENBLAS_* are unset for this command only: they slow numpy down.
+bench-stats: setup-stats-bench
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OUTRIDER_PYTHON=$(abspath $(VENV)/bin/python) \
+		$(CARGO) bench --locked -p outrider-stats --bench stats
+
+# numpy, scipy and statsmodels (pinned) for the statistics benchmark and fixtures.
+STATS_REQUIREMENTS := sidecar-scorer/stats/fixtures/requirements.txt
+setup-stats-bench: $(VENV)/.stats-ready
+
+$(VENV)/.stats-ready: $(STATS_REQUIREMENTS) $(VENV)/.installed
+	$(VENV)/bin/pip install -q -r $(STATS_REQUIREMENTS)
+	@touch $@
+
+## stats-fixtures: regenerate the scipy/statsmodels reference cases the Rust tests read.
+stats-fixtures: setup-stats-bench
+	$(VENV)/bin/python sidecar-scorer/stats/fixtures/generate.py
 
 clean:
 	$(CARGO) clean

@@ -1,0 +1,259 @@
+//! `make bench-stats`: streaming drift of 1,000,000 rows × 50 numeric
+//! features against reference bins, and the exact forms on 100,000 × 100,000
+//! samples beside scipy on the same data in the same run.
+//!
+//! Environment: `OUTRIDER_PYTHON` (default `.venv/bin/python`) runs the scipy
+//! side; without it the scipy columns are left out.
+
+use outrider_stats::drift::chi2::contingency_2xk;
+use outrider_stats::drift::{
+    DriftThresholds, NumericDriftRequest, bins::ReferenceBins, bins::shares, jensen_shannon, ks,
+    psi, wasserstein,
+};
+use outrider_stats::judge::mann_whitney::mann_whitney_u;
+use outrider_stats::streaming::Mergeable;
+use outrider_stats::streaming::drift::{DEFAULT_SKETCH_K, DriftWindow, ReferenceProfile};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Normal};
+use std::hint::black_box;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const ROWS: usize = 1_000_000;
+const FEATURES: usize = 50;
+const REFERENCE_ROWS: usize = 100_000;
+const CHUNK: usize = 10_000;
+const EXACT_N: usize = 100_000;
+
+fn main() {
+    streaming();
+    exact();
+}
+
+fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn streaming() {
+    let mut rng = StdRng::seed_from_u64(1);
+    let normal = Normal::new(0.0, 1.0).unwrap();
+    let profiles: Vec<ReferenceProfile> = (0..FEATURES)
+        .map(|_| {
+            let r: Vec<f64> = (0..REFERENCE_ROWS)
+                .map(|_| normal.sample(&mut rng))
+                .collect();
+            ReferenceProfile::new(&r, 10, DEFAULT_SKETCH_K).unwrap()
+        })
+        .collect();
+    let mut bins_only: Vec<Vec<u64>> = profiles
+        .iter()
+        .map(|p| vec![0; p.bins.bin_count()])
+        .collect();
+    let mut windows: Vec<DriftWindow> = profiles.iter().map(|p| p.new_window()).collect();
+    let rss_before = peak_rss_kb();
+    let (mut t_bins, mut t_full) = (Duration::ZERO, Duration::ZERO);
+    // Rows arrive in chunks (telemetry batches); generating them is not timed.
+    let mut chunk = vec![0.0f64; CHUNK * FEATURES];
+    for c in 0..ROWS / CHUNK {
+        let shift = if c % 2 == 0 { 0.0 } else { 0.2 };
+        for v in chunk.iter_mut() {
+            *v = normal.sample(&mut rng) + shift;
+        }
+        let t = Instant::now();
+        for row in chunk.chunks_exact(FEATURES) {
+            for (f, &x) in row.iter().enumerate() {
+                bins_only[f][profiles[f].bins.bin_of(x)] += 1;
+            }
+        }
+        t_bins += t.elapsed();
+        let t = Instant::now();
+        for row in chunk.chunks_exact(FEATURES) {
+            for (f, &x) in row.iter().enumerate() {
+                windows[f].observe(&profiles[f].bins, x);
+            }
+        }
+        t_full += t.elapsed();
+    }
+    let t = Instant::now();
+    let reports: Vec<_> = windows
+        .iter()
+        .zip(&profiles)
+        .map(|(w, p)| w.report(p, &DriftThresholds::default()).unwrap())
+        .collect();
+    let t_report = t.elapsed();
+    let state_bytes: usize = windows
+        .iter()
+        .map(|w| w.sketch.serialize_bytes().len() + 8 * w.counts.len())
+        .sum();
+    let mut merged = profiles[0].new_window();
+    merged.merge(&windows[0]).unwrap();
+    black_box((&bins_only, &reports, merged));
+    println!("## streaming drift: {ROWS} rows x {FEATURES} features, one core");
+    println!(
+        "bin counts only (PSI/JS state)      {:>8.3} s",
+        t_bins.as_secs_f64()
+    );
+    println!(
+        "bin counts + KLL sketch (k={DEFAULT_SKETCH_K})  {:>8.3} s",
+        t_full.as_secs_f64()
+    );
+    println!(
+        "reports for {FEATURES} features           {:>8.3} s",
+        t_report.as_secs_f64()
+    );
+    println!(
+        "window state, all features           {:>8} bytes (independent of rows)",
+        state_bytes
+    );
+    println!(
+        "peak RSS {} MB (before rows: {} MB; rows are generated in {CHUNK}-row chunks)",
+        peak_rss_kb() / 1024,
+        rss_before / 1024
+    );
+    println!(
+        "feature 0: psi {:.4}, ks {:.4} (bound {:.4}), wasserstein {:.4}",
+        reports[0].psi, reports[0].ks_statistic, reports[0].ks_error_bound, reports[0].wasserstein
+    );
+}
+
+fn best<T>(mut f: impl FnMut() -> T) -> f64 {
+    (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            black_box(f());
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn exact() {
+    let mut rng = StdRng::seed_from_u64(2);
+    let normal = Normal::new(0.0, 1.0).unwrap();
+    let reference: Vec<f64> = (0..EXACT_N).map(|_| normal.sample(&mut rng)).collect();
+    let current: Vec<f64> = (0..EXACT_N)
+        .map(|_| normal.sample(&mut rng) * 1.1 + 0.05)
+        .collect();
+    let cats: Vec<u8> = (0..2 * EXACT_N)
+        .map(|i| {
+            (rng.random::<f64>()
+                .powf(if i < EXACT_N { 1.0 } else { 1.1 })
+                * 20.0) as u8
+        })
+        .collect();
+    let (ref_cat, cur_cat) = cats.split_at(EXACT_N);
+
+    let path = std::env::temp_dir().join(format!("outrider-bench-{}.f64", std::process::id()));
+    let bytes: Vec<u8> = reference
+        .iter()
+        .chain(&current)
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
+    std::fs::write(&path, bytes).unwrap();
+    let cat_path = format!("{}.cat", path.display());
+    std::fs::write(&cat_path, &cats).unwrap();
+
+    let sorted = |v: &[f64]| {
+        let mut s = v.to_vec();
+        s.sort_unstable_by(f64::total_cmp);
+        s
+    };
+    let rust = [
+        ("ks", best(|| ks::ks_2samp(&reference, &current))),
+        (
+            "wasserstein",
+            best(|| wasserstein::wasserstein_distance(&reference, &current)),
+        ),
+        (
+            "psi_js",
+            best(|| {
+                let r = sorted(&reference);
+                let bins = ReferenceBins::from_sorted(&r, 10);
+                let (rc, cc) = (bins.counts_sorted(&r), bins.counts(&current));
+                let (rs, cs) = (shares(&rc), shares(&cc));
+                (psi::psi(&rs, &cs), jensen_shannon::distance(&rs, &cs))
+            }),
+        ),
+        (
+            "mann_whitney",
+            best(|| mann_whitney_u(&current, &reference)),
+        ),
+        (
+            "chi2",
+            best(|| {
+                let (mut a, mut b) = ([0u64; 256], [0u64; 256]);
+                ref_cat.iter().for_each(|&c| a[c as usize] += 1);
+                cur_cat.iter().for_each(|&c| b[c as usize] += 1);
+                let keep: Vec<usize> = (0..256).filter(|&i| a[i] + b[i] > 0).collect();
+                let ra: Vec<u64> = keep.iter().map(|&i| a[i]).collect();
+                let rb: Vec<u64> = keep.iter().map(|&i| b[i]).collect();
+                contingency_2xk(&ra, &rb)
+            }),
+        ),
+    ];
+    let full = best(|| {
+        outrider_stats::drift::numeric(&NumericDriftRequest {
+            reference: reference.clone(),
+            current: current.clone(),
+            bins: 10,
+            thresholds: DriftThresholds::default(),
+        })
+    });
+
+    let python = std::env::var("OUTRIDER_PYTHON")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/python").into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/scipy_bench.py");
+    let scipy: Option<serde_json::Value> = Command::new(&python)
+        .args([script, &path.display().to_string(), &EXACT_N.to_string()])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| serde_json::from_slice(&o.stdout).ok());
+    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_file(&cat_path);
+
+    println!();
+    println!("## exact forms: {EXACT_N} x {EXACT_N} samples, best of 3");
+    println!(
+        "{:<14} {:>10} {:>10} {:>14}",
+        "method", "rust (ms)", "scipy (ms)", "scipy / rust"
+    );
+    for (name, t) in rust {
+        match scipy.as_ref().and_then(|s| s[name].as_f64()) {
+            Some(p) => println!(
+                "{name:<14} {:>10.2} {:>10.2} {:>13.1}x",
+                t * 1e3,
+                p * 1e3,
+                p / t
+            ),
+            None => println!("{name:<14} {:>10.2} {:>10} {:>14}", t * 1e3, "-", "-"),
+        }
+    }
+    println!(
+        "drift::numeric (KS + Wasserstein + PSI + JS, one call) {:.2} ms",
+        full * 1e3
+    );
+    if let Some(s) = &scipy {
+        let k = ks::ks_2samp(&reference, &current);
+        println!(
+            "check: ks {:.6}/{:.6}, p {:e}/{:e}; wasserstein {:.9}/{:.9}; mwu p {:e}/{:e}",
+            k.statistic,
+            s["check"]["ks_statistic"].as_f64().unwrap_or(f64::NAN),
+            k.p_value,
+            s["check"]["ks_p_value"].as_f64().unwrap_or(f64::NAN),
+            wasserstein::wasserstein_distance(&reference, &current),
+            s["check"]["wasserstein"].as_f64().unwrap_or(f64::NAN),
+            mann_whitney_u(&current, &reference).p_value,
+            s["check"]["mann_whitney_p"].as_f64().unwrap_or(f64::NAN),
+        );
+    } else {
+        println!("(scipy side not run: {python} unavailable; run `make setup-stats-bench`)");
+    }
+}
