@@ -1,6 +1,7 @@
 //! Load for benchmarks: closed-loop bursts (for CPU per request and throughput) and
 //! open-loop traffic at a fixed rate (for latency), plus a process's CPU time.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -74,9 +75,27 @@ pub async fn closed_loop(
 pub struct Latency {
     pub p50_ms: f64,
     pub p99_ms: f64,
-    /// Responses per second actually received.
-    pub achieved_rate: f64,
+}
+
+impl Latency {
+    /// Quantiles of a histogram of microseconds.
+    pub fn of(histogram: &Histogram<u64>) -> Self {
+        Self {
+            p50_ms: histogram.value_at_quantile(0.50) as f64 / 1000.0,
+            p99_ms: histogram.value_at_quantile(0.99) as f64 / 1000.0,
+        }
+    }
+}
+
+/// What a fixed-rate run observed: latencies in microseconds, and failures.
+pub struct OpenLoop {
+    pub micros: Histogram<u64>,
     pub errors: u64,
+}
+
+/// An empty histogram of microseconds (1 µs to 60 s, 3 significant digits).
+pub fn latency_histogram() -> Result<Histogram<u64>> {
+    Ok(Histogram::new_with_bounds(1, 60_000_000, 3)?)
 }
 
 /// Sends GETs at `rate` per second for `duration`, open loop: each request leaves at
@@ -87,11 +106,9 @@ pub async fn open_loop(
     url: &str,
     rate: u32,
     duration: Duration,
-) -> Result<Latency> {
-    let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
-        1, 60_000_000, 3,
-    )?));
-    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+) -> Result<OpenLoop> {
+    let histogram = Arc::new(Mutex::new(latency_histogram()?));
+    let errors = Arc::new(AtomicU64::new(0));
     let total = (f64::from(rate) * duration.as_secs_f64()) as u64;
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
     let started = tokio::time::Instant::now();
@@ -115,21 +132,19 @@ pub async fn open_loop(
                     }
                 }
                 _ => {
-                    errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    errors.fetch_add(1, Ordering::Relaxed);
                 }
             }
         });
     }
     while tasks.join_next().await.is_some() {}
-    let elapsed = started.elapsed().as_secs_f64();
-    let h = histogram
+    let micros = histogram
         .lock()
-        .map_err(|_| anyhow::anyhow!("histogram lock poisoned"))?;
-    Ok(Latency {
-        p50_ms: h.value_at_quantile(0.50) as f64 / 1000.0,
-        p99_ms: h.value_at_quantile(0.99) as f64 / 1000.0,
-        achieved_rate: h.len() as f64 / elapsed,
-        errors: errors.load(std::sync::atomic::Ordering::Relaxed),
+        .map_err(|_| anyhow::anyhow!("histogram lock poisoned"))?
+        .clone();
+    Ok(OpenLoop {
+        micros,
+        errors: errors.load(Ordering::Relaxed),
     })
 }
 

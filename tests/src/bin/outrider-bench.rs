@@ -1,16 +1,20 @@
 //! Benchmarks against the real Envoy. `outrider-bench filter` (`make bench-filter`)
-//! compares four configs from envoy/bench/ side by side in one run, interleaved over
+//! compares the configs of envoy/bench/ side by side in one run, interleaved over
 //! rounds: (a) a plain route, (b) Envoy's weighted_clusters, (c) an empty wasm
-//! filter, (d) the outrider filter. Each Envoy runs with `--concurrency 1`.
+//! filter, (d) the outrider filter, (e) the empty filter setting the routing header.
+//! Each Envoy runs with `--concurrency 1`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use outrider_harness::bootstrap::LISTENER;
 use outrider_harness::client::HttpClient;
 use outrider_harness::envoy::{Envoy, Launch};
-use outrider_harness::load::{Latency, closed_loop, cpu_seconds, median, open_loop, pin_to_cpu};
+use outrider_harness::load::{
+    Latency, closed_loop, cpu_seconds, latency_histogram, median, open_loop, pin_to_cpu,
+};
 use outrider_harness::paths;
 use outrider_harness::standin::{Behaviour, StandIn};
 use serde_json::json;
@@ -35,6 +39,9 @@ struct FilterArgs {
     /// Requests per config per round in the closed-loop (CPU) phase.
     #[arg(long, default_value_t = 20_000)]
     requests: usize,
+    /// Slices each round's closed-loop requests are cut into (see below).
+    #[arg(long, default_value_t = 20)]
+    slices: usize,
     /// Connections in the closed-loop phase.
     #[arg(long, default_value_t = 16)]
     connections: usize,
@@ -44,35 +51,27 @@ struct FilterArgs {
     /// Seconds of the fixed-rate phase per config per round.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
+    /// Compare these bootstraps instead of the four of envoy/bench/ (each with a
+    /// listener named `outrider`, upstreams on 18091/18092, distinct ports). The
+    /// summary lines compare the third and fourth against the first.
+    #[arg(long = "config")]
+    configs: Vec<std::path::PathBuf>,
 }
 
 struct Target {
-    label: &'static str,
-    file: &'static str,
-    port: u16,
+    label: String,
+    path: std::path::PathBuf,
 }
 
-const TARGETS: [Target; 4] = [
-    Target {
-        label: "(a) plain route",
-        file: "a-plain.yaml",
-        port: 10101,
-    },
-    Target {
-        label: "(b) weighted_clusters",
-        file: "b-weighted-clusters.yaml",
-        port: 10102,
-    },
-    Target {
-        label: "(c) pass-through wasm",
-        file: "c-passthrough-wasm.yaml",
-        port: 10103,
-    },
-    Target {
-        label: "(d) outrider filter",
-        file: "d-outrider.yaml",
-        port: 10104,
-    },
+const DEFAULT_TARGETS: [(&str, &str); 5] = [
+    ("(a) plain route", "a-plain.yaml"),
+    ("(b) weighted_clusters", "b-weighted-clusters.yaml"),
+    ("(c) pass-through wasm", "c-passthrough-wasm.yaml"),
+    ("(d) outrider filter", "d-outrider.yaml"),
+    (
+        "(e) pass-through sets header",
+        "e-passthrough-sets-header.yaml",
+    ),
 ];
 
 #[derive(Default)]
@@ -118,67 +117,105 @@ async fn bench_filter(args: FilterArgs, envoy_cpu: Option<usize>) -> Result<()> 
     )
     .await
     .context("upstream port 18092")?;
+    let targets: Vec<Target> = if args.configs.is_empty() {
+        DEFAULT_TARGETS
+            .iter()
+            .map(|(label, file)| Target {
+                label: (*label).to_owned(),
+                path: paths::envoy_configs().join("bench").join(file),
+            })
+            .collect()
+    } else {
+        args.configs
+            .iter()
+            .map(|path| Target {
+                label: path
+                    .file_stem()
+                    .map_or_else(String::new, |s| s.to_string_lossy().into_owned()),
+                path: path.clone(),
+            })
+            .collect()
+    };
     let mut envoys = Vec::new();
-    for target in &TARGETS {
+    let mut urls = Vec::new();
+    for target in &targets {
         let mut launch = Launch::workers(1);
         launch.cpu = envoy_cpu;
-        let envoy = Envoy::start_file(
-            &paths::envoy_configs().join("bench").join(target.file),
-            &launch,
-        )
-        .await
-        .with_context(|| format!("starting {}", target.file))?;
+        let envoy = Envoy::start_file(&target.path, &launch)
+            .await
+            .with_context(|| format!("starting {}", target.path.display()))?;
+        urls.push(format!(
+            "{}/v2/models/fraud/infer",
+            envoy.url(LISTENER).await?
+        ));
         envoys.push(envoy);
     }
-    let url = |t: &Target| format!("http://127.0.0.1:{}/v2/models/fraud/infer", t.port);
 
+    let clients: Vec<HttpClient> = targets.iter().map(|_| HttpClient::new()).collect();
     eprintln!("warming up...");
-    for target in &TARGETS {
-        closed_loop(&HttpClient::new(), &url(target), 2_000, args.connections).await?;
+    for (client, url) in clients.iter().zip(&urls) {
+        closed_loop(client, url, 2_000, args.connections).await?;
     }
 
-    let mut samples: Vec<Samples> = TARGETS.iter().map(|_| Samples::default()).collect();
+    // Each round is cut into slices, and every slice visits every config in turn, so
+    // that the machine's slow and fast moments fall on all configs alike.
+    let n = targets.len();
+    let per_slice = args.requests.div_ceil(args.slices);
+    let mut samples: Vec<Samples> = targets.iter().map(|_| Samples::default()).collect();
     for round in 0..args.rounds {
-        for k in 0..TARGETS.len() {
-            let i = (k + round) % TARGETS.len();
-            let (target, envoy) = (&TARGETS[i], &envoys[i]);
-            let client = HttpClient::new();
-            let before = cpu_seconds(envoy.pid())?;
-            let wall = closed_loop(&client, &url(target), args.requests, args.connections).await?;
-            let cpu = cpu_seconds(envoy.pid())? - before;
-            let latency: Latency = open_loop(
-                &HttpClient::new(),
-                &url(target),
-                args.rate,
-                Duration::from_secs(args.seconds),
-            )
-            .await?;
-            if latency.errors > 0 {
-                bail!(
-                    "{}: {} errors at {} req/s",
-                    target.label,
-                    latency.errors,
-                    args.rate
-                );
+        let mut cpu = vec![0.0; n];
+        let mut wall = vec![0.0; n];
+        let mut latency = Vec::new();
+        for _ in 0..n {
+            latency.push(latency_histogram()?);
+        }
+        for slice in 0..args.slices {
+            for k in 0..n {
+                let i = (k + slice + round) % n;
+                let before = cpu_seconds(envoys[i].pid())?;
+                wall[i] += closed_loop(&clients[i], &urls[i], per_slice, args.connections)
+                    .await?
+                    .as_secs_f64();
+                cpu[i] += cpu_seconds(envoys[i].pid())? - before;
             }
+        }
+        for second in 0..args.seconds {
+            for k in 0..n {
+                let i = (k + second as usize + round) % n;
+                let run =
+                    open_loop(&clients[i], &urls[i], args.rate, Duration::from_secs(1)).await?;
+                if run.errors > 0 {
+                    bail!(
+                        "{}: {} errors at {} req/s",
+                        targets[i].label,
+                        run.errors,
+                        args.rate
+                    );
+                }
+                latency[i].add(&run.micros)?;
+            }
+        }
+        let requests = (per_slice * args.slices) as f64;
+        for i in 0..n {
+            let l = Latency::of(&latency[i]);
             let s = &mut samples[i];
-            s.cpu_us.push(cpu / args.requests as f64 * 1e6);
-            s.throughput.push(args.requests as f64 / wall.as_secs_f64());
-            s.p50_ms.push(latency.p50_ms);
-            s.p99_ms.push(latency.p99_ms);
+            s.cpu_us.push(cpu[i] / requests * 1e6);
+            s.throughput.push(requests / wall[i]);
+            s.p50_ms.push(l.p50_ms);
+            s.p99_ms.push(l.p99_ms);
             eprintln!(
-                "round {} {:<24} cpu {:>6.1} us/req  {:>7.0} req/s  p50 {:.3} ms  p99 {:.3} ms at {:.0} req/s",
+                "round {} {:<24} cpu {:>6.1} us/req  {:>7.0} req/s  p50 {:.3} ms  p99 {:.3} ms at {} req/s",
                 round + 1,
-                target.label,
-                cpu / args.requests as f64 * 1e6,
-                args.requests as f64 / wall.as_secs_f64(),
-                latency.p50_ms,
-                latency.p99_ms,
-                latency.achieved_rate
+                targets[i].label,
+                cpu[i] / requests * 1e6,
+                requests / wall[i],
+                l.p50_ms,
+                l.p99_ms,
+                args.rate
             );
         }
     }
-    report(&args, &samples)
+    report(&args, &targets, &samples)
 }
 
 fn wasm_size(file: &str) -> Result<u64> {
@@ -189,7 +226,7 @@ fn wasm_size(file: &str) -> Result<u64> {
     Ok(std::fs::metadata(path)?.len())
 }
 
-fn report(args: &FilterArgs, samples: &[Samples]) -> Result<()> {
+fn report(args: &FilterArgs, targets: &[Target], samples: &[Samples]) -> Result<()> {
     let cpu: Vec<f64> = samples.iter().map(|s| median(&s.cpu_us)).collect();
     let p50: Vec<f64> = samples.iter().map(|s| median(&s.p50_ms)).collect();
     let p99: Vec<f64> = samples.iter().map(|s| median(&s.p99_ms)).collect();
@@ -207,7 +244,7 @@ fn report(args: &FilterArgs, samples: &[Samples]) -> Result<()> {
         args.rate, args.rate
     );
     println!("|---|---|---|---|---|---|");
-    for (i, target) in TARGETS.iter().enumerate() {
+    for (i, target) in targets.iter().enumerate() {
         println!(
             "| {} | {:.1} ({}) | {:+.1} | {:.0} | {:.3} | {:.3} |",
             target.label,
@@ -219,19 +256,29 @@ fn report(args: &FilterArgs, samples: &[Samples]) -> Result<()> {
             p99[i]
         );
     }
-    let passthrough_added = cpu[2] - cpu[0];
-    let outrider_added = cpu[3] - cpu[0];
-    let cpu_ratio = outrider_added / passthrough_added;
-    println!();
-    println!(
-        "- outrider's added CPU over (a) / the pass-through filter's: {outrider_added:.1} / {passthrough_added:.1} = {cpu_ratio:.2} (target ≤ 1.5)"
-    );
-    println!(
-        "- latency at {} req/s, (d) / (c): p50 {:.3}, p99 {:.3} (target within 5%: ≤ 1.05)",
-        args.rate,
-        p50[3] / p50[2],
-        p99[3] / p99[2]
-    );
+    if cpu.len() >= 4 {
+        let passthrough_added = cpu[2] - cpu[0];
+        let outrider_added = cpu[3] - cpu[0];
+        let cpu_ratio = outrider_added / passthrough_added;
+        println!();
+        println!(
+            "- outrider's added CPU over (a) / the pass-through filter's: {outrider_added:.1} / {passthrough_added:.1} = {cpu_ratio:.2} (target ≤ 1.5)"
+        );
+        println!(
+            "- latency at {} req/s, (d) / (c): p50 {:.3}, p99 {:.3} (target within 5%: ≤ 1.05)",
+            args.rate,
+            p50[3] / p50[2],
+            p99[3] / p99[2]
+        );
+    }
+    if cpu.len() >= 5 {
+        println!(
+            "- of outrider's added CPU: wasm filter {:.1}, setting the routing header and re-selecting the route (e) − (c) {:.1}, outrider's own work (d) − (e) {:.1}",
+            cpu[2] - cpu[0],
+            cpu[4] - cpu[2],
+            cpu[3] - cpu[4]
+        );
+    }
     println!(
         "- .wasm sizes: outrider_filter.wasm {} bytes (target < 400 KB), outrider_passthrough.wasm {} bytes",
         wasm_size("outrider")?,
@@ -240,8 +287,8 @@ fn report(args: &FilterArgs, samples: &[Samples]) -> Result<()> {
     let record = json!({
         "rounds": args.rounds, "requests": args.requests, "connections": args.connections,
         "rate": args.rate, "seconds": args.seconds,
-        "targets": TARGETS.iter().zip(samples).map(|(t, s)| json!({
-            "config": t.file, "cpu_us_per_request": s.cpu_us, "throughput": s.throughput,
+        "targets": targets.iter().zip(samples).map(|(t, s)| json!({
+            "config": t.path, "cpu_us_per_request": s.cpu_us, "throughput": s.throughput,
             "p50_ms": s.p50_ms, "p99_ms": s.p99_ms
         })).collect::<Vec<_>>(),
     });
