@@ -6,6 +6,9 @@ use std::fmt;
 use serde::Deserialize;
 
 use crate::assignment::{Split, salt_seed};
+use crate::link::{
+    RawScorer, RawTelemetry, SampleRule, ScorerLink, validate_scorer, validate_telemetry,
+};
 use crate::override_token::OverrideRule;
 use crate::sticky_key::StickyKey;
 
@@ -31,7 +34,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
         Self {
             field: field.into(),
             problem: problem.into(),
@@ -70,6 +73,10 @@ struct RawConfig {
     response_header: Option<String>,
     #[serde(default, rename = "override")]
     override_rule: Option<RawOverride>,
+    #[serde(default)]
+    scorer: Option<RawScorer>,
+    #[serde(default)]
+    telemetry: Option<RawTelemetry>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,6 +134,10 @@ pub struct Rollout {
     pub routing_header: String,
     pub response_header: Option<String>,
     pub override_rule: Option<OverrideRule>,
+    /// Where the rollout state comes from and telemetry goes; without it the
+    /// configured weights are final.
+    pub scorer: Option<ScorerLink>,
+    pub telemetry: Option<SampleRule>,
 }
 
 impl Rollout {
@@ -264,6 +275,14 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Roll
         .override_rule
         .map(|o| validate_override(o, &routing_header, &sticky_key, env))
         .transpose()?;
+    let scorer = raw.scorer.map(|s| validate_scorer(s, env)).transpose()?;
+    let telemetry = raw.telemetry.map(validate_telemetry).transpose()?;
+    if telemetry.is_some() && scorer.is_none() {
+        return Err(ConfigError::new(
+            "telemetry",
+            "samples go to the scorer: configure `scorer` too",
+        ));
+    }
 
     Ok(Rollout {
         name: raw.rollout,
@@ -275,6 +294,8 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Roll
         routing_header,
         response_header,
         override_rule,
+        scorer,
+        telemetry,
     })
 }
 
@@ -334,8 +355,9 @@ fn validate_override(
 }
 
 /// Names end up in stat names and Prometheus labels, so they keep to a safe alphabet
-/// (no `.` or `=`, which the stats tag regexes use as separators).
-fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
+/// (no `.` or `=`, which the stats tag regexes use as separators). The scorer checks
+/// rollout and variant names with the same rule.
+pub fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
     if name.is_empty() {
         return Err(ConfigError::new(field, "must not be empty"));
     }
@@ -360,7 +382,8 @@ fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn weight_to_basis_points(field: &str, weight: f64) -> Result<u32, ConfigError> {
+/// A weight in percent (0 to 100, at most two decimal places) as basis points.
+pub fn weight_to_basis_points(field: &str, weight: f64) -> Result<u32, ConfigError> {
     if !weight.is_finite() || !(0.0..=100.0).contains(&weight) {
         return Err(ConfigError::new(
             field,
@@ -379,7 +402,8 @@ fn weight_to_basis_points(field: &str, weight: f64) -> Result<u32, ConfigError> 
     Ok(rounded as u32)
 }
 
-fn format_percent(bp: u32) -> String {
+/// Basis points as a percentage (`1000` is `10`, `1050` is `10.50`).
+pub fn format_percent(bp: u32) -> String {
     if bp.is_multiple_of(100) {
         format!("{}", bp / 100)
     } else {

@@ -9,7 +9,7 @@ use crate::response::StatusClass;
 /// `(tag name, regex)` pairs for `stats_config.stats_tags`, in the order Envoy must
 /// apply them. The first group of each regex is cut from the name, the second is the
 /// label value.
-pub const STATS_TAGS: [(&str, &str); 5] = [
+pub const STATS_TAGS: [(&str, &str); 6] = [
     ("rollout", r"^wasmcustom\.outrider\..*(\.rollout=([^.]+))"),
     ("variant", r"^wasmcustom\.outrider\..*(\.variant=([^.]+))"),
     ("class", r"^wasmcustom\.outrider\..*(\.class=([^.]+))"),
@@ -18,6 +18,7 @@ pub const STATS_TAGS: [(&str, &str); 5] = [
         r"^wasmcustom\.outrider\..*(\.grpc_status=([^.]+))",
     ),
     ("reason", r"^wasmcustom\.outrider\..*(\.reason=([^.]+))"),
+    ("result", r"^wasmcustom\.outrider\..*(\.result=([^.]+))"),
 ];
 
 /// Requests assigned to a variant (counter).
@@ -63,6 +64,40 @@ pub fn unkeyed_requests(rollout: &str) -> String {
 /// The configured weight of a variant, in basis points (gauge; 10,000 is 100%).
 pub fn weight(rollout: &str, variant: &str) -> String {
     format!("outrider.weight_basis_points.rollout={rollout}.variant={variant}")
+}
+
+/// Polls of the scorer by this Envoy's polling worker, by result: `ok` (a state),
+/// `not_modified`, `failed` (counter).
+pub fn scorer_polls(rollout: &str, result: &str) -> String {
+    format!("outrider.scorer_poll_total.rollout={rollout}.result={result}")
+}
+
+/// States from the scorer that this filter could not apply (counter).
+pub fn states_rejected(rollout: &str) -> String {
+    format!("outrider.state_rejected_total.rollout={rollout}")
+}
+
+/// Version of the rollout state in effect; 0 for the configured weights (gauge).
+pub fn state_version(rollout: &str) -> String {
+    format!("outrider.state_version.rollout={rollout}")
+}
+
+/// Milliseconds since the scorer last answered a poll (or since the configuration
+/// was loaded, if it never did): how stale the weights may be (gauge).
+pub fn state_age(rollout: &str) -> String {
+    format!("outrider.state_age_ms.rollout={rollout}")
+}
+
+/// Telemetry batches by result: `sent`, `failed` (kept to retry), `rejected` (the
+/// scorer refused them for good), `dropped` (the outbox was full) (counter).
+pub fn telemetry_batches(rollout: &str, result: &str) -> String {
+    format!("outrider.telemetry_batch_total.rollout={rollout}.result={result}")
+}
+
+/// Sampled requests by result: `taken`, `dropped` (the batch had its share),
+/// `skipped` (a body over the limit) (counter).
+pub fn samples(rollout: &str, result: &str) -> String {
+    format!("outrider.sample_total.rollout={rollout}.result={result}")
 }
 
 #[cfg(test)]

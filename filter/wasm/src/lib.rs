@@ -5,6 +5,7 @@
 mod host;
 mod request;
 mod root;
+mod scorer;
 mod stats;
 
 use proxy_wasm::types::LogLevel;

@@ -1,26 +1,31 @@
 //! The root context: one per plugin configuration per worker. It validates the
-//! configuration, defines the stats, and hands both to each request.
+//! configuration, defines the stats, hands both to each request, and drives the link
+//! to the scorer from its tick.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use outrider_filter_logic::Rollout;
 use outrider_filter_logic::assignment::RandomPoints;
+use outrider_filter_logic::telemetry::Aggregator;
+use outrider_protocol::TelemetryBatch;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 
 use crate::host;
 use crate::request::Request;
-use crate::stats::RolloutStats;
+use crate::scorer::Link;
+use crate::stats::{LinkStats, RolloutStats};
 
 /// Configuration documents larger than this are refused unread.
 const MAX_CONFIG_BYTES: usize = 256 * 1024;
 
-/// A configuration that passed validation, with its stats.
+/// The rollout in effect and its stats. A new state from the scorer replaces the
+/// rollout; requests in flight keep the one they started with.
 pub struct Active {
     pub rollout: Rollout,
-    pub stats: RolloutStats,
+    pub stats: Rc<RolloutStats>,
 }
 
 /// State of one worker shared by all its requests (the VM is single-threaded).
@@ -28,25 +33,63 @@ pub struct Worker {
     pub random: RandomPoints,
     /// Cleared once the host says it has no `clear_route_cache` function.
     pub has_clear_route_cache: Cell<bool>,
+    /// Counts and samples for the scorer, when a scorer is configured.
+    telemetry: RefCell<Option<Aggregator>>,
+}
+
+impl Worker {
+    /// Records into the telemetry, if there is any. Callbacks never nest, so the
+    /// borrow always succeeds; if it did not, the record would be skipped, not panic.
+    pub fn record(&self, f: impl FnOnce(&mut Aggregator)) {
+        if let Ok(mut telemetry) = self.telemetry.try_borrow_mut()
+            && let Some(aggregator) = telemetry.as_mut()
+        {
+            f(aggregator);
+        }
+    }
+
+    pub fn take_batch(
+        &self,
+        rollout: &str,
+        proxy: &str,
+        worker: u64,
+        dropped: u64,
+        now_ms: u64,
+    ) -> Option<TelemetryBatch> {
+        let mut telemetry = self.telemetry.try_borrow_mut().ok()?;
+        telemetry
+            .as_mut()?
+            .take(rollout, proxy, worker, dropped, now_ms)
+    }
 }
 
 pub struct OutriderRoot {
     active: Option<Rc<Active>>,
     worker: Rc<Worker>,
+    link: Option<Link>,
+    worker_id: u64,
+}
+
+fn now_ms() -> u64 {
+    host::now_nanos() / 1_000_000
 }
 
 impl OutriderRoot {
     pub fn new() -> Self {
+        let seed = random_seed();
         Self {
             active: None,
             worker: Rc::new(Worker {
-                random: RandomPoints::new(random_seed()),
+                random: RandomPoints::new(seed),
                 has_clear_route_cache: Cell::new(true),
+                telemetry: RefCell::new(None),
             }),
+            link: None,
+            worker_id: seed,
         }
     }
 
-    fn load(&self, size: usize) -> Result<Active, String> {
+    fn load(&mut self, size: usize) -> Result<Active, String> {
         if size > MAX_CONFIG_BYTES {
             return Err(format!(
                 "invalid configuration: the document has {size} bytes, the limit is {MAX_CONFIG_BYTES}"
@@ -59,12 +102,35 @@ impl OutriderRoot {
         };
         let rollout = Rollout::from_json(&document, |name| std::env::var(name).ok())
             .map_err(|e| e.to_string())?;
-        let stats = RolloutStats::define(&rollout)?;
+        let stats = Rc::new(RolloutStats::define(&rollout)?);
+        if let Some(config) = rollout.scorer.clone() {
+            let now = now_ms();
+            let proxy = host::node_id().unwrap_or_else(|| format!("envoy-{:016x}", self.worker_id));
+            let link = Link::new(
+                config,
+                &rollout.name,
+                self.worker_id,
+                proxy,
+                LinkStats::define(&rollout.name)?,
+                now,
+            );
+            if !host::set_tick(link.tick_period()) {
+                return Err("cannot set a tick period for the scorer link".to_owned());
+            }
+            let samples = rollout
+                .telemetry
+                .as_ref()
+                .map_or(0, |t| t.max_samples_per_batch);
+            let names = rollout.variants.iter().map(|v| v.name.as_str());
+            *self.worker.telemetry.borrow_mut() = Some(Aggregator::new(names, samples, now));
+            self.link = Some(link);
+        }
         Ok(Active { rollout, stats })
     }
 }
 
-/// Seed for per-request randomness: the host's WASI random source, or the clock.
+/// Seed for per-request randomness and this worker's id: the host's WASI random
+/// source, or the clock.
 fn random_seed() -> u64 {
     let mut bytes = [0u8; 8];
     match getrandom::fill(&mut bytes) {
@@ -73,21 +139,40 @@ fn random_seed() -> u64 {
     }
 }
 
-impl Context for OutriderRoot {}
+fn describe(rollout: &Rollout) -> String {
+    rollout
+        .variants
+        .iter()
+        .map(|v| format!("{}={}bp", v.name, v.weight_bp))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl Context for OutriderRoot {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        if let Some(link) = self.link.as_mut() {
+            link.on_response(token_id, body_size, now_ms());
+        }
+    }
+}
 
 impl RootContext for OutriderRoot {
     fn on_configure(&mut self, size: usize) -> bool {
         match self.load(size) {
             Ok(active) => {
-                let r = &active.rollout;
-                let weights: Vec<String> = r
-                    .variants
-                    .iter()
-                    .map(|v| format!("{}={}bp", v.name, v.weight_bp))
-                    .collect();
                 host::log(
                     LogLevel::Info,
-                    &format!("rollout `{}` configured: {}", r.name, weights.join(" ")),
+                    &format!(
+                        "rollout `{}` configured: {}",
+                        active.rollout.name,
+                        describe(&active.rollout)
+                    ),
                 );
                 self.active = Some(Rc::new(active));
                 true
@@ -97,6 +182,27 @@ impl RootContext for OutriderRoot {
                 host::log(LogLevel::Error, &message);
                 false
             }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let (Some(link), Some(active)) = (self.link.as_mut(), self.active.as_ref()) else {
+            return;
+        };
+        if let Some(rollout) = link.tick(now_ms(), &active.rollout, &self.worker) {
+            active.stats.weights(&rollout);
+            host::log(
+                LogLevel::Info,
+                &format!(
+                    "rollout `{}` weights from the scorer: {}",
+                    rollout.name,
+                    describe(&rollout)
+                ),
+            );
+            self.active = Some(Rc::new(Active {
+                rollout,
+                stats: active.stats.clone(),
+            }));
         }
     }
 

@@ -14,6 +14,7 @@ use crate::host;
 
 pub struct VariantStats {
     requests: u32,
+    weight: u32,
     responses: [u32; StatusClass::ALL.len()],
     latency_ms: u32,
     overrides: u32,
@@ -25,7 +26,10 @@ pub struct RolloutStats {
     variants: Vec<VariantStats>,
     unkeyed: u32,
     rejected: [u32; Rejection::ALL.len()],
+    samples: [u32; SAMPLE_RESULTS.len()],
 }
+
+const SAMPLE_RESULTS: [&str; 3] = ["taken", "dropped", "skipped"];
 
 impl RolloutStats {
     /// Defines every stat of `rollout` and sets the weight gauges.
@@ -43,6 +47,7 @@ impl RolloutStats {
             host::record(weight, u64::from(v.weight_bp));
             variants.push(VariantStats {
                 requests: host::define_metric(Counter, &names::requests(r, name))?,
+                weight,
                 responses,
                 latency_ms: host::define_metric(Histogram, &names::upstream_latency(r, name))?,
                 overrides: host::define_metric(Counter, &names::overrides_honoured(r, name))?,
@@ -54,10 +59,15 @@ impl RolloutStats {
             *slot =
                 host::define_metric(Counter, &names::overrides_rejected(r, rejection.reason()))?;
         }
+        let mut samples = [0u32; SAMPLE_RESULTS.len()];
+        for (slot, result) in samples.iter_mut().zip(SAMPLE_RESULTS) {
+            *slot = host::define_metric(Counter, &names::samples(r, result))?;
+        }
         Ok(Self {
             variants,
             unkeyed: host::define_metric(Counter, &names::unkeyed_requests(r))?,
             rejected,
+            samples,
         })
     }
 
@@ -73,6 +83,20 @@ impl RolloutStats {
         }
         if let Some(id) = rejected.and_then(|r| self.rejected.get(r.index())) {
             host::increment(*id);
+        }
+    }
+
+    /// A sampled request: `taken`, `dropped` or `skipped`.
+    pub fn sample(&self, result: &str) {
+        if let Some(id) = index_of(&SAMPLE_RESULTS, result).and_then(|i| self.samples.get(i)) {
+            host::increment(*id);
+        }
+    }
+
+    /// Sets the weight gauges to the weights in effect.
+    pub fn weights(&self, rollout: &Rollout) {
+        for (v, spec) in self.variants.iter().zip(&rollout.variants) {
+            host::record(v.weight, u64::from(spec.weight_bp));
         }
     }
 
@@ -108,5 +132,66 @@ impl RolloutStats {
             }
         };
         host::increment(id);
+    }
+}
+
+const POLL_RESULTS: [&str; 3] = ["ok", "not_modified", "failed"];
+const BATCH_RESULTS: [&str; 4] = ["sent", "failed", "rejected", "dropped"];
+
+fn index_of(all: &[&str], result: &str) -> Option<usize> {
+    all.iter().position(|r| *r == result)
+}
+
+/// Stats of the link to the scorer.
+pub struct LinkStats {
+    polls: [u32; POLL_RESULTS.len()],
+    rejected: u32,
+    version: u32,
+    age: u32,
+    batches: [u32; BATCH_RESULTS.len()],
+}
+
+impl LinkStats {
+    pub fn define(rollout: &str) -> Result<Self, String> {
+        use MetricType::{Counter, Gauge};
+        let mut polls = [0u32; POLL_RESULTS.len()];
+        for (slot, result) in polls.iter_mut().zip(POLL_RESULTS) {
+            *slot = host::define_metric(Counter, &names::scorer_polls(rollout, result))?;
+        }
+        let mut batches = [0u32; BATCH_RESULTS.len()];
+        for (slot, result) in batches.iter_mut().zip(BATCH_RESULTS) {
+            *slot = host::define_metric(Counter, &names::telemetry_batches(rollout, result))?;
+        }
+        Ok(Self {
+            polls,
+            rejected: host::define_metric(Counter, &names::states_rejected(rollout))?,
+            version: host::define_metric(Gauge, &names::state_version(rollout))?,
+            age: host::define_metric(Gauge, &names::state_age(rollout))?,
+            batches,
+        })
+    }
+
+    pub fn poll(&self, result: &str) {
+        if let Some(id) = index_of(&POLL_RESULTS, result).and_then(|i| self.polls.get(i)) {
+            host::increment(*id);
+        }
+    }
+
+    pub fn rejected(&self) {
+        host::increment(self.rejected);
+    }
+
+    pub fn version(&self, version: u64) {
+        host::record(self.version, version);
+    }
+
+    pub fn age(&self, ms: u64) {
+        host::record(self.age, ms);
+    }
+
+    pub fn batches(&self, result: &str, n: u64) {
+        if let Some(id) = index_of(&BATCH_RESULTS, result).and_then(|i| self.batches.get(i)) {
+            host::add(*id, n);
+        }
     }
 }
