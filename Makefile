@@ -19,7 +19,7 @@ FILTER_WASM := $(WASM_DIR)/outrider_filter.wasm
 WASI_RUNNER := node $(CURDIR)/filter/wasi-test-runner.mjs
 
 .PHONY: help setup build test lint test-wasm demo bench bench-filter bench-stats \
-	setup-stats-bench stats-fixtures clean
+	bench-scorer setup-stats-bench stats-fixtures clean
 
 help:
 	@echo "make demo    build everything and show a canary split live in a real Envoy"
@@ -65,7 +65,7 @@ test-wasm: setup
 demo: build
 	target/release/outrider-demo
 
-bench: bench-filter bench-stats
+bench: bench-filter bench-stats bench-scorer
 
 ## bench-filter: CPU per request and latency of (a) a plain route, (b) Envoy's
 ## weighted_clusters, (c) an empty wasm filter, (d) the outrider filter.
@@ -78,6 +78,12 @@ bench-filter: build
 bench-stats: setup-stats-bench
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OUTRIDER_PYTHON=$(abspath $(VENV)/bin/python) \
 		$(CARGO) bench --locked -p outrider-stats --bench stats
+
+## bench-scorer: telemetry batches/s and feedback events/s on one core, and the
+## scorer's CPU for 1,000 proxies polling once a second; SQLite and a private
+## PostgreSQL side by side (the release scorer runs as its own process).
+bench-scorer: setup
+	$(CARGO) bench --locked -p outrider-scorer --bench scorer
 
 # numpy, scipy and statsmodels (pinned) for the statistics benchmark and fixtures.
 STATS_REQUIREMENTS := sidecar-scorer/stats/fixtures/requirements.txt
