@@ -37,7 +37,7 @@ impl PostgresStore {
     }
 }
 
-shared_queries!(PostgresStore, Postgres);
+shared_queries!(PostgresStore, Postgres, super::sql::Placeholders::Numbered);
 
 #[async_trait]
 impl Store for PostgresStore {

@@ -77,9 +77,20 @@ pub fn select_windows() -> &'static str {
     })
 }
 
-/// The `$n` placeholders of `rows` rows of `columns` values each, for a multi-row
-/// INSERT: `($1, $2), ($3, $4)`.
-pub fn values_list(rows: usize, columns: usize) -> String {
+/// How a backend's generated multi-row statements spell bound parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placeholders {
+    /// `$1, $2, ...`: PostgreSQL.
+    Numbered,
+    /// `?, ?, ...`: SQLite finds a named parameter (`$1` is one) by a linear scan of
+    /// the statement's names, once per bound value, so binding thousands of `$n`
+    /// takes quadratic time; plain `?` are bound by position.
+    Anonymous,
+}
+
+/// The placeholders of `rows` rows of `columns` values each, for a multi-row INSERT:
+/// `($1, $2), ($3, $4)` or `(?, ?), (?, ?)`.
+pub fn values_list(style: Placeholders, rows: usize, columns: usize) -> String {
     let mut out = String::with_capacity(rows * columns * 6);
     for r in 0..rows {
         if r > 0 {
@@ -90,8 +101,13 @@ pub fn values_list(rows: usize, columns: usize) -> String {
             if c > 0 {
                 out.push_str(", ");
             }
-            out.push('$');
-            out.push_str(&(r * columns + c + 1).to_string());
+            match style {
+                Placeholders::Numbered => {
+                    out.push('$');
+                    out.push_str(&(r * columns + c + 1).to_string());
+                }
+                Placeholders::Anonymous => out.push('?'),
+            }
         }
         out.push(')');
     }
@@ -108,9 +124,9 @@ pub fn from_db_int(v: i64) -> u64 {
 }
 
 /// The store methods that are the same SQL on both backends, for a type with `read`
-/// and `write` pools of database `$db`.
+/// and `write` pools of database `$db`, whose generated statements use `$style`.
 macro_rules! shared_queries {
-    ($store:ty, $db:ty) => {
+    ($store:ty, $db:ty, $style:expr) => {
         impl $store {
             async fn shared_create_rollout(
                 &self,
@@ -260,7 +276,7 @@ macro_rules! shared_queries {
                 for chunk in batch.samples.chunks(INSERT_CHUNK) {
                     let sql = format!(
                         "INSERT INTO samples (rollout, variant, at_ms, request_id, user_key, features, score) VALUES {}",
-                        values_list(chunk.len(), 7)
+                        values_list($style, chunk.len(), 7)
                     );
                     // Built from placeholders only; values are bound.
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -332,7 +348,7 @@ macro_rules! shared_queries {
                     let sql = format!(
                         "INSERT INTO feedback (event_id, rollout, request_id, user_key, label, value, observed_ms, received_ms) \
                          VALUES {} ON CONFLICT (event_id) DO NOTHING",
-                        values_list(chunk.len(), 8)
+                        values_list($style, chunk.len(), 8)
                     );
                     // Built from placeholders only; values are bound.
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -379,7 +395,11 @@ mod tests {
 
     #[test]
     fn placeholders() {
-        assert_eq!(values_list(2, 2), "($1, $2), ($3, $4)");
+        assert_eq!(
+            values_list(Placeholders::Numbered, 2, 2),
+            "($1, $2), ($3, $4)"
+        );
+        assert_eq!(values_list(Placeholders::Anonymous, 2, 2), "(?, ?), (?, ?)");
         assert!(upsert_window().contains("l22 = variant_windows.l22 + excluded.l22"));
         assert!(upsert_window().contains("$33"));
         assert!(!upsert_window().contains("$34"));

@@ -50,7 +50,7 @@ impl SqliteStore {
     }
 }
 
-shared_queries!(SqliteStore, Sqlite);
+shared_queries!(SqliteStore, Sqlite, super::sql::Placeholders::Anonymous);
 
 #[async_trait]
 impl Store for SqliteStore {
