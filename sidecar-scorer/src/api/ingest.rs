@@ -21,14 +21,17 @@ use crate::store::{FeedbackEvent, Ingest, WindowCounts};
 const MAX_ID_LEN: usize = 256;
 const MAX_SAMPLES: usize = 10_000;
 
+/// What is wrong with an id, if anything.
+fn id_problem(value: &str) -> Option<String> {
+    (value.is_empty() || value.len() > MAX_ID_LEN)
+        .then(|| format!("must be 1 to {MAX_ID_LEN} characters"))
+}
+
 fn check_id(field: &str, value: &str) -> Result<(), ApiError> {
-    if value.is_empty() || value.len() > MAX_ID_LEN {
-        return Err(ApiError::invalid(
-            field,
-            format!("must be 1 to {MAX_ID_LEN} characters"),
-        ));
+    match id_problem(value) {
+        Some(problem) => Err(ApiError::invalid(field, problem)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Everything wrong with a batch is found before anything is stored.
@@ -154,10 +157,21 @@ struct FeedbackBatch {
     events: Vec<FeedbackIn>,
 }
 
-fn feedback_event(field: &str, e: FeedbackIn, now: u64) -> Result<FeedbackEvent, ApiError> {
+/// Checks one posted event; `index` is its place in a batch. Field paths are only
+/// built for an error: a batch holds thousands of events.
+fn feedback_event(
+    index: Option<usize>,
+    e: FeedbackIn,
+    now: u64,
+) -> Result<FeedbackEvent, ApiError> {
+    let field = |name: &str| match (index, name) {
+        (None, name) => name.to_owned(),
+        (Some(i), "") => format!("events[{i}]"),
+        (Some(i), name) => format!("events[{i}].{name}"),
+    };
     if e.request_id.is_none() && e.user_key.is_none() {
         return Err(ApiError::invalid(
-            field,
+            field(""),
             "give request_id or user_key, so the outcome can be joined",
         ));
     }
@@ -167,25 +181,15 @@ fn feedback_event(field: &str, e: FeedbackIn, now: u64) -> Result<FeedbackEvent,
         ("request_id", &e.request_id),
         ("user_key", &e.user_key),
     ] {
-        if let Some(v) = value {
-            check_id(
-                &format!("{field}{}{name}", if field.is_empty() { "" } else { "." }),
-                v,
-            )?;
+        if let Some(problem) = value.as_deref().and_then(id_problem) {
+            return Err(ApiError::invalid(field(name), problem));
         }
     }
-    let join = |name: &str| {
-        if field.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{field}.{name}")
-        }
-    };
     if !e.label.is_finite() {
-        return Err(ApiError::invalid(join("label"), "must be a finite number"));
+        return Err(ApiError::invalid(field("label"), "must be a finite number"));
     }
     if e.value.is_some_and(|v| !v.is_finite()) {
-        return Err(ApiError::invalid(join("value"), "must be a finite number"));
+        return Err(ApiError::invalid(field("value"), "must be a finite number"));
     }
     Ok(FeedbackEvent {
         event_id: e.event_id,
@@ -198,6 +202,26 @@ fn feedback_event(field: &str, e: FeedbackIn, now: u64) -> Result<FeedbackEvent,
     })
 }
 
+/// Whether a body is the batch form: a JSON object with an `events` key. The probe
+/// walks the document without building it.
+fn is_batch(text: &str) -> bool {
+    /// True once the key is seen, whatever its value.
+    #[derive(Default)]
+    struct Present(bool);
+    impl<'de> Deserialize<'de> for Present {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            serde::de::IgnoredAny::deserialize(d).map(|_| Present(true))
+        }
+    }
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(default)]
+        events: Present,
+    }
+    text.trim_start().starts_with('{')
+        && serde_json::from_str::<Probe>(text).is_ok_and(|p| p.events.0)
+}
+
 /// One event (`{"request_id": ..., "label": 1}`) or many (`{"events": [...]}`); all
 /// are checked before any is stored.
 pub async fn feedback(
@@ -208,10 +232,7 @@ pub async fn feedback(
     require(&headers, &app.config, &[Role::Feedback, Role::Admin])?;
     let text = body::read(&headers, body, app.config.max_body_bytes).await?;
     let now = now_ms();
-    let is_batch = text.trim_start().starts_with('{')
-        && serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text)
-            .is_ok_and(|m| m.contains_key("events"));
-    let events = if is_batch {
+    let events = if is_batch(&text) {
         let batch: FeedbackBatch = body::parse(&text)?;
         if batch.events.is_empty() {
             return Err(ApiError::invalid("events", "must not be empty"));
@@ -220,10 +241,10 @@ pub async fn feedback(
             .events
             .into_iter()
             .enumerate()
-            .map(|(i, e)| feedback_event(&format!("events[{i}]"), e, now))
+            .map(|(i, e)| feedback_event(Some(i), e, now))
             .collect::<Result<Vec<_>, _>>()?
     } else {
-        vec![feedback_event("", body::parse(&text)?, now)?]
+        vec![feedback_event(None, body::parse(&text)?, now)?]
     };
     let outcome = app.store.add_feedback(&events, now).await?;
     app.metrics
@@ -349,5 +370,27 @@ mod tests {
         counts[LATENCY_SLOTS - 1] = 100;
         assert_eq!(quantile(&counts, 0.99), Some(10_000.0));
         assert_eq!(quantile(&[0; LATENCY_SLOTS], 0.5), None);
+    }
+
+    #[test]
+    fn the_batch_form_is_an_object_with_events() {
+        assert!(is_batch(r#"{"events": [{"request_id": "r", "label": 1}]}"#));
+        assert!(is_batch(r#" {"events": null}"#));
+        assert!(!is_batch(r#"{"request_id": "r", "label": 1}"#));
+        assert!(!is_batch(r#"[{"events": []}]"#));
+        assert!(!is_batch(r#"{"events": []"#));
+    }
+
+    #[test]
+    fn feedback_errors_name_the_field() {
+        let event = |json: &str| serde_json::from_str::<FeedbackIn>(json).unwrap();
+        let err = feedback_event(Some(3), event(r#"{"label": 1}"#), 0).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("events[3]"));
+        let err = feedback_event(None, event(r#"{"label": 1}"#), 0).unwrap_err();
+        assert_eq!(err.field, None);
+        let err = feedback_event(Some(0), event(r#"{"user_key": "", "label": 1}"#), 0).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("events[0].user_key"));
+        let ok = feedback_event(None, event(r#"{"request_id": "r", "label": 1}"#), 7).unwrap();
+        assert_eq!(ok.observed_ms, 7);
     }
 }
