@@ -15,7 +15,7 @@ use common::*;
 use hyper::Method;
 use outrider_harness::client::HttpClient;
 use outrider_harness::fixture::RolloutUnderTest;
-use outrider_harness::scorer::Scorer;
+use outrider_harness::scorer::{Scorer, TELEMETRY_TOKEN};
 use serde_json::{Value, json};
 
 const REPLICAS: [&str; 2] = ["r1", "r2"];
@@ -28,14 +28,20 @@ struct Pair {
     _db: Backend,
 }
 
+/// A scorer per id of [`REPLICAS`] on `db`, and rollout `fraud` created.
+async fn replicas(db: &Backend) -> Vec<Scorer> {
+    let mut scorers = Vec::new();
+    for id in REPLICAS {
+        scorers.push(start_scorer(db, id).await);
+    }
+    create_rollout(&scorers[0], 90.0, 10.0).await;
+    scorers
+}
+
 impl Pair {
     async fn start(concurrency: u32) -> Self {
         let db = Backend::postgres().await;
-        let mut scorers = Vec::new();
-        for id in REPLICAS {
-            scorers.push(start_scorer(&db, id).await);
-        }
-        create_rollout(&scorers[0], 90.0, 10.0).await;
+        let scorers = replicas(&db).await;
         let mut envoys = Vec::new();
         for scorer in &scorers {
             envoys
@@ -229,6 +235,63 @@ async fn each_replica_ingests_its_own_filters_and_the_database_merges_them() {
             .sum();
         assert_eq!(latencies, n, "one latency per response: {variant}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_batches_listing_variants_in_any_order_all_apply() {
+    let db = Backend::postgres().await;
+    let scorers = replicas(&db).await;
+    // Filters list variants in their configuration's order, which may differ; every
+    // batch adds into the same rows of the current window.
+    let post = |scorer: usize, task: usize| {
+        let scorer = &scorers[scorer];
+        async move {
+            let order = if task % 2 == 0 {
+                ["stable", "canary"]
+            } else {
+                ["canary", "stable"]
+            };
+            for n in 0..40 {
+                let now = outrider_scorer::api::now_ms();
+                let variants: Vec<Value> = order
+                    .iter()
+                    .map(|v| {
+                        let mut latency = vec![0; outrider_protocol::LATENCY_SLOTS];
+                        latency[3] = 1;
+                        json!({"variant": v, "requests": 1, "responses": {"2xx": 1}, "latency_ms": latency})
+                    })
+                    .collect();
+                let batch = json!({"batch_id": format!("t{task}-{n}"), "rollout": "fraud",
+                    "proxy": format!("p{task}"), "window_start_ms": now, "window_end_ms": now,
+                    "variants": variants});
+                let reply = call(
+                    scorer,
+                    Method::POST,
+                    "/v1/telemetry",
+                    Some(TELEMETRY_TOKEN),
+                    Some(batch),
+                )
+                .await;
+                assert_eq!(
+                    reply.status,
+                    200,
+                    "{}",
+                    String::from_utf8_lossy(&reply.body)
+                );
+            }
+        }
+    };
+    tokio::join!(
+        post(0, 0),
+        post(0, 1),
+        post(1, 2),
+        post(1, 3),
+        post(0, 4),
+        post(1, 5)
+    );
+    let summary = scorer_counts(&scorers[1]).await;
+    assert_eq!(requests_of(&summary, "stable"), 240, "{summary}");
+    assert_eq!(requests_of(&summary, "canary"), 240, "{summary}");
 }
 
 /// The step schedule of rollout `ramp`: five steps held a second each.

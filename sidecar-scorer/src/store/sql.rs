@@ -256,7 +256,12 @@ macro_rules! shared_queries {
                     return Ok($crate::store::Ingest::Duplicate);
                 }
                 let window = batch.window_end_ms - batch.window_end_ms % window_ms.max(1);
-                for v in &batch.variants {
+                // Rows in variant name order: concurrent batches then take their row
+                // locks in one order, and PostgreSQL never has to abort one of two
+                // that wait on each other (filters list variants in their own order).
+                let mut variants: Vec<&outrider_protocol::VariantCounts> = batch.variants.iter().collect();
+                variants.sort_by(|a, b| a.variant.cmp(&b.variant));
+                for v in variants {
                     let mut query = sqlx::query(upsert_window())
                         .bind(&batch.rollout)
                         .bind(&v.variant)
