@@ -96,13 +96,13 @@ pub async fn telemetry(
 ) -> Result<Response, ApiError> {
     require(&headers, &app.config, &[Role::Telemetry])?;
     let batch: TelemetryBatch = body::json(&headers, body, app.config.max_body_bytes).await?;
+    // Variants never change, so the polling cache knows them: no read per batch.
     let rollout = app
-        .store
-        .rollout(&batch.rollout)
+        .states
+        .get_existing(app.store.as_ref(), &batch.rollout)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no rollout named `{}`", batch.rollout)))?;
-    let variants: Vec<String> = rollout.variants.iter().map(|v| v.name.clone()).collect();
-    validate(&batch, &variants)?;
+    validate(&batch, &rollout.variants)?;
     let result = app
         .store
         .ingest(&batch, app.config.window_ms, now_ms())

@@ -1,8 +1,9 @@
 //! The SQL both backends run, and the queries written once for both pool types.
 
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use outrider_protocol::LATENCY_SLOTS;
+use outrider_protocol::{LATENCY_SLOTS, VariantCounts};
 
 /// Rows per multi-row INSERT: few statements, and well under both databases' limits
 /// on bound parameters (SQLite 32,766; PostgreSQL 65,535).
@@ -45,24 +46,53 @@ pub fn window_count_columns() -> Vec<String> {
     columns
 }
 
-/// Adds one variant's counts into its window, creating the row if needed.
-pub fn upsert_window() -> &'static str {
-    static SQL: OnceLock<String> = OnceLock::new();
-    SQL.get_or_init(|| {
+/// Adds the counts of `rows` variants into their windows, creating rows as needed.
+pub fn upsert_windows(style: Placeholders, rows: usize) -> String {
+    static PARTS: OnceLock<(String, String, usize)> = OnceLock::new();
+    let (head, tail, width) = PARTS.get_or_init(|| {
         let columns = window_count_columns();
-        let placeholders: Vec<String> = (0..columns.len()).map(|i| format!("${}", i + 4)).collect();
         let sums: Vec<String> = columns
             .iter()
             .map(|c| format!("{c} = variant_windows.{c} + excluded.{c}"))
             .collect();
-        format!(
-            "INSERT INTO variant_windows (rollout, variant, window_start_ms, {}) VALUES ($1, $2, $3, {}) \
-             ON CONFLICT (rollout, variant, window_start_ms) DO UPDATE SET {}",
-            columns.join(", "),
-            placeholders.join(", "),
-            sums.join(", ")
+        (
+            format!(
+                "INSERT INTO variant_windows (rollout, variant, window_start_ms, {}) VALUES ",
+                columns.join(", ")
+            ),
+            format!(
+                " ON CONFLICT (rollout, variant, window_start_ms) DO UPDATE SET {}",
+                sums.join(", ")
+            ),
+            columns.len() + 3,
         )
-    })
+    });
+    format!("{head}{}{tail}", values_list(style, rows, *width))
+}
+
+/// A batch's counts, one per variant (a variant listed twice is summed), in name
+/// order. PostgreSQL refuses to change a row twice in one statement; and rows changed
+/// in one order keep concurrent batches from deadlocking (filters list variants in
+/// their configuration's order).
+pub fn by_variant(variants: &[VariantCounts]) -> Vec<VariantCounts> {
+    let mut out: BTreeMap<&str, VariantCounts> = BTreeMap::new();
+    for v in variants {
+        let Some(sum) = out.get_mut(v.variant.as_str()) else {
+            out.insert(&v.variant, v.clone());
+            continue;
+        };
+        sum.requests += v.requests;
+        sum.responses.success += v.responses.success;
+        sum.responses.redirect += v.responses.redirect;
+        sum.responses.client_error += v.responses.client_error;
+        sum.responses.server_error += v.responses.server_error;
+        sum.grpc_errors += v.grpc_errors;
+        sum.latency_sum_ms += v.latency_sum_ms;
+        for (a, b) in sum.latency_ms.iter_mut().zip(&v.latency_ms) {
+            *a += b;
+        }
+    }
+    out.into_values().collect()
 }
 
 pub fn select_windows() -> &'static str {
@@ -256,25 +286,25 @@ macro_rules! shared_queries {
                     return Ok($crate::store::Ingest::Duplicate);
                 }
                 let window = batch.window_end_ms - batch.window_end_ms % window_ms.max(1);
-                // Rows in variant name order: concurrent batches then take their row
-                // locks in one order, and PostgreSQL never has to abort one of two
-                // that wait on each other (filters list variants in their own order).
-                let mut variants: Vec<&outrider_protocol::VariantCounts> = batch.variants.iter().collect();
-                variants.sort_by(|a, b| a.variant.cmp(&b.variant));
-                for v in variants {
-                    let mut query = sqlx::query(upsert_window())
-                        .bind(&batch.rollout)
-                        .bind(&v.variant)
-                        .bind(db_int(window))
-                        .bind(db_int(v.requests))
-                        .bind(db_int(v.responses.success))
-                        .bind(db_int(v.responses.redirect))
-                        .bind(db_int(v.responses.client_error))
-                        .bind(db_int(v.responses.server_error))
-                        .bind(db_int(v.grpc_errors))
-                        .bind(db_int(v.latency_sum_ms));
-                    for slot in 0..outrider_protocol::LATENCY_SLOTS {
-                        query = query.bind(db_int(v.latency_ms.get(slot).copied().unwrap_or(0)));
+                let rows = by_variant(&batch.variants);
+                if !rows.is_empty() {
+                    // Built from placeholders only; values are bound.
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(upsert_windows($style, rows.len())));
+                    for v in &rows {
+                        query = query
+                            .bind(&batch.rollout)
+                            .bind(&v.variant)
+                            .bind(db_int(window))
+                            .bind(db_int(v.requests))
+                            .bind(db_int(v.responses.success))
+                            .bind(db_int(v.responses.redirect))
+                            .bind(db_int(v.responses.client_error))
+                            .bind(db_int(v.responses.server_error))
+                            .bind(db_int(v.grpc_errors))
+                            .bind(db_int(v.latency_sum_ms));
+                        for slot in 0..outrider_protocol::LATENCY_SLOTS {
+                            query = query.bind(db_int(v.latency_ms.get(slot).copied().unwrap_or(0)));
+                        }
                     }
                     query.execute(&mut *tx).await?;
                 }
@@ -405,8 +435,35 @@ mod tests {
             "($1, $2), ($3, $4)"
         );
         assert_eq!(values_list(Placeholders::Anonymous, 2, 2), "(?, ?), (?, ?)");
-        assert!(upsert_window().contains("l22 = variant_windows.l22 + excluded.l22"));
-        assert!(upsert_window().contains("$33"));
-        assert!(!upsert_window().contains("$34"));
+        let two = upsert_windows(Placeholders::Numbered, 2);
+        assert!(two.contains("l22 = variant_windows.l22 + excluded.l22"));
+        assert!(two.contains("$66"));
+        assert!(!two.contains("$67"));
+        assert_eq!(
+            upsert_windows(Placeholders::Anonymous, 3)
+                .matches('?')
+                .count(),
+            99
+        );
+    }
+
+    #[test]
+    fn one_row_per_variant_in_name_order() {
+        let counts = |variant: &str, requests: u64| VariantCounts {
+            variant: variant.to_owned(),
+            requests,
+            latency_ms: vec![requests; LATENCY_SLOTS],
+            ..VariantCounts::default()
+        };
+        let rows = by_variant(&[
+            counts("stable", 5),
+            counts("canary", 1),
+            counts("stable", 2),
+        ]);
+        let summary: Vec<(&str, u64, u64)> = rows
+            .iter()
+            .map(|r| (r.variant.as_str(), r.requests, r.latency_ms[7]))
+            .collect();
+        assert_eq!(summary, [("canary", 1, 1), ("stable", 7, 7)]);
     }
 }
