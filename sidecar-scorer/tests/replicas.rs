@@ -246,7 +246,7 @@ async fn concurrent_batches_listing_variants_in_any_order_all_apply() {
     let post = |scorer: usize, task: usize| {
         let scorer = &scorers[scorer];
         async move {
-            let order = if task % 2 == 0 {
+            let order = if task.is_multiple_of(2) {
                 ["stable", "canary"]
             } else {
                 ["canary", "stable"]
