@@ -48,5 +48,7 @@ pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, ApiError> {
             "the body is empty; send a JSON document",
         ));
     }
-    outrider_stats::from_json(text).map_err(ApiError::from)
+    // The plain parser first: tracking the path costs a fifth more on large batches,
+    // and is only needed to name the field of an error (the same parse fails again).
+    serde_json::from_str(text).or_else(|_| outrider_stats::from_json(text).map_err(ApiError::from))
 }
