@@ -5,7 +5,7 @@
 //! `x-test-status: 503` (HTTP status), `x-test-grpc-status: 14` (sent in trailers
 //! after a 200), `x-test-grpc-trailers-only: 14` (status in headers that end the
 //! stream, with no body),
-//! `x-test-delay-ms: 20`.
+//! `x-test-delay-ms: 20`, `x-test-score: 0.42` (the score in the answer).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -172,7 +172,9 @@ impl State {
             });
 
         // What a model would answer, plus who answered.
-        let score = fastrand::f64();
+        let score = header(&req, "x-test-score")
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(fastrand::f64);
         let body = json!({
             "model_name": self.name,
             "served_by": self.name,

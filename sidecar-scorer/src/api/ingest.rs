@@ -336,6 +336,31 @@ pub async fn telemetry_summary(
     .into_response())
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplesQuery {
+    #[serde(default)]
+    limit: Option<u64>,
+}
+
+/// The newest sampled requests (features, score, join keys), newest first.
+pub async fn samples(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<SamplesQuery>,
+) -> Result<Response, ApiError> {
+    app.store
+        .rollout(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no rollout named `{name}`")))?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be between 1 and 10000"));
+    }
+    let samples = app.store.samples(&name, limit).await?;
+    Ok(Json(json!({ "rollout": name, "samples": samples })).into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

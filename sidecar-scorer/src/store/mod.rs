@@ -145,6 +145,13 @@ pub trait Store: Send + Sync {
     /// Samples stored for a rollout.
     async fn sample_count(&self, rollout: &str) -> StoreResult<u64>;
 
+    /// The newest `limit` samples of a rollout, newest first.
+    async fn samples(
+        &self,
+        rollout: &str,
+        limit: u64,
+    ) -> StoreResult<Vec<outrider_protocol::Sample>>;
+
     /// Tries to become (or stay) the replica that runs rollout decisions.
     async fn try_lead(&self, holder: &str, now_ms: u64) -> StoreResult<bool>;
 

@@ -110,6 +110,14 @@ impl Store for PostgresStore {
         self.shared_sample_count(rollout).await
     }
 
+    async fn samples(
+        &self,
+        rollout: &str,
+        limit: u64,
+    ) -> StoreResult<Vec<outrider_protocol::Sample>> {
+        self.shared_samples(rollout, limit).await
+    }
+
     async fn try_lead(&self, _holder: &str, _now_ms: u64) -> StoreResult<bool> {
         let mut session = self.lock_session.lock().await;
         if let Some(conn) = session.as_mut() {

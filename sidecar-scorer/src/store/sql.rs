@@ -22,6 +22,8 @@ pub const INSERT_BATCH: &str = "INSERT INTO telemetry_batches (batch_id, rollout
 pub const COUNT_FEEDBACK: &str = "SELECT COUNT(*) FROM feedback";
 pub const COUNT_FEEDBACK_ROLLOUT: &str = "SELECT COUNT(*) FROM feedback WHERE rollout = $1";
 pub const COUNT_SAMPLES: &str = "SELECT COUNT(*) FROM samples WHERE rollout = $1";
+pub const SELECT_SAMPLES: &str = "SELECT variant, at_ms, request_id, user_key, features, score FROM samples \
+     WHERE rollout = $1 ORDER BY id DESC LIMIT $2";
 pub const TAKE_LEASE: &str = "INSERT INTO leases (name, holder, expires_ms) VALUES ('controller', $1, $2) \
      ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms \
      WHERE leases.holder = excluded.holder OR leases.expires_ms < $3";
@@ -360,6 +362,26 @@ macro_rules! shared_queries {
                     None => sqlx::query_scalar(COUNT_FEEDBACK).fetch_one(&self.read).await?,
                 };
                 Ok(from_db_int(n))
+            }
+
+            async fn shared_samples(&self, rollout: &str, limit: u64) -> $crate::store::StoreResult<Vec<outrider_protocol::Sample>> {
+                use $crate::store::sql::*;
+                use sqlx::Row;
+                let rows = sqlx::query(SELECT_SAMPLES).bind(rollout).bind(db_int(limit)).fetch_all(&self.read).await?;
+                rows.iter()
+                    .map(|row| {
+                        let features: String = row.try_get("features")?;
+                        Ok(outrider_protocol::Sample {
+                            variant: row.try_get("variant")?,
+                            at_ms: from_db_int(row.try_get("at_ms")?),
+                            request_id: row.try_get("request_id")?,
+                            user_key: row.try_get("user_key")?,
+                            features: serde_json::from_str(&features).unwrap_or_default(),
+                            score: row.try_get("score")?,
+                        })
+                    })
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(Into::into)
             }
 
             async fn shared_sample_count(&self, rollout: &str) -> $crate::store::StoreResult<u64> {

@@ -123,6 +123,14 @@ impl Store for SqliteStore {
         self.shared_sample_count(rollout).await
     }
 
+    async fn samples(
+        &self,
+        rollout: &str,
+        limit: u64,
+    ) -> StoreResult<Vec<outrider_protocol::Sample>> {
+        self.shared_samples(rollout, limit).await
+    }
+
     /// A lease row: SQLite has no advisory locks, and several processes may share
     /// the file.
     async fn try_lead(&self, holder: &str, now_ms: u64) -> StoreResult<bool> {
