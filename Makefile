@@ -43,7 +43,7 @@ $(VENV)/.installed: Makefile
 build: setup
 	$(CARGO) build --locked --profile wasm --target $(WASM_TARGET) -p outrider-filter -p outrider-passthrough
 	@ls -l $(WASM_DIR)/*.wasm
-	$(CARGO) build --locked --release -p outrider-harness --bins
+	$(CARGO) build --locked --release -p outrider-harness --bins -p outrider-scorer
 
 ## test: lint, the decision logic as wasm32, then every native test (unit and
 ## end-to-end against the real Envoy).
