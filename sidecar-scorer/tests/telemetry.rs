@@ -155,6 +155,7 @@ fn batch(id: usize, requests: u64) -> TelemetryBatch {
         }],
         samples: vec![],
         dropped_batches: 0,
+        shadows: vec![],
     }
 }
 

@@ -198,15 +198,30 @@ fn the_manifests_agree_with_each_other() {
     }
 
     // The scorer cluster the filter calls is the scorer's Service.
-    let link = rollout.scorer.as_ref().expect("the WasmPlugin links the filter to the scorer");
+    let link = rollout
+        .scorer
+        .as_ref()
+        .expect("the WasmPlugin links the filter to the scorer");
     let parts: Vec<&str> = link.cluster.split('|').collect();
-    assert_eq!((parts.len(), parts[0]), (4, "outbound"), "Istio names service clusters outbound|port||host: {}", link.cluster);
+    assert_eq!(
+        (parts.len(), parts[0]),
+        (4, "outbound"),
+        "Istio names service clusters outbound|port||host: {}",
+        link.cluster
+    );
     let (port, host) = (parts[1].parse::<u64>().unwrap(), parts[3]);
     let service = find(&all, "Service");
     let name = service["metadata"]["name"].as_str().unwrap();
     let namespace = service["metadata"]["namespace"].as_str().unwrap();
     assert_eq!(host, format!("{name}.{namespace}.svc.cluster.local"));
-    assert!(service["spec"]["ports"].as_array().unwrap().iter().any(|p| p["port"] == port), "the Service exposes {port}");
+    assert!(
+        service["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["port"] == port),
+        "the Service exposes {port}"
+    );
     assert_eq!(link.authority, host);
 
     let bootstrap = find(&all, "ConfigMap");

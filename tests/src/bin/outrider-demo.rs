@@ -66,6 +66,7 @@ async fn main() -> Result<()> {
         Behaviour {
             latency_ms: (3, 12),
             error_rate: 0.002,
+            ..Behaviour::default()
         },
     )
     .await
@@ -76,6 +77,7 @@ async fn main() -> Result<()> {
         Behaviour {
             latency_ms: (5, 25),
             error_rate: 0.02,
+            ..Behaviour::default()
         },
     )
     .await
