@@ -119,6 +119,9 @@ async fn the_server_follows_its_openapi_document() {
     let admin = Some(ADMIN_TOKEN);
     let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
     let batch = json!({"batch_id": "b1", "rollout": "fraud", "proxy": "p", "window_start_ms": 0, "window_end_ms": 1,
+        "shadows": [{"variant": "v3", "mirrored": 2, "completed": 2, "errors": 0, "timeouts": 0, "skipped": {"in_flight_cap": 1},
+            "compared": 2, "confusion": [[1, 0], [1, 0]], "score_diff": vec![1; 11], "shadow_latency_ms": vec![0; 23],
+            "primary_latency_ms": vec![0; 23], "latency_delta_sum_ms": -4}],
         "variants": [{"variant": "canary", "requests": 2, "responses": {"2xx": 2}, "latency_ms": vec![1; 23], "latency_sum_ms": 3}],
         "samples": [{"variant": "canary", "at_ms": 1, "request_id": "r1", "features": {"amount": 3.5}, "score": 0.2}]});
     let ab = json!({"metric": "binomial", "alpha": 0.05, "control": "a", "correction": "none", "sequential": false, "tuning": 5000,
@@ -319,6 +322,22 @@ async fn the_server_follows_its_openapi_document() {
             Method::GET,
             "/v1/rollouts/{name}/samples",
             "/v1/rollouts/fraud/samples?limit=0",
+            None,
+            None,
+            vec![],
+        ),
+        (
+            Method::GET,
+            "/v1/rollouts/{name}/shadow",
+            "/v1/rollouts/fraud/shadow?min_comparisons=1",
+            None,
+            None,
+            vec![],
+        ),
+        (
+            Method::GET,
+            "/v1/rollouts/{name}/shadow",
+            "/v1/rollouts/fraud/shadow?min_agreement=2",
             None,
             None,
             vec![],

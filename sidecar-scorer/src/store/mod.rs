@@ -132,6 +132,15 @@ pub trait Store: Send + Sync {
         to_ms: u64,
     ) -> StoreResult<Vec<WindowCounts>>;
 
+    /// Per-window counts of a rollout's shadow variants with `from_ms <= window start <
+    /// to_ms`, as (window start, counts).
+    async fn shadow_windows(
+        &self,
+        rollout: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> StoreResult<Vec<(u64, outrider_protocol::ShadowCounts)>>;
+
     /// Stores feedback events, all or none.
     async fn add_feedback(
         &self,

@@ -94,6 +94,15 @@ impl Store for PostgresStore {
         self.shared_windows(rollout, from_ms, to_ms).await
     }
 
+    async fn shadow_windows(
+        &self,
+        rollout: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> StoreResult<Vec<(u64, outrider_protocol::ShadowCounts)>> {
+        self.shared_shadow_windows(rollout, from_ms, to_ms).await
+    }
+
     async fn add_feedback(
         &self,
         events: &[FeedbackEvent],
