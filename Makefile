@@ -23,7 +23,7 @@ WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-nontrapping-flo
 	--enable-mutable-globals --enable-multivalue --enable-reference-types
 WASI_RUNNER := node $(CURDIR)/filter/wasi-test-runner.mjs
 
-.PHONY: help setup build test lint test-wasm demo bench bench-filter bench-stats \
+.PHONY: help setup build test lint test-wasm demo bench bench-filter bench-shadow bench-stats \
 	setup-stats-bench stats-fixtures clean
 
 help:
@@ -80,12 +80,17 @@ test-wasm: setup
 demo: build
 	target/release/outrider-demo
 
-bench: bench-filter bench-stats
+bench: bench-filter bench-shadow bench-stats
 
 ## bench-filter: CPU per request and latency of (a) a plain route, (b) Envoy's
 ## weighted_clusters, (c) an empty wasm filter, (d) the outrider filter.
 bench-filter: build
 	target/release/outrider-bench filter
+
+## bench-shadow: the primary's latency and throughput with no mirroring and with
+## all requests mirrored to a shadow on its own upstream.
+bench-shadow: build
+	target/release/outrider-bench shadow
 
 ## bench-stats: streaming drift 1M x 50 and the exact statistics on 100k x 100k,
 ## beside scipy on the same data in the same run.

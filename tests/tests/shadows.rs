@@ -451,3 +451,62 @@ async fn answers_without_a_prediction_are_counted_not_fatal() {
     // The filter is alive and well afterwards.
     assert_eq!(infer(&client, &rollout.url, 99, 0.6).await.status, 200);
 }
+
+/// Envoy's own mirroring (envoy/native-mirror.yaml) beside the filter's routing: every
+/// request reaches the shadow too, with the routing header the filter set, and the
+/// user gets the primary's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_native_mirroring_copies_routed_requests() {
+    use outrider_harness::envoy::{Envoy, Launch};
+    use outrider_harness::fixture::with_ports;
+    use outrider_harness::paths;
+
+    let stable = StandIn::start("stable").await.unwrap();
+    let canary = StandIn::start("canary").await.unwrap();
+    let shadow = StandIn::start("shadow").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ports = [
+        (9910, 0),
+        (10010, 0),
+        (18081, stable.addr.port()),
+        (18082, canary.addr.port()),
+        (18083, shadow.addr.port()),
+    ];
+    let bootstrap = with_ports(
+        &paths::envoy_configs().join("native-mirror.yaml"),
+        &ports,
+        dir.path(),
+    )
+    .unwrap();
+    let envoy = Envoy::start_file(&bootstrap, &Launch::workers(1))
+        .await
+        .unwrap();
+    let url = envoy
+        .url(outrider_harness::bootstrap::LISTENER)
+        .await
+        .unwrap();
+    let keys: Vec<String> = (0..200).map(|i| format!("user-{i}")).collect();
+    let replies = HttpClient::new()
+        .keyed_gets(&url, "x-user-id", &keys, 8)
+        .await
+        .unwrap();
+    for (_, reply) in &replies {
+        assert_eq!(reply.status, 200);
+        assert_ne!(reply.header("x-served-by"), Some("shadow"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while shadow.requests() < 200 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(shadow.requests(), 200, "every request mirrored");
+    let routed = shadow.routing_values();
+    assert_eq!(
+        routed.get("stable").copied().unwrap_or(0),
+        stable.requests()
+    );
+    assert_eq!(
+        routed.get("canary").copied().unwrap_or(0),
+        canary.requests()
+    );
+    assert!(canary.requests() > 0 && stable.requests() > 0);
+}
