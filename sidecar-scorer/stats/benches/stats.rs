@@ -12,7 +12,7 @@ use outrider_stats::drift::{
 };
 use outrider_stats::judge::mann_whitney::mann_whitney_u;
 use outrider_stats::streaming::Mergeable;
-use outrider_stats::streaming::drift::{DEFAULT_SKETCH_K, DriftWindow, ReferenceProfile};
+use outrider_stats::streaming::drift::{DEFAULT_SKETCH_K, DriftWindow, ReferenceProfile, Sampling};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
@@ -57,9 +57,14 @@ fn streaming() {
         .iter()
         .map(|p| vec![0; p.bins.bin_count()])
         .collect();
+    // Before: every row into the sketch. After: the default sampling.
+    let mut every_row: Vec<DriftWindow> = profiles
+        .iter()
+        .map(|p| p.clone().with_sampling(Sampling::EXACT).new_window())
+        .collect();
     let mut windows: Vec<DriftWindow> = profiles.iter().map(|p| p.new_window()).collect();
     let rss_before = peak_rss_kb();
-    let (mut t_bins, mut t_full) = (Duration::ZERO, Duration::ZERO);
+    let (mut t_bins, mut t_every, mut t_sampled) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     // Rows arrive in chunks (telemetry batches); generating them is not timed.
     let mut chunk = vec![0.0f64; CHUNK * FEATURES];
     for c in 0..ROWS / CHUNK {
@@ -77,51 +82,83 @@ fn streaming() {
         let t = Instant::now();
         for row in chunk.chunks_exact(FEATURES) {
             for (f, &x) in row.iter().enumerate() {
+                every_row[f].observe(&profiles[f].bins, x);
+            }
+        }
+        t_every += t.elapsed();
+        let t = Instant::now();
+        for row in chunk.chunks_exact(FEATURES) {
+            for (f, &x) in row.iter().enumerate() {
                 windows[f].observe(&profiles[f].bins, x);
             }
         }
-        t_full += t.elapsed();
+        t_sampled += t.elapsed();
     }
-    let t = Instant::now();
-    let reports: Vec<_> = windows
-        .iter()
-        .zip(&profiles)
-        .map(|(w, p)| w.report(p, &DriftThresholds::default()).unwrap())
-        .collect();
-    let t_report = t.elapsed();
-    let state_bytes: usize = windows
-        .iter()
-        .map(|w| w.sketch.serialize_bytes().len() + 8 * w.counts.len())
-        .sum();
+    let report = |ws: &[DriftWindow]| {
+        let t = Instant::now();
+        let reports: Vec<_> = ws
+            .iter()
+            .zip(&profiles)
+            .map(|(w, p)| w.report(p, &DriftThresholds::default()).unwrap())
+            .collect();
+        (reports, t.elapsed())
+    };
+    let (reports_every, t_report_every) = report(&every_row);
+    let (reports, t_report) = report(&windows);
+    let state_bytes = |ws: &[DriftWindow]| -> usize {
+        ws.iter()
+            .map(|w| w.sketch.serialize_bytes().len() + 8 * w.counts.len())
+            .sum()
+    };
     let mut merged = profiles[0].new_window();
     merged.merge(&windows[0]).unwrap();
-    black_box((&bins_only, &reports, merged));
+    black_box((&bins_only, &reports_every, &reports, merged));
+    let sampling = Sampling::default();
+    let secs = |d: Duration| d.as_secs_f64();
     println!("## streaming drift: {ROWS} rows x {FEATURES} features, one core");
+    println!("state updated per value                       time      / bins only");
     println!(
-        "bin counts only (PSI/JS state)      {:>8.3} s",
-        t_bins.as_secs_f64()
+        "bin counts only (PSI/JS state)            {:>8.3} s  {:>8.2}x",
+        secs(t_bins),
+        1.0
     );
     println!(
-        "bin counts + KLL sketch (k={DEFAULT_SKETCH_K})  {:>8.3} s",
-        t_full.as_secs_f64()
+        "bins + KLL (k={DEFAULT_SKETCH_K}), every row         {:>8.3} s  {:>8.2}x",
+        secs(t_every),
+        secs(t_every) / secs(t_bins)
     );
     println!(
-        "reports for {FEATURES} features           {:>8.3} s",
-        t_report.as_secs_f64()
+        "bins + KLL, {} rows then 1 in {}       {:>8.3} s  {:>8.2}x",
+        sampling.exact_rows,
+        sampling.one_in,
+        secs(t_sampled),
+        secs(t_sampled) / secs(t_bins)
     );
     println!(
-        "window state, all features           {:>8} bytes (independent of rows)",
-        state_bytes
+        "every row / sampled: {:.2}x",
+        secs(t_every) / secs(t_sampled)
+    );
+    println!(
+        "reports for {FEATURES} features: every row {:.3} s, sampled {:.3} s",
+        secs(t_report_every),
+        secs(t_report)
+    );
+    println!(
+        "window state, all features: every row {} bytes, sampled {} bytes (independent of rows)",
+        state_bytes(&every_row),
+        state_bytes(&windows)
     );
     println!(
         "peak RSS {} MB (before rows: {} MB; rows are generated in {CHUNK}-row chunks)",
         peak_rss_kb() / 1024,
         rss_before / 1024
     );
-    println!(
-        "feature 0: psi {:.4}, ks {:.4} (bound {:.4}), wasserstein {:.4}",
-        reports[0].psi, reports[0].ks_statistic, reports[0].ks_error_bound, reports[0].wasserstein
-    );
+    for (name, r) in [("every row", &reports_every[0]), ("sampled", &reports[0])] {
+        println!(
+            "feature 0, {name}: psi {:.4}, ks {:.4} (bound {:.4}), wasserstein {:.4}",
+            r.psi, r.ks_statistic, r.ks_error_bound, r.wasserstein
+        );
+    }
 }
 
 fn best<T>(mut f: impl FnMut() -> T) -> f64 {
