@@ -24,7 +24,6 @@ pub struct ReferenceProfile {
     /// Every reference row.
     pub sketch: QuantileSketch,
     /// How the windows of this reference feed their sketches.
-    #[serde(default)]
     pub sampling: Sampling,
 }
 
@@ -137,11 +136,13 @@ impl Mergeable for DriftWindow {
                 "windows were built against different reference bins",
             ));
         }
+        // The sketch checks its sampling before it changes anything.
+        self.sketch.merge(&other.sketch)?;
         for (a, b) in self.counts.iter_mut().zip(&other.counts) {
             *a += b;
         }
         self.non_finite += other.non_finite;
-        self.sketch.merge(&other.sketch)
+        Ok(())
     }
 }
 
@@ -155,8 +156,9 @@ pub struct StreamingDriftReport {
     /// Asymptotic p-value of the sketched statistic; uninformative at the
     /// sample sizes of live traffic (see docs/statistics.md).
     pub ks_p_value: f64,
-    /// Bound on |ks_statistic − exact statistic|: the two sketches'
-    /// [`QuantileSketch::rank_error`] plus 2/4096 for the comparison grid.
+    /// Bound on |ks_statistic − exact statistic| (≥ 97% confidence): the two
+    /// sketches' [`QuantileSketch::rank_error`] plus 2/4096 for the
+    /// comparison grid.
     pub ks_error_bound: f64,
     pub wasserstein: f64,
     pub wasserstein_normed: Option<f64>,
@@ -231,5 +233,34 @@ mod tests {
         let back: DriftWindow = serde_json::from_str(&text).unwrap();
         assert_eq!(back.counts, w.counts);
         assert_eq!(back.sketch.n(), 1);
+    }
+
+    #[test]
+    fn windows_of_different_sampling_do_not_merge() {
+        let profile = ReferenceProfile::new(&[1.0, 2.0, 3.0, 4.0], 2, 200).unwrap();
+        let mut a = profile.new_window();
+        a.observe(&profile.bins, 1.5);
+        let before = a.clone();
+        let mut b = profile.clone().with_sampling(Sampling::EXACT).new_window();
+        b.observe(&profile.bins, 3.5);
+        assert!(a.merge(&b).is_err());
+        assert_eq!(a, before);
+    }
+
+    #[test]
+    fn profile_round_trips_through_json() {
+        let sampling = Sampling {
+            exact_rows: 10,
+            one_in: std::num::NonZeroU32::new(4).unwrap(),
+        };
+        let profile = ReferenceProfile::new(&[1.0, 2.0, 3.0, 4.0], 2, 200)
+            .unwrap()
+            .with_sampling(sampling);
+        let text = serde_json::to_string(&profile).unwrap();
+        let back: ReferenceProfile = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, profile);
+        assert_eq!(back.new_window().sketch.sampling(), sampling);
+        let zero = text.replace("\"one_in\":4", "\"one_in\":0");
+        assert!(serde_json::from_str::<ReferenceProfile>(&zero).is_err());
     }
 }
