@@ -47,14 +47,14 @@ impl Sampling {
     };
 }
 
-/// 32,768 rows exact, then one row in 8: 1 M rows × 50 features fit in the
-/// one-second budget with room to spare (BENCHMARKS.md), and up to 32,768
-/// rows a window is as accurate as the sketch alone.
+/// 32,768 rows exact, then one row in 16: 1 M rows × 50 features fit in the
+/// one-second budget with room for a noisy core (BENCHMARKS.md), and up to
+/// 32,768 rows a window is as accurate as the sketch alone.
 impl Default for Sampling {
     fn default() -> Self {
         Self {
             exact_rows: 1 << 15,
-            one_in: NonZeroU32::new(8).expect("8 is not zero"),
+            one_in: NonZeroU32::new(16).expect("16 is not zero"),
         }
     }
 }
