@@ -1,6 +1,7 @@
 //! `make bench-stats`: streaming drift of 1,000,000 rows × 50 numeric
-//! features against reference bins, and the exact forms on 100,000 × 100,000
-//! samples beside scipy on the same data in the same run.
+//! features against reference bins (bin counts alone, with every row
+//! sketched, with the default sampling), and the exact forms on
+//! 100,000 × 100,000 samples beside scipy on the same data in the same run.
 //!
 //! Environment: `OUTRIDER_PYTHON` (default `.venv/bin/python`) runs the scipy
 //! side; without it the scipy columns are left out.
@@ -84,7 +85,8 @@ fn streaming() {
         .iter()
         .map(|p| vec![0; p.bins.bin_count()])
         .collect();
-    // Before: every row into the sketch. After: the default sampling.
+    // The same rows into bin counts alone, into windows that sketch every
+    // row, and into windows with the default sampling.
     let mut every_row: Vec<DriftWindow> = profiles
         .iter()
         .map(|p| p.clone().with_sampling(Sampling::EXACT).new_window())

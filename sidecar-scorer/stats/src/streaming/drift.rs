@@ -156,7 +156,7 @@ pub struct StreamingDriftReport {
     /// Asymptotic p-value of the sketched statistic; uninformative at the
     /// sample sizes of live traffic (see docs/statistics.md).
     pub ks_p_value: f64,
-    /// Bound on |ks_statistic − exact statistic| (≥ 97% confidence): the two
+    /// Bound on |ks_statistic − exact statistic| (≥ 96% confidence): the two
     /// sketches' [`QuantileSketch::rank_error`] plus 2/4096 for the
     /// comparison grid.
     pub ks_error_bound: f64,
