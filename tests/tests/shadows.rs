@@ -345,6 +345,28 @@ async fn a_failing_or_missing_shadow_is_counted_and_the_user_sees_nothing() {
         0,
         "a refused connection is an error, not a timeout"
     );
+
+    // A shadow slower than its timeout.
+    let slow = Behaviour {
+        latency_ms: (1_000, 1_000),
+        ..Behaviour::default()
+    };
+    let (late, _shadow) = start(shadow(json!({"timeout_ms": 200})), slow, 1).await;
+    for id in 0..5 {
+        let started = Instant::now();
+        assert_eq!(infer(&client, &late.url, id, 0.3).await.status, 200);
+        assert!(started.elapsed() < Duration::from_millis(500));
+    }
+    wait_stat(
+        &late,
+        &format!("shadow_response_total.{v}.result=timeout"),
+        5,
+    )
+    .await;
+    assert_eq!(
+        stat(&late, &format!("shadow_comparison_total.{v}.result=agree")).await,
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
