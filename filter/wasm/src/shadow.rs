@@ -185,12 +185,13 @@ impl Desk {
         self.release(call.shadow);
         let latency_ms = now_ms.saturating_sub(call.sent_ms);
         let status = host::call_response_header(":status").and_then(|s| s.parse::<u16>().ok());
+        // When the timeout strikes, Envoy answers the call itself with a 504; a 504
+        // (or no answer) that took the whole timeout is that, not the shadow's word.
+        let timed_out = latency_ms + 5 >= call.timeout_ms;
         let end = match status {
             Some(200..=299) => ShadowEnd::Completed,
-            Some(_) => ShadowEnd::Error,
-            // No answer at all: Envoy gave up (the timeout) or could not connect.
-            None if latency_ms + 5 >= call.timeout_ms => ShadowEnd::Timeout,
-            None => ShadowEnd::Error,
+            Some(504) | None if timed_out => ShadowEnd::Timeout,
+            _ => ShadowEnd::Error,
         };
         events.push(Event::Ended {
             shadow: call.shadow,
