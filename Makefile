@@ -23,7 +23,7 @@ WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-nontrapping-flo
 	--enable-mutable-globals --enable-multivalue --enable-reference-types
 WASI_RUNNER := node $(CURDIR)/filter/wasi-test-runner.mjs
 
-.PHONY: help setup build test lint test-wasm demo bench bench-filter bench-shadow bench-stats \
+.PHONY: help setup build test lint test-wasm filters demo bench bench-filter bench-shadow bench-stats \
 	setup-stats-bench stats-fixtures clean
 
 help:
@@ -51,20 +51,23 @@ $(WASM_OPT): filter/package.json filter/package-lock.json
 	cd filter && npm ci --silent --no-audit --no-fund
 	@touch $@
 
-## build: the filters (release, size-optimised, then wasm-opt -Oz) and the binaries.
-build: setup
+## build: the filters and the release binaries (scorer, demo, benchmarks).
+build: filters
+	$(CARGO) build --locked --release -p outrider-harness --bins -p outrider-scorer
+
+## filters: the .wasm files (release, size-optimised, then wasm-opt -Oz).
+filters: setup
 	$(CARGO) build --locked --profile wasm --target $(WASM_TARGET) -p outrider-filter -p outrider-passthrough
 	@$(MAKE) --no-print-directory $(FILTERS)
 	@ls -l $(FILTERS)
-	$(CARGO) build --locked --release -p outrider-harness --bins -p outrider-scorer
 
 $(FILTER_DIR)/%.wasm: $(WASM_DIR)/%.wasm $(WASM_OPT)
 	@mkdir -p $(FILTER_DIR)
 	$(WASM_OPT) -Oz $(WASM_FEATURES) $< -o $@
 
 ## test: lint, the decision logic as wasm32, then every native test (unit and
-## end-to-end against the real Envoy).
-test: build lint test-wasm
+## end-to-end against the real Envoy; the tests build the debug binaries they run).
+test: filters lint test-wasm
 	$(CARGO) test --locked --workspace
 
 lint:
