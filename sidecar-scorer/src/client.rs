@@ -78,6 +78,132 @@ pub enum RolloutCommand {
     Telemetry { name: String },
 }
 
+#[derive(Debug, Clone, Subcommand)]
+pub enum ShadowCommand {
+    /// How each shadow variant compares with the primary, and the verdict of the
+    /// rollout's shadow gate.
+    Report {
+        name: String,
+        /// Print the API's JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+        /// Judge with this minimum agreement instead of the rollout's.
+        #[arg(long)]
+        min_agreement: Option<f64>,
+        /// Judge with this minimum number of comparisons instead of the rollout's.
+        #[arg(long)]
+        min_comparisons: Option<u64>,
+    },
+}
+
+fn percent(v: &Value) -> String {
+    v.as_f64()
+        .map_or_else(|| "-".to_owned(), |p| format!("{:.2}%", p * 100.0))
+}
+
+fn number(v: &Value) -> String {
+    v.as_f64()
+        .map_or_else(|| "-".to_owned(), |n| format!("{n:.4}"))
+}
+
+/// A shadow report as a person reads it.
+pub fn render_shadow(report: &Value) -> String {
+    let mut out = String::new();
+    for s in report["shadows"].as_array().into_iter().flatten() {
+        let reasons: Vec<&str> = s["reasons"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        out.push_str(&format!(
+            "shadow {} of rollout {}: {}{}\n",
+            s["variant"].as_str().unwrap_or("?"),
+            report["rollout"].as_str().unwrap_or("?"),
+            s["verdict"].as_str().unwrap_or("?").to_uppercase(),
+            if reasons.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", reasons.join("; "))
+            }
+        ));
+        let a = &s["agreement"];
+        out.push_str(&format!(
+            "  compared {}  agreement {} (95% CI {} to {})\n",
+            s["compared"],
+            percent(&a["rate"]),
+            percent(&a["ci_low"]),
+            percent(&a["ci_high"])
+        ));
+        let c = &s["confusion"];
+        out.push_str(&format!(
+            "  labels         shadow 0   shadow 1\n  primary 0  {:>12} {:>10}\n  primary 1  {:>12} {:>10}\n",
+            c["primary_0"]["shadow_0"], c["primary_0"]["shadow_1"], c["primary_1"]["shadow_0"], c["primary_1"]["shadow_1"]
+        ));
+        let d = &s["score_diff"];
+        out.push_str(&format!(
+            "  |score difference|  p50 {}  p90 {}  p99 {}  max {}\n",
+            number(&d["p50"]),
+            number(&d["p90"]),
+            number(&d["p99"]),
+            number(&d["max"])
+        ));
+        let l = &s["latency_ms"];
+        out.push_str(&format!(
+            "  latency ms  shadow p50 {} p99 {}  primary p50 {} p99 {}  mean shadow - primary {}\n",
+            number(&l["shadow_p50"]),
+            number(&l["shadow_p99"]),
+            number(&l["primary_p50"]),
+            number(&l["primary_p99"]),
+            number(&l["mean_shadow_minus_primary"])
+        ));
+        out.push_str(&format!(
+            "  mirrored {}  completed {}  errors {}  timeouts {}  (failure rate {})  no prediction: primary {}, shadow {}\n",
+            s["mirrored"], s["completed"], s["errors"], s["timeouts"], percent(&s["error_rate"]["rate"]), s["no_prediction_primary"], s["no_prediction_shadow"]
+        ));
+        if let Some(skipped) = s["skipped"].as_object().filter(|m| !m.is_empty()) {
+            let parts: Vec<String> = skipped.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            out.push_str(&format!("  not compared: {}\n", parts.join(", ")));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("no shadow telemetry yet\n");
+    }
+    out
+}
+
+pub async fn run_shadow(conn: Connection, command: ShadowCommand) -> Result<()> {
+    let client = Client {
+        http: reqwest::Client::new(),
+        conn,
+    };
+    let ShadowCommand::Report {
+        name,
+        json,
+        min_agreement,
+        min_comparisons,
+    } = command;
+    let mut query = Vec::new();
+    if let Some(a) = min_agreement {
+        query.push(format!("min_agreement={a}"));
+    }
+    if let Some(n) = min_comparisons {
+        query.push(format!("min_comparisons={n}"));
+    }
+    let path = format!(
+        "/v1/rollouts/{name}/shadow{}{}",
+        if query.is_empty() { "" } else { "?" },
+        query.join("&")
+    );
+    let report = client.send(reqwest::Method::GET, &path, None).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render_shadow(&report));
+    }
+    Ok(())
+}
+
 fn parse_pair(text: &str) -> Result<(String, f64)> {
     let (name, weight) = text
         .split_once('=')

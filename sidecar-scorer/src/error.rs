@@ -131,6 +131,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, axum::Json(self.body())).into_response();
+        if self.status == 413 {
+            // The rest of the body was not read: this connection cannot carry another
+            // request, and the client must know before it tries.
+            response
+                .headers_mut()
+                .insert("connection", axum::http::HeaderValue::from_static("close"));
+        }
         if self.status == 401 {
             response.headers_mut().insert(
                 "www-authenticate",

@@ -8,6 +8,7 @@
 //! - [`controller`]: the replica that holds the decision lock advances step schedules;
 //! - [`server`]: `outrider-scorer serve`;
 //! - [`client`]: the command line's client of a running server;
+//! - [`shadow_report`]: how shadow variants compare, against the shadow gate;
 //! - [`stats`]: the statistics engine's JSON contract (CLI and `POST /v1/stats/...`).
 
 pub mod api;
@@ -15,8 +16,10 @@ pub mod client;
 pub mod config;
 pub mod controller;
 pub mod error;
+pub mod histogram;
 pub mod metrics;
 pub mod rollout;
 pub mod server;
+pub mod shadow_report;
 pub mod stats;
 pub mod store;

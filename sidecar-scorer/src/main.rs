@@ -1,10 +1,10 @@
 //! `outrider-scorer`: the scorer service and its command line.
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use outrider_scorer::client::{self, Connection, RolloutCommand};
+use outrider_scorer::client::{self, Connection, RolloutCommand, ShadowCommand};
 use outrider_scorer::config::{LogFormat, ServeArgs, ServeConfig};
 use outrider_scorer::server;
 use outrider_scorer::stats::{self, Analysis};
@@ -30,6 +30,13 @@ enum Command {
         connection: Connection,
         #[command(subcommand)]
         command: RolloutCommand,
+    },
+    /// Shadow variants of a rollout on a running scorer.
+    Shadow {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(subcommand)]
+        command: ShadowCommand,
     },
     /// Run a statistical analysis: one JSON request on stdin, one JSON report
     /// on stdout. Invalid input exits with status 2 and a JSON error.
@@ -59,6 +66,10 @@ fn main() -> ExitCode {
             connection,
             command,
         } => runtime_then(|| client::run(connection, command)),
+        Command::Shadow {
+            connection,
+            command,
+        } => runtime_then(|| client::run_shadow(connection, command)),
         Command::Stats { analysis } => {
             let analysis = match analysis {
                 StatsKind::Ab => Analysis::Ab,
@@ -76,7 +87,8 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| "info,sqlx=warn".into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),

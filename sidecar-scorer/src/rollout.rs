@@ -12,6 +12,7 @@ use outrider_protocol::{RolloutState, VariantWeight};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
+use crate::shadow_report::ShadowGate;
 
 /// How the variants share traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +61,7 @@ pub struct Step {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Variant {
     pub name: String,
     /// Percent of traffic; all variants add up to 100.
@@ -83,6 +85,9 @@ pub struct Rollout {
     /// When the step in effect began (ms since the epoch).
     #[serde(default)]
     pub step_started_ms: u64,
+    /// What shadow variants must show to pass the shadow stage.
+    #[serde(default)]
+    pub shadow_gate: ShadowGate,
     pub created_ms: u64,
     pub updated_ms: u64,
 }
@@ -111,6 +116,8 @@ pub struct CreateRequest {
     pub variants: Vec<Variant>,
     #[serde(default)]
     pub steps: Vec<Step>,
+    #[serde(default)]
+    pub shadow_gate: Option<ShadowGate>,
     #[serde(default)]
     pub actor: Option<String>,
     #[serde(default)]
@@ -301,7 +308,10 @@ impl Rollout {
                 }
             }
         }
+        let shadow_gate = req.shadow_gate.unwrap_or_default();
+        shadow_gate.check("shadow_gate.")?;
         let rollout = Rollout {
+            shadow_gate,
             name: req.name,
             mode: req.mode,
             status: Status::Active,

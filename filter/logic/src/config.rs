@@ -10,6 +10,7 @@ use crate::link::{
     RawScorer, RawTelemetry, SampleRule, ScorerLink, validate_scorer, validate_telemetry,
 };
 use crate::override_token::OverrideRule;
+use crate::shadow::{RawShadow, Shadow, validate_shadows};
 use crate::sticky_key::StickyKey;
 
 pub const DEFAULT_ROUTING_HEADER: &str = "x-outrider-variant";
@@ -77,6 +78,8 @@ struct RawConfig {
     scorer: Option<RawScorer>,
     #[serde(default)]
     telemetry: Option<RawTelemetry>,
+    #[serde(default)]
+    shadows: Vec<RawShadow>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,6 +141,8 @@ pub struct Rollout {
     /// configured weights are final.
     pub scorer: Option<ScorerLink>,
     pub telemetry: Option<SampleRule>,
+    /// Variants that get copies of requests, for comparison only.
+    pub shadows: Vec<Shadow>,
 }
 
 impl Rollout {
@@ -149,9 +154,21 @@ impl Rollout {
     ) -> Result<Self, ConfigError> {
         let mut de = serde_json::Deserializer::from_slice(document);
         let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-            let field = err.path().to_string();
-            let field = if field == "." { String::new() } else { field };
-            ConfigError::new(field, err.into_inner().to_string())
+            let path = err.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            let problem = err.into_inner().to_string();
+            // serde names a missing field in the message, at its parent's path: point
+            // at the field itself.
+            let missing = problem
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split_once('`'))
+                .map(|(name, _)| name.to_owned());
+            let field = match missing {
+                Some(name) if path.is_empty() => name,
+                Some(name) => format!("{path}.{name}"),
+                None => path,
+            };
+            ConfigError::new(field, problem)
         })?;
         de.end().map_err(|err| {
             ConfigError::new("", format!("trailing data after the document: {err}"))
@@ -283,19 +300,23 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Roll
             "samples go to the scorer: configure `scorer` too",
         ));
     }
+    let variant_names: Vec<&str> = variants.iter().map(|v| v.name.as_str()).collect();
+    let seed = salt_seed(&salt);
+    let shadows = validate_shadows(raw.shadows, &variant_names, seed)?;
 
     Ok(Rollout {
         name: raw.rollout,
         variants,
         split,
         sticky_key,
-        salt_seed: salt_seed(&salt),
+        salt_seed: seed,
         salt,
         routing_header,
         response_header,
         override_rule,
         scorer,
         telemetry,
+        shadows,
     })
 }
 
@@ -544,7 +565,7 @@ mod tests {
             ),
             (
                 r#"{"variants": [{"name": "a", "weight": 100}]}"#,
-                "",
+                "rollout",
                 "missing field `rollout`",
             ),
             (

@@ -12,6 +12,7 @@
 //! - [`lease`]: which worker of an Envoy polls the scorer.
 //! - [`state`]: applying the rollout state the scorer serves.
 //! - [`telemetry`]: per-worker counts and samples, batched for the scorer.
+//! - [`shadow`]: which requests to mirror to shadow variants, and comparing answers.
 
 pub mod assignment;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod link;
 pub mod metric_names;
 pub mod override_token;
 pub mod response;
+pub mod shadow;
 pub mod state;
 pub mod sticky_key;
 pub mod telemetry;

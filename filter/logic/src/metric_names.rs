@@ -9,7 +9,7 @@ use crate::response::StatusClass;
 /// `(tag name, regex)` pairs for `stats_config.stats_tags`, in the order Envoy must
 /// apply them. The first group of each regex is cut from the name, the second is the
 /// label value.
-pub const STATS_TAGS: [(&str, &str); 6] = [
+pub const STATS_TAGS: [(&str, &str); 7] = [
     ("rollout", r"^wasmcustom\.outrider\..*(\.rollout=([^.]+))"),
     ("variant", r"^wasmcustom\.outrider\..*(\.variant=([^.]+))"),
     ("class", r"^wasmcustom\.outrider\..*(\.class=([^.]+))"),
@@ -19,6 +19,7 @@ pub const STATS_TAGS: [(&str, &str); 6] = [
     ),
     ("reason", r"^wasmcustom\.outrider\..*(\.reason=([^.]+))"),
     ("result", r"^wasmcustom\.outrider\..*(\.result=([^.]+))"),
+    ("labels", r"^wasmcustom\.outrider\..*(\.labels=([^.]+))"),
 ];
 
 /// Requests assigned to a variant (counter).
@@ -98,6 +99,49 @@ pub fn telemetry_batches(rollout: &str, result: &str) -> String {
 /// `skipped` (a body over the limit) (counter).
 pub fn samples(rollout: &str, result: &str) -> String {
     format!("outrider.sample_total.rollout={rollout}.result={result}")
+}
+
+/// Requests copied to a shadow variant (counter).
+pub fn shadow_mirrored(rollout: &str, shadow: &str) -> String {
+    format!("outrider.shadow_mirrored_total.rollout={rollout}.variant={shadow}")
+}
+
+/// Shadow calls by how they ended: `completed` (2xx), `error`, `timeout` (counter).
+pub fn shadow_responses(rollout: &str, shadow: &str, result: &str) -> String {
+    format!("outrider.shadow_response_total.rollout={rollout}.variant={shadow}.result={result}")
+}
+
+/// Requests not copied, or copies not compared, by reason: `body_too_large`,
+/// `in_flight_cap`, `primary_incomplete`, `dispatch_failed` (counter).
+pub fn shadow_skipped(rollout: &str, shadow: &str, reason: &str) -> String {
+    format!("outrider.shadow_skipped_total.rollout={rollout}.variant={shadow}.reason={reason}")
+}
+
+/// Comparisons by result: `agree`, `disagree` (labels), `no_prediction_primary`,
+/// `no_prediction_shadow` (counter).
+pub fn shadow_comparisons(rollout: &str, shadow: &str, result: &str) -> String {
+    format!("outrider.shadow_comparison_total.rollout={rollout}.variant={shadow}.result={result}")
+}
+
+/// Label pairs `<primary>_<shadow>` (`0_0`, `0_1`, `1_0`, `1_1`): the confusion
+/// matrix (counter).
+pub fn shadow_labels(rollout: &str, shadow: &str, labels: &str) -> String {
+    format!("outrider.shadow_labels_total.rollout={rollout}.variant={shadow}.labels={labels}")
+}
+
+/// |primary score − shadow score| in thousandths (histogram).
+pub fn shadow_score_diff(rollout: &str, shadow: &str) -> String {
+    format!("outrider.shadow_score_diff_milli.rollout={rollout}.variant={shadow}")
+}
+
+/// Latency of the shadow's answers, ms (histogram).
+pub fn shadow_latency(rollout: &str, shadow: &str) -> String {
+    format!("outrider.shadow_latency_ms.rollout={rollout}.variant={shadow}")
+}
+
+/// Latency of the primary on the requests compared with this shadow, ms (histogram).
+pub fn shadow_primary_latency(rollout: &str, shadow: &str) -> String {
+    format!("outrider.shadow_primary_latency_ms.rollout={rollout}.variant={shadow}")
 }
 
 #[cfg(test)]

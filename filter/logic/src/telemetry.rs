@@ -5,14 +5,45 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use outrider_protocol::{LATENCY_SLOTS, Sample, TelemetryBatch, VariantCounts, latency_slot};
+use outrider_protocol::{
+    LATENCY_SLOTS, SCORE_DIFF_SLOTS, Sample, ShadowCounts, TelemetryBatch, VariantCounts,
+    latency_slot, score_diff_slot,
+};
 
 use crate::response::StatusClass;
+use crate::shadow::Comparison;
+
+/// How a shadow call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShadowEnd {
+    /// Answered with a 2xx status.
+    Completed,
+    /// Answered with another status, or the call failed.
+    Error,
+    Timeout,
+}
+
+fn fresh_shadow(name: &str) -> ShadowCounts {
+    ShadowCounts {
+        variant: name.to_owned(),
+        score_diff: vec![0; SCORE_DIFF_SLOTS],
+        shadow_latency_ms: vec![0; LATENCY_SLOTS],
+        primary_latency_ms: vec![0; LATENCY_SLOTS],
+        ..ShadowCounts::default()
+    }
+}
+
+fn bump(histogram: &mut [u64], slot: usize) {
+    if let Some(count) = histogram.get_mut(slot) {
+        *count += 1;
+    }
+}
 
 /// Counts and samples since the last flush.
 #[derive(Debug)]
 pub struct Aggregator {
     counts: Vec<VariantCounts>,
+    shadows: Vec<ShadowCounts>,
     samples: Vec<Sample>,
     max_samples: usize,
     dropped_samples: u64,
@@ -24,6 +55,7 @@ pub struct Aggregator {
 impl Aggregator {
     pub fn new<'a>(
         variants: impl IntoIterator<Item = &'a str>,
+        shadows: impl IntoIterator<Item = &'a str>,
         max_samples: usize,
         now_ms: u64,
     ) -> Self {
@@ -36,6 +68,7 @@ impl Aggregator {
                     ..VariantCounts::default()
                 })
                 .collect(),
+            shadows: shadows.into_iter().map(fresh_shadow).collect(),
             samples: Vec::new(),
             max_samples,
             dropped_samples: 0,
@@ -87,6 +120,70 @@ impl Aggregator {
         }
     }
 
+    pub fn shadow_mirrored(&mut self, shadow: usize) {
+        if let Some(s) = self.shadows.get_mut(shadow) {
+            s.mirrored += 1;
+            self.touched = true;
+        }
+    }
+
+    pub fn shadow_skipped(&mut self, shadow: usize, reason: &str) {
+        if let Some(s) = self.shadows.get_mut(shadow) {
+            *s.skipped.entry(reason.to_owned()).or_default() += 1;
+            self.touched = true;
+        }
+    }
+
+    pub fn shadow_ended(&mut self, shadow: usize, end: ShadowEnd, latency_ms: u64) {
+        let Some(s) = self.shadows.get_mut(shadow) else {
+            return;
+        };
+        match end {
+            ShadowEnd::Completed => s.completed += 1,
+            ShadowEnd::Error => s.errors += 1,
+            ShadowEnd::Timeout => s.timeouts += 1,
+        }
+        if end != ShadowEnd::Timeout {
+            bump(&mut s.shadow_latency_ms, latency_slot(latency_ms as f64));
+        }
+        self.touched = true;
+    }
+
+    pub fn shadow_compared(
+        &mut self,
+        shadow: usize,
+        comparison: &Comparison,
+        primary_latency_ms: u64,
+    ) {
+        let Some(s) = self.shadows.get_mut(shadow) else {
+            return;
+        };
+        match comparison {
+            Comparison::Compared {
+                primary_label,
+                shadow_label,
+                diff,
+                latency_delta_ms,
+            } => {
+                s.compared += 1;
+                if let Some(row) = s.confusion.get_mut(usize::from(*primary_label))
+                    && let Some(cell) = row.get_mut(usize::from(*shadow_label))
+                {
+                    *cell += 1;
+                }
+                bump(&mut s.score_diff, score_diff_slot(*diff));
+                bump(
+                    &mut s.primary_latency_ms,
+                    latency_slot(primary_latency_ms as f64),
+                );
+                s.latency_delta_sum_ms += latency_delta_ms;
+            }
+            Comparison::NoPrimaryPrediction => s.no_prediction_primary += 1,
+            Comparison::NoShadowPrediction => s.no_prediction_shadow += 1,
+        }
+        self.touched = true;
+    }
+
     pub fn dropped_samples(&self) -> u64 {
         self.dropped_samples
     }
@@ -116,6 +213,12 @@ impl Aggregator {
             })
             .collect();
         let counts = std::mem::replace(&mut self.counts, fresh);
+        let fresh_shadows: Vec<ShadowCounts> = self
+            .shadows
+            .iter()
+            .map(|s| fresh_shadow(&s.variant))
+            .collect();
+        let shadows = std::mem::replace(&mut self.shadows, fresh_shadows);
         let batch = TelemetryBatch {
             batch_id: format!("{proxy}-{worker:016x}-{}", self.seq),
             rollout: rollout.to_owned(),
@@ -132,6 +235,10 @@ impl Aggregator {
                 .collect(),
             samples: std::mem::take(&mut self.samples),
             dropped_batches,
+            shadows: shadows
+                .into_iter()
+                .filter(|s| *s != fresh_shadow(&s.variant))
+                .collect(),
         };
         self.window_start_ms = now_ms;
         self.touched = false;
@@ -263,7 +370,7 @@ mod tests {
     use super::*;
 
     fn aggregator() -> Aggregator {
-        Aggregator::new(["stable", "canary"], 2, 1_000)
+        Aggregator::new(["stable", "canary"], ["v3"], 2, 1_000)
     }
 
     #[test]
@@ -314,6 +421,56 @@ mod tests {
             ("stable", 1)
         );
         assert_eq!(next.window_start_ms, 2_000);
+    }
+
+    #[test]
+    fn shadow_tallies() {
+        let mut a = aggregator();
+        a.shadow_mirrored(0);
+        a.shadow_mirrored(0);
+        a.shadow_skipped(0, "in_flight_cap");
+        a.shadow_ended(0, ShadowEnd::Completed, 12);
+        a.shadow_ended(0, ShadowEnd::Timeout, 5_000);
+        let agree = Comparison::Compared {
+            primary_label: true,
+            shadow_label: true,
+            diff: 0.004,
+            latency_delta_ms: 3,
+        };
+        let disagree = Comparison::Compared {
+            primary_label: true,
+            shadow_label: false,
+            diff: 0.3,
+            latency_delta_ms: -5,
+        };
+        a.shadow_compared(0, &agree, 9);
+        a.shadow_compared(0, &disagree, 9);
+        a.shadow_compared(0, &Comparison::NoShadowPrediction, 9);
+        a.shadow_mirrored(5); // not a shadow
+        let batch = a.take("fraud", "p", 1, 0, 2).unwrap();
+        assert!(batch.variants.is_empty());
+        let s = &batch.shadows[0];
+        assert_eq!(
+            (
+                s.mirrored,
+                s.completed,
+                s.timeouts,
+                s.compared,
+                s.no_prediction_shadow
+            ),
+            (2, 1, 1, 2, 1)
+        );
+        assert_eq!(s.skipped.get("in_flight_cap"), Some(&1));
+        assert_eq!(s.confusion, [[0, 0], [1, 1]]);
+        assert_eq!(s.score_diff[2], 1);
+        assert_eq!(s.latency_delta_sum_ms, -2);
+        assert_eq!(
+            s.shadow_latency_ms.iter().sum::<u64>(),
+            1,
+            "a timeout has no latency"
+        );
+        assert_eq!(s.primary_latency_ms.iter().sum::<u64>(), 2);
+        assert!(a.take("fraud", "p", 1, 0, 3).is_none());
     }
 
     #[test]

@@ -28,6 +28,22 @@ pub fn latency_slot(ms: f64) -> usize {
         .unwrap_or(LATENCY_BUCKETS_MS.len())
 }
 
+/// Upper bounds of the buckets of |primary score − shadow score|; a larger difference
+/// falls in an overflow bucket.
+pub const SCORE_DIFF_BUCKETS: [f64; 10] =
+    [0.0001, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0];
+
+/// Number of counts in a score-difference histogram (the buckets and the overflow).
+pub const SCORE_DIFF_SLOTS: usize = SCORE_DIFF_BUCKETS.len() + 1;
+
+/// The bucket a score difference falls in.
+pub fn score_diff_slot(diff: f64) -> usize {
+    SCORE_DIFF_BUCKETS
+        .iter()
+        .position(|bound| diff <= *bound)
+        .unwrap_or(SCORE_DIFF_BUCKETS.len())
+}
+
 /// What filters apply: the weights of a rollout at a version. The version only
 /// grows; a filter ignores a state older than the one it has.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,6 +81,47 @@ pub struct TelemetryBatch {
     /// buffer was full (a running total).
     #[serde(default)]
     pub dropped_batches: u64,
+    /// Shadow variants: mirrored requests and how their answers compare.
+    #[serde(default)]
+    pub shadows: Vec<ShadowCounts>,
+}
+
+/// How one shadow variant did since the previous batch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowCounts {
+    /// The shadow variant's name.
+    pub variant: String,
+    /// Requests sent to the shadow.
+    pub mirrored: u64,
+    /// Shadow answers with a 2xx status.
+    pub completed: u64,
+    /// Shadow answers with another status, or calls that failed.
+    pub errors: u64,
+    pub timeouts: u64,
+    /// Requests not mirrored, by reason (`body_too_large`, `in_flight_cap`,
+    /// `primary_incomplete`).
+    #[serde(default)]
+    pub skipped: BTreeMap<String, u64>,
+    /// Pairs of predictions compared.
+    pub compared: u64,
+    /// Answers without a readable prediction, by side.
+    #[serde(default)]
+    pub no_prediction_primary: u64,
+    #[serde(default)]
+    pub no_prediction_shadow: u64,
+    /// Label pairs: `confusion[primary][shadow]`, label 1 when the score reaches the
+    /// threshold.
+    pub confusion: [[u64; 2]; 2],
+    /// Counts per bucket of [`SCORE_DIFF_BUCKETS`], then the overflow.
+    pub score_diff: Vec<u64>,
+    /// Latency histograms (buckets of [`LATENCY_BUCKETS_MS`]) of the shadow, and of
+    /// the primary on the same requests.
+    pub shadow_latency_ms: Vec<u64>,
+    pub primary_latency_ms: Vec<u64>,
+    /// Sum over compared pairs of shadow latency minus primary latency.
+    #[serde(default)]
+    pub latency_delta_sum_ms: i64,
 }
 
 /// Per-variant counts of a batch.
@@ -118,6 +175,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn score_diff_slots() {
+        assert_eq!(score_diff_slot(0.0), 0);
+        assert_eq!(score_diff_slot(0.01), 3);
+        assert_eq!(score_diff_slot(1.0), SCORE_DIFF_BUCKETS.len() - 1);
+        assert_eq!(score_diff_slot(3.0), SCORE_DIFF_BUCKETS.len());
+    }
+
+    #[test]
     fn latency_slots() {
         assert_eq!(latency_slot(0.0), 0);
         assert_eq!(latency_slot(0.5), 0);
@@ -149,6 +214,7 @@ mod tests {
             }],
             samples: vec![],
             dropped_batches: 0,
+            shadows: vec![],
         };
         let json = serde_json::to_value(&batch).unwrap();
         assert_eq!(json["variants"][0]["responses"]["5xx"], 1);

@@ -6,6 +6,7 @@ mod host;
 mod request;
 mod root;
 mod scorer;
+mod shadow;
 mod stats;
 
 use proxy_wasm::types::LogLevel;

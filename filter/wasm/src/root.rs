@@ -16,7 +16,11 @@ use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 use crate::host;
 use crate::request::Request;
 use crate::scorer::Link;
-use crate::stats::{LinkStats, RolloutStats};
+use crate::shadow::{Desk, Event};
+use crate::stats::{LinkStats, RolloutStats, ShadowStats};
+
+/// The tick while shadows are configured: how long a copy may wait to be sent.
+const SHADOW_TICK: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Configuration documents larger than this are refused unread.
 const MAX_CONFIG_BYTES: usize = 256 * 1024;
@@ -26,6 +30,8 @@ const MAX_CONFIG_BYTES: usize = 256 * 1024;
 pub struct Active {
     pub rollout: Rollout,
     pub stats: Rc<RolloutStats>,
+    /// Per shadow variant, in configuration order.
+    pub shadow_stats: Rc<Vec<ShadowStats>>,
 }
 
 /// State of one worker shared by all its requests (the VM is single-threaded).
@@ -35,6 +41,8 @@ pub struct Worker {
     pub has_clear_route_cache: Cell<bool>,
     /// Counts and samples for the scorer, when a scorer is configured.
     telemetry: RefCell<Option<Aggregator>>,
+    /// Shadow copies waiting to be sent, in flight, and waiting to be compared.
+    pub desk: RefCell<Desk>,
 }
 
 impl Worker {
@@ -45,6 +53,57 @@ impl Worker {
             && let Some(aggregator) = telemetry.as_mut()
         {
             f(aggregator);
+        }
+    }
+
+    /// Counts what the shadow desk reports, in Envoy's stats and in the telemetry.
+    pub fn record_shadow(&self, stats: &[ShadowStats], events: Vec<Event>) {
+        for event in events {
+            match event {
+                Event::Mirrored { shadow } => {
+                    stats
+                        .get(shadow)
+                        .into_iter()
+                        .for_each(ShadowStats::mirrored);
+                    self.record(|t| t.shadow_mirrored(shadow));
+                }
+                Event::Failed { shadow } => {
+                    stats
+                        .get(shadow)
+                        .into_iter()
+                        .for_each(|s| s.skipped("dispatch_failed"));
+                    self.record(|t| t.shadow_skipped(shadow, "dispatch_failed"));
+                }
+                Event::Skipped { shadow, reason } => {
+                    stats
+                        .get(shadow)
+                        .into_iter()
+                        .for_each(|s| s.skipped(reason));
+                    self.record(|t| t.shadow_skipped(shadow, reason));
+                }
+                Event::Ended {
+                    shadow,
+                    end,
+                    latency_ms,
+                } => {
+                    stats
+                        .get(shadow)
+                        .into_iter()
+                        .for_each(|s| s.ended(end, latency_ms));
+                    self.record(|t| t.shadow_ended(shadow, end, latency_ms));
+                }
+                Event::Compared {
+                    shadow,
+                    comparison,
+                    primary_latency_ms,
+                } => {
+                    stats
+                        .get(shadow)
+                        .into_iter()
+                        .for_each(|s| s.compared(&comparison, primary_latency_ms));
+                    self.record(|t| t.shadow_compared(shadow, &comparison, primary_latency_ms));
+                }
+            }
         }
     }
 
@@ -67,6 +126,8 @@ pub struct OutriderRoot {
     active: Option<Rc<Active>>,
     worker: Rc<Worker>,
     link: Option<Link>,
+    /// When the link is next due (the tick may be faster for shadows).
+    next_link_ms: u64,
     worker_id: u64,
 }
 
@@ -83,8 +144,10 @@ impl OutriderRoot {
                 random: RandomPoints::new(seed),
                 has_clear_route_cache: Cell::new(true),
                 telemetry: RefCell::new(None),
+                desk: RefCell::new(Desk::default()),
             }),
             link: None,
+            next_link_ms: 0,
             worker_id: seed,
         }
     }
@@ -103,6 +166,15 @@ impl OutriderRoot {
         let rollout = Rollout::from_json(&document, |name| std::env::var(name).ok())
             .map_err(|e| e.to_string())?;
         let stats = Rc::new(RolloutStats::define(&rollout)?);
+        let shadow_stats = rollout
+            .shadows
+            .iter()
+            .map(|s| ShadowStats::define(&rollout.name, &s.name))
+            .collect::<Result<Vec<_>, _>>()?;
+        *self.worker.desk.borrow_mut() = Desk::new(rollout.shadows.len());
+        if !rollout.shadows.is_empty() && !host::set_tick(SHADOW_TICK) {
+            return Err("cannot set a tick period for shadow copies".to_owned());
+        }
         if let Some(config) = rollout.scorer.clone() {
             let now = now_ms();
             let proxy = host::node_id().unwrap_or_else(|| format!("envoy-{:016x}", self.worker_id));
@@ -114,7 +186,7 @@ impl OutriderRoot {
                 LinkStats::define(&rollout.name)?,
                 now,
             );
-            if !host::set_tick(link.tick_period()) {
+            if rollout.shadows.is_empty() && !host::set_tick(link.tick_period()) {
                 return Err("cannot set a tick period for the scorer link".to_owned());
             }
             let samples = rollout
@@ -122,10 +194,16 @@ impl OutriderRoot {
                 .as_ref()
                 .map_or(0, |t| t.max_samples_per_batch);
             let names = rollout.variants.iter().map(|v| v.name.as_str());
-            *self.worker.telemetry.borrow_mut() = Some(Aggregator::new(names, samples, now));
+            let shadows = rollout.shadows.iter().map(|s| s.name.as_str());
+            *self.worker.telemetry.borrow_mut() =
+                Some(Aggregator::new(names, shadows, samples, now));
             self.link = Some(link);
         }
-        Ok(Active { rollout, stats })
+        Ok(Active {
+            rollout,
+            stats,
+            shadow_stats: Rc::new(shadow_stats),
+        })
     }
 }
 
@@ -156,7 +234,17 @@ impl Context for OutriderRoot {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        if let Some(link) = self.link.as_mut() {
+        let mut events = Vec::new();
+        let shadow_call = self
+            .worker
+            .desk
+            .try_borrow_mut()
+            .is_ok_and(|mut desk| desk.on_response(token_id, body_size, now_ms(), &mut events));
+        if shadow_call {
+            if let Some(active) = &self.active {
+                self.worker.record_shadow(&active.shadow_stats, events);
+            }
+        } else if let Some(link) = self.link.as_mut() {
             link.on_response(token_id, body_size, now_ms());
         }
     }
@@ -186,10 +274,33 @@ impl RootContext for OutriderRoot {
     }
 
     fn on_tick(&mut self) {
-        let (Some(link), Some(active)) = (self.link.as_mut(), self.active.as_ref()) else {
+        let Some(active) = self.active.as_ref() else {
             return;
         };
-        if let Some(rollout) = link.tick(now_ms(), &active.rollout, &self.worker) {
+        let now = now_ms();
+        if !active.rollout.shadows.is_empty() {
+            let mut events = Vec::new();
+            if let Ok(mut desk) = self.worker.desk.try_borrow_mut() {
+                desk.dispatch(now, &mut events);
+                let longest = active
+                    .rollout
+                    .shadows
+                    .iter()
+                    .map(|s| s.timeout_ms)
+                    .max()
+                    .unwrap_or(0);
+                desk.expire(now, longest);
+            }
+            self.worker.record_shadow(&active.shadow_stats, events);
+        }
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
+        if now < self.next_link_ms {
+            return;
+        }
+        self.next_link_ms = now + u64::try_from(link.tick_period().as_millis()).unwrap_or(250);
+        if let Some(rollout) = link.tick(now, &active.rollout, &self.worker) {
             active.stats.weights(&rollout);
             host::log(
                 LogLevel::Info,
@@ -202,6 +313,7 @@ impl RootContext for OutriderRoot {
             self.active = Some(Rc::new(Active {
                 rollout,
                 stats: active.stats.clone(),
+                shadow_stats: active.shadow_stats.clone(),
             }));
         }
     }

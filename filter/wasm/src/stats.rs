@@ -7,6 +7,8 @@ use std::cell::Cell;
 use outrider_filter_logic::metric_names as names;
 use outrider_filter_logic::override_token::Rejection;
 use outrider_filter_logic::response::{GRPC_CODES, StatusClass, grpc_label};
+use outrider_filter_logic::shadow::Comparison;
+use outrider_filter_logic::telemetry::ShadowEnd;
 use outrider_filter_logic::{Rollout, Via};
 use proxy_wasm::types::MetricType;
 
@@ -192,6 +194,127 @@ impl LinkStats {
     pub fn batches(&self, result: &str, n: u64) {
         if let Some(id) = index_of(&BATCH_RESULTS, result).and_then(|i| self.batches.get(i)) {
             host::add(*id, n);
+        }
+    }
+}
+
+const SHADOW_RESULTS: [&str; 3] = ["completed", "error", "timeout"];
+const SHADOW_SKIPS: [&str; 4] = [
+    "body_too_large",
+    "in_flight_cap",
+    "primary_incomplete",
+    "dispatch_failed",
+];
+const COMPARISON_RESULTS: [&str; 4] = [
+    "agree",
+    "disagree",
+    "no_prediction_primary",
+    "no_prediction_shadow",
+];
+const LABEL_PAIRS: [&str; 4] = ["0_0", "0_1", "1_0", "1_1"];
+
+/// Stats of one shadow variant.
+pub struct ShadowStats {
+    mirrored: u32,
+    responses: [u32; SHADOW_RESULTS.len()],
+    skipped: [u32; SHADOW_SKIPS.len()],
+    comparisons: [u32; COMPARISON_RESULTS.len()],
+    labels: [u32; LABEL_PAIRS.len()],
+    score_diff: u32,
+    latency: u32,
+    primary_latency: u32,
+}
+
+fn define_all<const N: usize>(
+    names: [&str; N],
+    name: impl Fn(&str) -> String,
+) -> Result<[u32; N], String> {
+    let mut ids = [0u32; N];
+    for (slot, n) in ids.iter_mut().zip(names) {
+        *slot = host::define_metric(MetricType::Counter, &name(n))?;
+    }
+    Ok(ids)
+}
+
+fn increment_named(ids: &[u32], names: &[&str], name: &str) {
+    if let Some(id) = index_of(names, name).and_then(|i| ids.get(i)) {
+        host::increment(*id);
+    }
+}
+
+impl ShadowStats {
+    pub fn define(rollout: &str, shadow: &str) -> Result<Self, String> {
+        use MetricType::{Counter, Histogram};
+        Ok(Self {
+            mirrored: host::define_metric(Counter, &names::shadow_mirrored(rollout, shadow))?,
+            responses: define_all(SHADOW_RESULTS, |r| {
+                names::shadow_responses(rollout, shadow, r)
+            })?,
+            skipped: define_all(SHADOW_SKIPS, |r| names::shadow_skipped(rollout, shadow, r))?,
+            comparisons: define_all(COMPARISON_RESULTS, |r| {
+                names::shadow_comparisons(rollout, shadow, r)
+            })?,
+            labels: define_all(LABEL_PAIRS, |l| names::shadow_labels(rollout, shadow, l))?,
+            score_diff: host::define_metric(Histogram, &names::shadow_score_diff(rollout, shadow))?,
+            latency: host::define_metric(Histogram, &names::shadow_latency(rollout, shadow))?,
+            primary_latency: host::define_metric(
+                Histogram,
+                &names::shadow_primary_latency(rollout, shadow),
+            )?,
+        })
+    }
+
+    pub fn mirrored(&self) {
+        host::increment(self.mirrored);
+    }
+
+    pub fn skipped(&self, reason: &str) {
+        increment_named(&self.skipped, &SHADOW_SKIPS, reason);
+    }
+
+    pub fn ended(&self, end: ShadowEnd, latency_ms: u64) {
+        let result = match end {
+            ShadowEnd::Completed => "completed",
+            ShadowEnd::Error => "error",
+            ShadowEnd::Timeout => "timeout",
+        };
+        increment_named(&self.responses, &SHADOW_RESULTS, result);
+        if end != ShadowEnd::Timeout {
+            host::record(self.latency, latency_ms);
+        }
+    }
+
+    pub fn compared(&self, comparison: &Comparison, primary_latency_ms: u64) {
+        match comparison {
+            Comparison::Compared {
+                primary_label,
+                shadow_label,
+                diff,
+                ..
+            } => {
+                let result = if primary_label == shadow_label {
+                    "agree"
+                } else {
+                    "disagree"
+                };
+                increment_named(&self.comparisons, &COMPARISON_RESULTS, result);
+                let pair = usize::from(*primary_label) * 2 + usize::from(*shadow_label);
+                if let Some(id) = self.labels.get(pair) {
+                    host::increment(*id);
+                }
+                host::record(self.score_diff, (diff * 1000.0).round() as u64);
+                host::record(self.primary_latency, primary_latency_ms);
+            }
+            Comparison::NoPrimaryPrediction => increment_named(
+                &self.comparisons,
+                &COMPARISON_RESULTS,
+                "no_prediction_primary",
+            ),
+            Comparison::NoShadowPrediction => increment_named(
+                &self.comparisons,
+                &COMPARISON_RESULTS,
+                "no_prediction_shadow",
+            ),
         }
     }
 }

@@ -234,6 +234,7 @@ fn batch_template(window_end_ms: u64) -> (String, String) {
         window_end_ms,
         variants,
         samples,
+        shadows: Vec::new(),
         dropped_batches: 0,
     };
     let text = serde_json::to_string(&batch).unwrap_or_default();

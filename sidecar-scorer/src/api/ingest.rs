@@ -8,14 +8,16 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use outrider_protocol::{LATENCY_BUCKETS_MS, LATENCY_SLOTS, TelemetryBatch};
+use outrider_protocol::{LATENCY_SLOTS, TelemetryBatch};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::{Role, require};
 use super::{AppState, body, now_ms};
 use crate::error::ApiError;
+use crate::histogram::latency_quantile;
 use crate::metrics::{ResultLabels, VariantLabels};
+use crate::shadow_report::{ShadowReport, report, total};
 use crate::store::{FeedbackEvent, Ingest, WindowCounts};
 
 const MAX_ID_LEN: usize = 256;
@@ -59,6 +61,35 @@ fn validate(batch: &TelemetryBatch, variants: &[String]) -> Result<(), ApiError>
                     v.latency_ms.len()
                 ),
             ));
+        }
+    }
+    for (i, s) in batch.shadows.iter().enumerate() {
+        outrider_filter_logic::config::check_name(&format!("shadows[{i}].variant"), &s.variant)
+            .map_err(|e| ApiError::invalid(e.field, e.problem))?;
+        let lengths = [
+            (
+                "score_diff",
+                s.score_diff.len(),
+                outrider_protocol::SCORE_DIFF_SLOTS,
+            ),
+            (
+                "shadow_latency_ms",
+                s.shadow_latency_ms.len(),
+                LATENCY_SLOTS,
+            ),
+            (
+                "primary_latency_ms",
+                s.primary_latency_ms.len(),
+                LATENCY_SLOTS,
+            ),
+        ];
+        for (name, got, want) in lengths {
+            if got != want {
+                return Err(ApiError::invalid(
+                    format!("shadows[{i}].{name}"),
+                    format!("needs {want} counts, got {got}"),
+                ));
+            }
         }
     }
     if batch.samples.len() > MAX_SAMPLES {
@@ -269,33 +300,6 @@ pub struct SummaryQuery {
     to_ms: Option<u64>,
 }
 
-/// The latency below which a share `q` of the counted requests fall, interpolated
-/// inside its bucket (the overflow bucket reports its lower bound).
-fn quantile(counts: &[u64], q: f64) -> Option<f64> {
-    let total: u64 = counts.iter().sum();
-    if total == 0 {
-        return None;
-    }
-    let rank = q * total as f64;
-    let mut seen = 0.0;
-    for (i, count) in counts.iter().enumerate() {
-        let next = seen + *count as f64;
-        if next >= rank && *count > 0 {
-            let lower = if i == 0 {
-                0.0
-            } else {
-                LATENCY_BUCKETS_MS[i - 1]
-            };
-            let Some(upper) = LATENCY_BUCKETS_MS.get(i) else {
-                return Some(lower);
-            };
-            return Some(lower + (upper - lower) * ((rank - seen) / *count as f64));
-        }
-        seen = next;
-    }
-    None
-}
-
 fn summary_json(w: &WindowCounts) -> serde_json::Value {
     json!({
         "variant": w.variant,
@@ -304,8 +308,8 @@ fn summary_json(w: &WindowCounts) -> serde_json::Value {
         "grpc_errors": w.grpc_errors,
         "latency_sum_ms": w.latency_sum_ms,
         "latency_ms": w.latency_ms,
-        "p50_ms": quantile(&w.latency_ms, 0.5),
-        "p99_ms": quantile(&w.latency_ms, 0.99),
+        "p50_ms": latency_quantile(&w.latency_ms, 0.5),
+        "p99_ms": latency_quantile(&w.latency_ms, 0.99),
     })
 }
 
@@ -357,20 +361,90 @@ pub async fn telemetry_summary(
     .into_response())
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplesQuery {
+    #[serde(default)]
+    limit: Option<u64>,
+}
+
+/// The newest sampled requests (features, score, join keys), newest first.
+pub async fn samples(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<SamplesQuery>,
+) -> Result<Response, ApiError> {
+    app.store
+        .rollout(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no rollout named `{name}`")))?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be between 1 and 10000"));
+    }
+    let samples = app.store.samples(&name, limit).await?;
+    Ok(Json(json!({ "rollout": name, "samples": samples })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowQuery {
+    #[serde(default)]
+    from_ms: Option<u64>,
+    #[serde(default)]
+    to_ms: Option<u64>,
+    /// Overrides of the rollout's shadow gate, for a look with other thresholds.
+    #[serde(default)]
+    min_agreement: Option<f64>,
+    #[serde(default)]
+    min_comparisons: Option<u64>,
+    #[serde(default)]
+    max_error_rate: Option<f64>,
+}
+
+/// How each shadow variant compares with the primary, and its verdict against the
+/// shadow gate.
+pub async fn shadow(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<ShadowQuery>,
+) -> Result<Response, ApiError> {
+    let rollout = app
+        .store
+        .rollout(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no rollout named `{name}`")))?;
+    let mut gate = rollout.shadow_gate;
+    gate.min_agreement = query.min_agreement.unwrap_or(gate.min_agreement);
+    gate.min_comparisons = query.min_comparisons.unwrap_or(gate.min_comparisons);
+    gate.max_error_rate = query.max_error_rate.unwrap_or(gate.max_error_rate);
+    gate.check("")?;
+    let windows = app
+        .store
+        .shadow_windows(
+            &name,
+            query.from_ms.unwrap_or(0),
+            query.to_ms.unwrap_or(u64::MAX / 2),
+        )
+        .await?;
+    let mut by_shadow: BTreeMap<&str, Vec<&outrider_protocol::ShadowCounts>> = BTreeMap::new();
+    for (_, counts) in &windows {
+        by_shadow
+            .entry(counts.variant.as_str())
+            .or_default()
+            .push(counts);
+    }
+    let reports: Vec<ShadowReport> = by_shadow
+        .values()
+        .filter_map(|w| total(w))
+        .map(|t| report(&t, &gate))
+        .collect();
+    Ok(Json(json!({ "rollout": name, "gate": gate, "shadows": reports })).into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quantiles_interpolate_within_buckets() {
-        let mut counts = vec![0u64; LATENCY_SLOTS];
-        counts[4] = 100; // (3, 5] ms
-        assert_eq!(quantile(&counts, 0.5), Some(4.0));
-        assert_eq!(quantile(&counts, 1.0), Some(5.0));
-        counts[LATENCY_SLOTS - 1] = 100;
-        assert_eq!(quantile(&counts, 0.99), Some(10_000.0));
-        assert_eq!(quantile(&[0; LATENCY_SLOTS], 0.5), None);
-    }
 
     #[test]
     fn the_batch_form_is_an_object_with_events() {

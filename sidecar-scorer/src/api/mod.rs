@@ -55,6 +55,8 @@ pub fn router(app: AppState) -> Router {
             "/v1/rollouts/{name}/telemetry",
             get(ingest::telemetry_summary),
         )
+        .route("/v1/rollouts/{name}/samples", get(ingest::samples))
+        .route("/v1/rollouts/{name}/shadow", get(ingest::shadow))
         .route("/v1/telemetry", post(ingest::telemetry))
         .route("/v1/feedback", post(ingest::feedback))
         .route("/v1/stats/{analysis}", post(ops::analysis))

@@ -132,6 +132,15 @@ pub trait Store: Send + Sync {
         to_ms: u64,
     ) -> StoreResult<Vec<WindowCounts>>;
 
+    /// Per-window counts of a rollout's shadow variants with `from_ms <= window start <
+    /// to_ms`, as (window start, counts).
+    async fn shadow_windows(
+        &self,
+        rollout: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> StoreResult<Vec<(u64, outrider_protocol::ShadowCounts)>>;
+
     /// Stores feedback events, all or none.
     async fn add_feedback(
         &self,
@@ -144,6 +153,13 @@ pub trait Store: Send + Sync {
 
     /// Samples stored for a rollout.
     async fn sample_count(&self, rollout: &str) -> StoreResult<u64>;
+
+    /// The newest `limit` samples of a rollout, newest first.
+    async fn samples(
+        &self,
+        rollout: &str,
+        limit: u64,
+    ) -> StoreResult<Vec<outrider_protocol::Sample>>;
 
     /// Tries to become (or stay) the replica that runs rollout decisions.
     async fn try_lead(&self, holder: &str, now_ms: u64) -> StoreResult<bool>;

@@ -94,6 +94,15 @@ impl Store for PostgresStore {
         self.shared_windows(rollout, from_ms, to_ms).await
     }
 
+    async fn shadow_windows(
+        &self,
+        rollout: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> StoreResult<Vec<(u64, outrider_protocol::ShadowCounts)>> {
+        self.shared_shadow_windows(rollout, from_ms, to_ms).await
+    }
+
     async fn add_feedback(
         &self,
         events: &[FeedbackEvent],
@@ -108,6 +117,14 @@ impl Store for PostgresStore {
 
     async fn sample_count(&self, rollout: &str) -> StoreResult<u64> {
         self.shared_sample_count(rollout).await
+    }
+
+    async fn samples(
+        &self,
+        rollout: &str,
+        limit: u64,
+    ) -> StoreResult<Vec<outrider_protocol::Sample>> {
+        self.shared_samples(rollout, limit).await
     }
 
     async fn try_lead(&self, _holder: &str, _now_ms: u64) -> StoreResult<bool> {

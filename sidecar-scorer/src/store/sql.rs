@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use outrider_protocol::{LATENCY_SLOTS, VariantCounts};
+use outrider_protocol::{LATENCY_SLOTS, SCORE_DIFF_SLOTS, ShadowCounts, VariantCounts};
 
 /// Rows per multi-row INSERT: few statements, and well under both databases' limits
 /// on bound parameters (SQLite 32,766; PostgreSQL 65,535).
@@ -23,6 +23,8 @@ pub const INSERT_BATCH: &str = "INSERT INTO telemetry_batches (batch_id, rollout
 pub const COUNT_FEEDBACK: &str = "SELECT COUNT(*) FROM feedback";
 pub const COUNT_FEEDBACK_ROLLOUT: &str = "SELECT COUNT(*) FROM feedback WHERE rollout = $1";
 pub const COUNT_SAMPLES: &str = "SELECT COUNT(*) FROM samples WHERE rollout = $1";
+pub const SELECT_SAMPLES: &str = "SELECT variant, at_ms, request_id, user_key, features, score FROM samples \
+     WHERE rollout = $1 ORDER BY id DESC LIMIT $2";
 pub const TAKE_LEASE: &str = "INSERT INTO leases (name, holder, expires_ms) VALUES ('controller', $1, $2) \
      ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms \
      WHERE leases.holder = excluded.holder OR leases.expires_ms < $3";
@@ -44,6 +46,136 @@ pub fn window_count_columns() -> Vec<String> {
     .collect();
     columns.extend((0..LATENCY_SLOTS).map(|i| format!("l{i:02}")));
     columns
+}
+
+/// Shadow skip reasons that have a column; others are not kept.
+pub const SHADOW_SKIPS: [&str; 4] = [
+    "body_too_large",
+    "in_flight_cap",
+    "primary_incomplete",
+    "dispatch_failed",
+];
+
+/// The columns of `shadow_windows` that hold counts, in the order of [`shadow_values`].
+pub fn shadow_columns() -> Vec<String> {
+    let mut columns: Vec<String> = [
+        "mirrored",
+        "completed",
+        "errors",
+        "timeouts",
+        "compared",
+        "no_prediction_primary",
+        "no_prediction_shadow",
+        "c00",
+        "c01",
+        "c10",
+        "c11",
+        "latency_delta_sum_ms",
+    ]
+    .iter()
+    .map(|c| (*c).to_owned())
+    .collect();
+    columns.extend(SHADOW_SKIPS.iter().map(|r| format!("skip_{r}")));
+    columns.extend((0..SCORE_DIFF_SLOTS).map(|i| format!("d{i:02}")));
+    columns.extend((0..LATENCY_SLOTS).map(|i| format!("s{i:02}")));
+    columns.extend((0..LATENCY_SLOTS).map(|i| format!("p{i:02}")));
+    columns
+}
+
+fn slots(values: &[u64], n: usize) -> impl Iterator<Item = i64> + '_ {
+    (0..n).map(move |i| db_int(values.get(i).copied().unwrap_or(0)))
+}
+
+/// A shadow's counts as the row values of [`shadow_columns`].
+pub fn shadow_values(s: &ShadowCounts) -> Vec<i64> {
+    let [[c00, c01], [c10, c11]] = s.confusion;
+    let mut values: Vec<i64> = [
+        s.mirrored,
+        s.completed,
+        s.errors,
+        s.timeouts,
+        s.compared,
+        s.no_prediction_primary,
+        s.no_prediction_shadow,
+        c00,
+        c01,
+        c10,
+        c11,
+    ]
+    .into_iter()
+    .map(db_int)
+    .collect();
+    values.push(s.latency_delta_sum_ms);
+    values.extend(
+        SHADOW_SKIPS
+            .iter()
+            .map(|r| db_int(s.skipped.get(*r).copied().unwrap_or(0))),
+    );
+    values.extend(slots(&s.score_diff, SCORE_DIFF_SLOTS));
+    values.extend(slots(&s.shadow_latency_ms, LATENCY_SLOTS));
+    values.extend(slots(&s.primary_latency_ms, LATENCY_SLOTS));
+    values
+}
+
+/// The inverse of [`shadow_values`].
+pub fn shadow_from_values(variant: String, values: &[i64]) -> ShadowCounts {
+    let mut it = values.iter().copied();
+    let mut take = |n: usize| -> Vec<i64> { (0..n).map(|_| it.next().unwrap_or(0)).collect() };
+    let counts = |v: Vec<i64>| -> Vec<u64> { v.into_iter().map(from_db_int).collect() };
+    let head = counts(take(11));
+    let at = |i: usize| head.get(i).copied().unwrap_or(0);
+    let delta = take(1).first().copied().unwrap_or(0);
+    let skips = counts(take(SHADOW_SKIPS.len()));
+    ShadowCounts {
+        variant,
+        mirrored: at(0),
+        completed: at(1),
+        errors: at(2),
+        timeouts: at(3),
+        compared: at(4),
+        no_prediction_primary: at(5),
+        no_prediction_shadow: at(6),
+        confusion: [[at(7), at(8)], [at(9), at(10)]],
+        latency_delta_sum_ms: delta,
+        skipped: SHADOW_SKIPS
+            .iter()
+            .zip(skips)
+            .filter(|(_, n)| *n > 0)
+            .map(|(r, n)| ((*r).to_owned(), n))
+            .collect(),
+        score_diff: counts(take(SCORE_DIFF_SLOTS)),
+        shadow_latency_ms: counts(take(LATENCY_SLOTS)),
+        primary_latency_ms: counts(take(LATENCY_SLOTS)),
+    }
+}
+
+/// Adds a shadow's counts into its window, creating the row if needed.
+pub fn upsert_shadow() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        let columns = shadow_columns();
+        let placeholders: Vec<String> = (0..columns.len()).map(|i| format!("${}", i + 4)).collect();
+        let sums: Vec<String> = columns.iter().map(|c| format!("{c} = shadow_windows.{c} + excluded.{c}")).collect();
+        format!(
+            "INSERT INTO shadow_windows (rollout, variant, window_start_ms, {}) VALUES ($1, $2, $3, {}) \
+             ON CONFLICT (rollout, variant, window_start_ms) DO UPDATE SET {}",
+            columns.join(", "),
+            placeholders.join(", "),
+            sums.join(", ")
+        )
+    })
+}
+
+pub fn select_shadows() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "SELECT variant, window_start_ms, {} FROM shadow_windows \
+             WHERE rollout = $1 AND window_start_ms >= $2 AND window_start_ms < $3 \
+             ORDER BY window_start_ms, variant",
+            shadow_columns().join(", ")
+        )
+    })
 }
 
 /// Adds the counts of `rows` variants into their windows, creating rows as needed.
@@ -308,6 +440,16 @@ macro_rules! shared_queries {
                     }
                     query.execute(&mut *tx).await?;
                 }
+                for shadow in &batch.shadows {
+                    let mut query = sqlx::query(upsert_shadow())
+                        .bind(&batch.rollout)
+                        .bind(&shadow.variant)
+                        .bind(db_int(window));
+                    for value in shadow_values(shadow) {
+                        query = query.bind(value);
+                    }
+                    query.execute(&mut *tx).await?;
+                }
                 for chunk in batch.samples.chunks(INSERT_CHUNK) {
                     let sql = format!(
                         "INSERT INTO samples (rollout, variant, at_ms, request_id, user_key, features, score) VALUES {}",
@@ -371,6 +513,31 @@ macro_rules! shared_queries {
                     .map_err(Into::into)
             }
 
+            async fn shared_shadow_windows(
+                &self,
+                rollout: &str,
+                from_ms: u64,
+                to_ms: u64,
+            ) -> $crate::store::StoreResult<Vec<(u64, outrider_protocol::ShadowCounts)>> {
+                use $crate::store::sql::*;
+                use sqlx::Row;
+                let rows = sqlx::query(select_shadows())
+                    .bind(rollout)
+                    .bind(db_int(from_ms))
+                    .bind(db_int(to_ms))
+                    .fetch_all(&self.read)
+                    .await?;
+                let columns = shadow_columns();
+                rows.iter()
+                    .map(|row| {
+                        let values = columns.iter().map(|c| row.try_get::<i64, _>(c.as_str())).collect::<Result<Vec<i64>, _>>()?;
+                        let start = from_db_int(row.try_get("window_start_ms")?);
+                        Ok((start, shadow_from_values(row.try_get("variant")?, &values)))
+                    })
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(Into::into)
+            }
+
             async fn shared_add_feedback(
                 &self,
                 events: &[$crate::store::FeedbackEvent],
@@ -413,6 +580,26 @@ macro_rules! shared_queries {
                 Ok(from_db_int(n))
             }
 
+            async fn shared_samples(&self, rollout: &str, limit: u64) -> $crate::store::StoreResult<Vec<outrider_protocol::Sample>> {
+                use $crate::store::sql::*;
+                use sqlx::Row;
+                let rows = sqlx::query(SELECT_SAMPLES).bind(rollout).bind(db_int(limit)).fetch_all(&self.read).await?;
+                rows.iter()
+                    .map(|row| {
+                        let features: String = row.try_get("features")?;
+                        Ok(outrider_protocol::Sample {
+                            variant: row.try_get("variant")?,
+                            at_ms: from_db_int(row.try_get("at_ms")?),
+                            request_id: row.try_get("request_id")?,
+                            user_key: row.try_get("user_key")?,
+                            features: serde_json::from_str(&features).unwrap_or_default(),
+                            score: row.try_get("score")?,
+                        })
+                    })
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(Into::into)
+            }
+
             async fn shared_sample_count(&self, rollout: &str) -> $crate::store::StoreResult<u64> {
                 use $crate::store::sql::*;
                 let n: i64 = sqlx::query_scalar(COUNT_SAMPLES).bind(rollout).fetch_one(&self.read).await?;
@@ -427,6 +614,31 @@ pub(crate) use shared_queries;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shadow_rows_round_trip() {
+        let mut s = ShadowCounts {
+            variant: "v3".into(),
+            mirrored: 10,
+            completed: 9,
+            errors: 1,
+            timeouts: 0,
+            compared: 8,
+            no_prediction_primary: 0,
+            no_prediction_shadow: 1,
+            confusion: [[5, 1], [0, 2]],
+            latency_delta_sum_ms: -40,
+            score_diff: (0..SCORE_DIFF_SLOTS as u64).collect(),
+            shadow_latency_ms: (0..LATENCY_SLOTS as u64).collect(),
+            primary_latency_ms: (0..LATENCY_SLOTS as u64).rev().collect(),
+            ..ShadowCounts::default()
+        };
+        s.skipped.insert("in_flight_cap".into(), 3);
+        let values = shadow_values(&s);
+        assert_eq!(values.len(), shadow_columns().len());
+        assert_eq!(shadow_from_values("v3".into(), &values), s);
+        assert!(upsert_shadow().contains("p22 = shadow_windows.p22 + excluded.p22"));
+    }
 
     #[test]
     fn placeholders() {
