@@ -116,13 +116,7 @@ async fn the_scorer_counts_what_was_sent(backend: Backend) {
             .find(|v| v["variant"] == variant)
             .unwrap();
         assert_eq!(v["responses"]["2xx"], n, "{variant} 2xx");
-        let latencies: u64 = v["latency_ms"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c.as_u64().unwrap())
-            .sum();
-        assert_eq!(latencies, n, "{variant}: one latency per response");
+        assert_eq!(latency_count(v), n, "{variant}: one latency per response");
     }
     assert_eq!(
         scorer_metric(

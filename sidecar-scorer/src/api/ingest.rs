@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::{Role, require};
-use super::{AppState, body, now_ms};
+use super::{AppState, body, load_rollout, now_ms};
 use crate::error::ApiError;
 use crate::histogram::latency_quantile;
 use crate::metrics::{ResultLabels, VariantLabels};
@@ -319,11 +319,7 @@ pub async fn telemetry_summary(
     Path(name): Path<String>,
     Query(query): Query<SummaryQuery>,
 ) -> Result<Response, ApiError> {
-    let rollout = app
-        .store
-        .rollout(&name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no rollout named `{name}`")))?;
+    let rollout = load_rollout(&app, &name).await?;
     let from = query.from_ms.unwrap_or(0);
     let to = query.to_ms.unwrap_or(u64::MAX / 2);
     let windows = app.store.windows(&name, from, to).await?;
@@ -374,10 +370,7 @@ pub async fn samples(
     Path(name): Path<String>,
     Query(query): Query<SamplesQuery>,
 ) -> Result<Response, ApiError> {
-    app.store
-        .rollout(&name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no rollout named `{name}`")))?;
+    load_rollout(&app, &name).await?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=10_000).contains(&limit) {
         return Err(ApiError::invalid("limit", "must be between 1 and 10000"));
@@ -409,11 +402,7 @@ pub async fn shadow(
     Path(name): Path<String>,
     Query(query): Query<ShadowQuery>,
 ) -> Result<Response, ApiError> {
-    let rollout = app
-        .store
-        .rollout(&name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no rollout named `{name}`")))?;
+    let rollout = load_rollout(&app, &name).await?;
     let mut gate = rollout.shadow_gate;
     gate.min_agreement = query.min_agreement.unwrap_or(gate.min_agreement);
     gate.min_comparisons = query.min_comparisons.unwrap_or(gate.min_comparisons);

@@ -92,6 +92,14 @@ async fn count_requests(State(app): State<AppState>, request: Request, next: Nex
     response
 }
 
+/// The rollout named `name`, or a 404 that says so.
+async fn load_rollout(app: &AppState, name: &str) -> Result<crate::rollout::Rollout, ApiError> {
+    app.store
+        .rollout(name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no rollout named `{name}`")))
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()

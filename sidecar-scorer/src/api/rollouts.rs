@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::{Role, require};
-use super::{AppState, body, now_ms};
+use super::{AppState, body, load_rollout, now_ms};
 use crate::error::ApiError;
 use crate::metrics::PollLabels;
 use crate::rollout::{Attribution, Change, CreateRequest, Rollout};
@@ -28,13 +28,6 @@ fn attribution(headers: &HeaderMap, actor: Option<String>, reason: Option<String
         actor: actor.or(header).unwrap_or_else(|| "api".to_owned()),
         reason: reason.unwrap_or_default(),
     }
-}
-
-async fn load(app: &AppState, name: &str) -> Result<Rollout, ApiError> {
-    app.store
-        .rollout(name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no rollout named `{name}`")))
 }
 
 /// Stores a change made to `current`, and answers with the new rollout.
@@ -75,14 +68,14 @@ pub async fn get_one(
     State(app): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(load(&app, &name).await?).into_response())
+    Ok(Json(load_rollout(&app, &name).await?).into_response())
 }
 
 pub async fn events(
     State(app): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    load(&app, &name).await?;
+    load_rollout(&app, &name).await?;
     let events = app.store.events(&name).await?;
     Ok(Json(json!({ "rollout": name, "events": events })).into_response())
 }
@@ -105,7 +98,7 @@ pub async fn set_weights(
 ) -> Result<Response, ApiError> {
     require(&headers, &app.config, &[Role::Admin])?;
     let request: WeightsRequest = body::json(&headers, body, app.config.max_body_bytes).await?;
-    let current = load(&app, &name).await?;
+    let current = load_rollout(&app, &name).await?;
     let by = attribution(&headers, request.actor, request.reason);
     let change = current.set_weights(&request.weights, &by, now_ms())?;
     commit(&app, &current, change).await
@@ -137,22 +130,31 @@ async fn action_request(
     body::parse(&text)
 }
 
+/// Pause, resume and rollback: an action on the rollout that takes no variant.
+async fn act(
+    app: AppState,
+    name: String,
+    headers: HeaderMap,
+    body: Body,
+    action: fn(&Rollout, &Attribution, u64) -> Result<Change, ApiError>,
+) -> Result<Response, ApiError> {
+    let request = action_request(&app, &headers, body).await?;
+    if request.variant.is_some() {
+        return Err(ApiError::invalid("variant", "only promote takes a variant"));
+    }
+    let current = load_rollout(&app, &name).await?;
+    let by = attribution(&headers, request.actor, request.reason);
+    let change = action(&current, &by, now_ms())?;
+    commit(&app, &current, change).await
+}
+
 pub async fn pause(
     State(app): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let request = action_request(&app, &headers, body).await?;
-    if request.variant.is_some() {
-        return Err(ApiError::invalid("variant", "only promote takes a variant"));
-    }
-    let current = load(&app, &name).await?;
-    let change = current.pause(
-        &attribution(&headers, request.actor, request.reason),
-        now_ms(),
-    )?;
-    commit(&app, &current, change).await
+    act(app, name, headers, body, Rollout::pause).await
 }
 
 pub async fn resume(
@@ -161,16 +163,16 @@ pub async fn resume(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let request = action_request(&app, &headers, body).await?;
-    if request.variant.is_some() {
-        return Err(ApiError::invalid("variant", "only promote takes a variant"));
-    }
-    let current = load(&app, &name).await?;
-    let change = current.resume(
-        &attribution(&headers, request.actor, request.reason),
-        now_ms(),
-    )?;
-    commit(&app, &current, change).await
+    act(app, name, headers, body, Rollout::resume).await
+}
+
+pub async fn rollback(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    act(app, name, headers, body, Rollout::rollback).await
 }
 
 pub async fn promote(
@@ -180,27 +182,9 @@ pub async fn promote(
     body: Body,
 ) -> Result<Response, ApiError> {
     let request = action_request(&app, &headers, body).await?;
-    let current = load(&app, &name).await?;
+    let current = load_rollout(&app, &name).await?;
     let by = attribution(&headers, request.actor, request.reason);
     let change = current.promote(request.variant.as_deref(), &by, now_ms())?;
-    commit(&app, &current, change).await
-}
-
-pub async fn rollback(
-    State(app): State<AppState>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let request = action_request(&app, &headers, body).await?;
-    if request.variant.is_some() {
-        return Err(ApiError::invalid("variant", "only promote takes a variant"));
-    }
-    let current = load(&app, &name).await?;
-    let change = current.rollback(
-        &attribution(&headers, request.actor, request.reason),
-        now_ms(),
-    )?;
     commit(&app, &current, change).await
 }
 

@@ -285,10 +285,74 @@ pub fn from_db_int(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-/// The store methods that are the same SQL on both backends, for a type with `read`
-/// and `write` pools of database `$db`, whose generated statements use `$style`.
-macro_rules! shared_queries {
-    ($store:ty, $db:ty, $style:expr) => {
+/// `impl Store` for a type with `read` and `write` pools of database `$db`, whose
+/// generated statements use `$style`: the methods that are the same SQL on both
+/// backends are written here once; `$backend_items` are the ones each backend does its
+/// own way (leadership).
+macro_rules! store_impl {
+    ($store:ty, $db:ty, $style:expr, $backend:literal, { $($backend_items:tt)* }) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+
+            async fn ping(&self) -> $crate::store::StoreResult<()> {
+                sqlx::query("SELECT 1").execute(&self.read).await?;
+                Ok(())
+            }
+
+            async fn create_rollout(&self, rollout: &$crate::rollout::Rollout, event: &$crate::rollout::Event) -> $crate::store::StoreResult<()> {
+                self.shared_create_rollout(rollout, event).await
+            }
+
+            async fn update_rollout(&self, rollout: &$crate::rollout::Rollout, expected_version: u64, event: &$crate::rollout::Event) -> $crate::store::StoreResult<()> {
+                self.shared_update_rollout(rollout, expected_version, event).await
+            }
+
+            async fn rollout(&self, name: &str) -> $crate::store::StoreResult<Option<$crate::rollout::Rollout>> {
+                self.shared_rollout(name).await
+            }
+
+            async fn rollouts(&self) -> $crate::store::StoreResult<Vec<$crate::rollout::Rollout>> {
+                self.shared_rollouts().await
+            }
+
+            async fn events(&self, name: &str) -> $crate::store::StoreResult<Vec<$crate::rollout::Event>> {
+                self.shared_events(name).await
+            }
+
+            async fn ingest(&self, batch: &outrider_protocol::TelemetryBatch, window_ms: u64, received_ms: u64) -> $crate::store::StoreResult<$crate::store::Ingest> {
+                self.shared_ingest(batch, window_ms, received_ms).await
+            }
+
+            async fn windows(&self, rollout: &str, from_ms: u64, to_ms: u64) -> $crate::store::StoreResult<Vec<$crate::store::WindowCounts>> {
+                self.shared_windows(rollout, from_ms, to_ms).await
+            }
+
+            async fn shadow_windows(&self, rollout: &str, from_ms: u64, to_ms: u64) -> $crate::store::StoreResult<Vec<(u64, outrider_protocol::ShadowCounts)>> {
+                self.shared_shadow_windows(rollout, from_ms, to_ms).await
+            }
+
+            async fn add_feedback(&self, events: &[$crate::store::FeedbackEvent], received_ms: u64) -> $crate::store::StoreResult<$crate::store::FeedbackOutcome> {
+                self.shared_add_feedback(events, received_ms).await
+            }
+
+            async fn feedback_count(&self, rollout: Option<&str>) -> $crate::store::StoreResult<u64> {
+                self.shared_feedback_count(rollout).await
+            }
+
+            async fn sample_count(&self, rollout: &str) -> $crate::store::StoreResult<u64> {
+                self.shared_sample_count(rollout).await
+            }
+
+            async fn samples(&self, rollout: &str, limit: u64) -> $crate::store::StoreResult<Vec<outrider_protocol::Sample>> {
+                self.shared_samples(rollout, limit).await
+            }
+
+            $($backend_items)*
+        }
+
         impl $store {
             async fn shared_create_rollout(
                 &self,
@@ -609,7 +673,7 @@ macro_rules! shared_queries {
     };
 }
 
-pub(crate) use shared_queries;
+pub(crate) use store_impl;
 
 #[cfg(test)]
 mod tests {

@@ -126,6 +126,16 @@ pub async fn envoy_linked(scorer: &Scorer, config: Value, concurrency: u32) -> R
     .unwrap()
 }
 
+/// The number of latencies in a variant of the telemetry summary.
+pub fn latency_count(variant: &Value) -> u64 {
+    variant["latency_ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_u64().unwrap())
+        .sum()
+}
+
 /// Per-variant request counts the scorer has, from its telemetry summary.
 pub async fn scorer_counts(scorer: &Scorer) -> Value {
     call(
