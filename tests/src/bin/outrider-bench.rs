@@ -5,7 +5,8 @@
 //!   weighted_clusters, (c) an empty wasm filter, (d) the outrider filter, (e) the
 //!   empty filter setting the routing header;
 //! - `outrider-bench shadow` (`make bench-shadow`): the outrider filter with a shadow
-//!   variant mirroring (f) 0% and (g) 100% of requests, the shadow on its own upstream.
+//!   variant mirroring (f) 0% and (g) 100% of requests, the shadow on its own upstream,
+//!   and (h) Envoy's fire-and-forget `request_mirror_policies` at 100% for reference.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -81,9 +82,10 @@ const FILTER_TARGETS: [(&str, &str); 5] = [
     ),
 ];
 
-const SHADOW_TARGETS: [(&str, &str); 2] = [
+const SHADOW_TARGETS: [(&str, &str); 3] = [
     ("(f) mirroring 0%", "f-shadow-0.yaml"),
     ("(g) mirroring 100%", "g-shadow-100.yaml"),
+    ("(h) Envoy's own mirror 100%", "h-native-mirror-100.yaml"),
 ];
 
 #[derive(Default)]
@@ -353,19 +355,22 @@ fn report_filter(args: &RunArgs, targets: &[Target], samples: &[Samples]) -> Res
 
 fn report_shadow(args: &RunArgs, targets: &[Target], samples: &[Samples]) -> Result<()> {
     table(args, targets, samples);
-    if let [off, on] = samples {
+    let ratio = |on: &Samples, off: &Samples, label: &str| {
         println!(
-            "- primary latency at {} req/s, mirroring 100% / 0%: p50 {:.3}, p99 {:.3} (target p99 within 10%: ≤ 1.10)",
+            "- {label} / (f), at {} req/s: p50 {:.3}, p99 {:.3}; throughput {:.3}; Envoy CPU per primary request {:.1} µs / {:.1} µs",
             args.rate,
             median(&on.p50_ms) / median(&off.p50_ms),
-            median(&on.p99_ms) / median(&off.p99_ms)
-        );
-        println!(
-            "- throughput, mirroring 100% / 0%: {:.3}; Envoy CPU per primary request: {:.1} µs / {:.1} µs (each mirrored request is a second request for Envoy)",
+            median(&on.p99_ms) / median(&off.p99_ms),
             median(&on.throughput) / median(&off.throughput),
             median(&on.cpu_us),
             median(&off.cpu_us)
         );
+    };
+    if let [off, on, rest @ ..] = samples {
+        ratio(on, off, "(g) outrider mirroring 100% (target p99 ≤ 1.10)");
+        if let [native, ..] = rest {
+            ratio(native, off, "(h) Envoy's own mirror 100%");
+        }
     }
     Ok(())
 }
