@@ -13,28 +13,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use outrider_harness::client::HttpClient;
 
-/// Requests on fresh connections (spread over Envoy's workers), and the variants
-/// that served them.
-async fn served_by(url: &str, n: usize) -> Vec<String> {
-    let keys: Vec<String> = (0..n)
-        .map(|i| format!("probe-{i}-{}", fastrand_key()))
-        .collect();
-    HttpClient::new()
-        .keyed_gets(url, "x-user-id", &keys, 16)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(_, r)| r.header("x-served-by").unwrap_or("").to_owned())
-        .collect()
-}
-
-fn fastrand_key() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
-
 async fn weight_change_reaches_every_worker_within_2s(backend: Backend) {
     let scorer = start_scorer(&backend, "r1").await;
     create_rollout(&scorer, 90.0, 10.0).await;
@@ -56,7 +34,7 @@ async fn weight_change_reaches_every_worker_within_2s(backend: Backend) {
         Duration::from_secs(2),
         "all traffic on the canary within 2 s of the change",
         || async {
-            served_by(&rollout.url, 64)
+            served_by(&rollout.url, "change", 64)
                 .await
                 .iter()
                 .all(|v| v == "canary")
@@ -65,7 +43,10 @@ async fn weight_change_reaches_every_worker_within_2s(backend: Backend) {
     .await;
     let took = changed.elapsed();
     // Every worker applies it: many fresh connections, all served by the canary.
-    let all: HashSet<String> = served_by(&rollout.url, 400).await.into_iter().collect();
+    let all: HashSet<String> = served_by(&rollout.url, "all", 400)
+        .await
+        .into_iter()
+        .collect();
     assert_eq!(all, HashSet::from(["canary".to_owned()]), "after {took:?}");
     let per_worker = rollout
         .envoy

@@ -487,18 +487,6 @@ fn decided_by(events: &[Value], replica: &str) -> usize {
         .count()
 }
 
-/// Requests on fresh connections, and the variants that served them.
-async fn served_by(url: &str, tag: &str, n: usize) -> Vec<String> {
-    let keys: Vec<String> = (0..n).map(|i| format!("probe-{tag}-{i}")).collect();
-    HttpClient::new()
-        .keyed_gets(url, "x-user-id", &keys, 16)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(_, r)| r.header("x-served-by").unwrap_or("").to_owned())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_through_one_replica_reaches_the_others_filters_within_2s() {
     let pair = Pair::start(2).await;

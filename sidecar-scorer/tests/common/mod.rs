@@ -126,6 +126,23 @@ pub async fn envoy_linked(scorer: &Scorer, config: Value, concurrency: u32) -> R
     .unwrap()
 }
 
+/// Requests with fresh keys on fresh connections (spread over Envoy's workers), and the
+/// variants that served them.
+pub async fn served_by(url: &str, tag: &str, n: usize) -> Vec<String> {
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let keys: Vec<String> = (0..n).map(|i| format!("probe-{tag}-{i}-{nonce}")).collect();
+    HttpClient::new()
+        .keyed_gets(url, "x-user-id", &keys, 16)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, r)| r.header("x-served-by").unwrap_or("").to_owned())
+        .collect()
+}
+
 /// The number of latencies in a variant of the telemetry summary.
 pub fn latency_count(variant: &Value) -> u64 {
     variant["latency_ms"]
