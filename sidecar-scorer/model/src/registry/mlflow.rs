@@ -177,7 +177,11 @@ impl MlflowRegistry {
             .as_str()
             .map(str::to_owned)
             .unwrap_or_else(|| String::from_utf8_lossy(&reply).chars().take(300).collect());
-        if code == "RESOURCE_DOES_NOT_EXIST" || status == StatusCode::NOT_FOUND {
+        // A missing alias is INVALID_PARAMETER_VALUE "... alias x not found".
+        let missing = code == "RESOURCE_DOES_NOT_EXIST"
+            || status == StatusCode::NOT_FOUND
+            || (code == "INVALID_PARAMETER_VALUE" && message.ends_with("not found."));
+        if missing {
             return Err(Error::NotFound(message));
         }
         Err(Error::registry(format!(
@@ -443,9 +447,10 @@ impl Registry for MlflowRegistry {
             .map(|all| all.iter().map(version_of).collect::<Result<Vec<_>>>())
             .transpose()?
             .unwrap_or_default();
-        if versions.is_empty() {
-            // Distinguish a model without versions from no model at all.
-            self.call(
+        // Search results carry no aliases; the registered model lists them
+        // (and its absence tells a missing model from one without versions).
+        let model = self
+            .call(
                 Method::GET,
                 "registered-models/get",
                 &[("name", name)],
@@ -456,6 +461,21 @@ impl Registry for MlflowRegistry {
                 Error::NotFound(_) => Error::NotFound(format!("no registered model `{name}`")),
                 other => other,
             })?;
+        for alias in model["registered_model"]["aliases"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let (Some(a), Some(v)) = (alias["alias"].as_str(), alias["version"].as_str()) else {
+                continue;
+            };
+            if let Some(version) = versions.iter_mut().find(|x| x.version.to_string() == v) {
+                version.aliases.push(a.to_owned());
+            }
+        }
+        for version in &mut versions {
+            version.aliases.sort();
+            version.aliases.dedup();
         }
         versions.sort_by_key(|v| v.version);
         Ok(versions)

@@ -144,11 +144,14 @@ impl Server {
         })
     }
 
-    /// Waits until a model is loaded (or the last load failed with `timeout`
-    /// passed).
+    /// Waits until a model is loaded; fails at once if the first load
+    /// failed, or after `timeout`.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
         while !self.state.slot.is_ready() {
+            if let Some(e) = self.state.slot.last_error() {
+                return Err(Error::Unavailable(format!("the model did not load: {e}")));
+            }
             if tokio::time::Instant::now() > deadline {
                 return Err(Error::Unavailable(format!(
                     "model not ready after {timeout:?}{}",
