@@ -14,10 +14,16 @@ DEB_PACKAGES := nodejs
 
 WASM_TARGET := wasm32-wasip1
 WASM_DIR    := target/$(WASM_TARGET)/wasm
-FILTER_WASM := $(WASM_DIR)/outrider_filter.wasm
+# The filters as shipped: cargo's output shrunk by binaryen's wasm-opt.
+FILTER_DIR  := target/filter
+FILTERS     := $(FILTER_DIR)/outrider_filter.wasm $(FILTER_DIR)/outrider_passthrough.wasm
+WASM_OPT    := filter/node_modules/.bin/wasm-opt
+# The wasm features rustc enables for wasm32-wasip1, which wasm-opt must accept.
+WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
+	--enable-mutable-globals --enable-multivalue --enable-reference-types
 WASI_RUNNER := node $(CURDIR)/filter/wasi-test-runner.mjs
 
-.PHONY: help setup build test lint test-wasm demo bench bench-filter bench-stats \
+.PHONY: help setup build test lint test-wasm filters demo bench bench-filter bench-shadow bench-stats \
 	setup-stats-bench stats-fixtures clean
 
 help:
@@ -27,8 +33,8 @@ help:
 	@echo "make setup   install what a fresh machine lacks (idempotent)"
 	@echo "make build   build the filter .wasm files and the harness binaries"
 
-## setup: the wasm target, the project venv with Envoy, Debian packages.
-setup: $(VENV)/.installed
+## setup: the wasm target, the project venv with Envoy, Debian packages, wasm-opt.
+setup: $(VENV)/.installed $(WASM_OPT)
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 	@command -v node >/dev/null || { apt-get update -q && apt-get install -y -q $(DEB_PACKAGES); }
 
@@ -39,15 +45,29 @@ $(VENV)/.installed: Makefile
 	@$(VENV)/bin/envoy --version
 	@touch $@
 
-## build: the filters (release, size-optimised) and the harness binaries.
-build: setup
+# binaryen (pinned in filter/package.json), from the npm registry.
+$(WASM_OPT): filter/package.json filter/package-lock.json
+	@command -v npm >/dev/null || { apt-get update -q && apt-get install -y -q npm; }
+	cd filter && npm ci --silent --no-audit --no-fund
+	@touch $@
+
+## build: the filters and the release binaries (scorer, demo, benchmarks).
+build: filters
+	$(CARGO) build --locked --release -p outrider-harness --bins -p outrider-scorer
+
+## filters: the .wasm files (release, size-optimised, then wasm-opt -Oz).
+filters: setup
 	$(CARGO) build --locked --profile wasm --target $(WASM_TARGET) -p outrider-filter -p outrider-passthrough
-	@ls -l $(WASM_DIR)/*.wasm
-	$(CARGO) build --locked --release -p outrider-harness --bins
+	@$(MAKE) --no-print-directory $(FILTERS)
+	@ls -l $(FILTERS)
+
+$(FILTER_DIR)/%.wasm: $(WASM_DIR)/%.wasm $(WASM_OPT)
+	@mkdir -p $(FILTER_DIR)
+	$(WASM_OPT) -Oz $(WASM_FEATURES) $< -o $@
 
 ## test: lint, the decision logic as wasm32, then every native test (unit and
-## end-to-end against the real Envoy).
-test: build lint test-wasm
+## end-to-end against the real Envoy; the tests build the debug binaries they run).
+test: filters lint test-wasm
 	$(CARGO) test --locked --workspace
 
 lint:
@@ -63,12 +83,17 @@ test-wasm: setup
 demo: build
 	target/release/outrider-demo
 
-bench: bench-filter bench-stats
+bench: bench-filter bench-shadow bench-stats
 
 ## bench-filter: CPU per request and latency of (a) a plain route, (b) Envoy's
 ## weighted_clusters, (c) an empty wasm filter, (d) the outrider filter.
 bench-filter: build
 	target/release/outrider-bench filter
+
+## bench-shadow: the primary's latency and throughput with no mirroring and with
+## all requests mirrored to a shadow on its own upstream.
+bench-shadow: build
+	target/release/outrider-bench shadow
 
 ## bench-stats: streaming drift 1M x 50 and the exact statistics on 100k x 100k,
 ## beside scipy on the same data in the same run.

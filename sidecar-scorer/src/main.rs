@@ -1,12 +1,20 @@
-//! `outrider-scorer`: the scorer's command line.
+//! `outrider-scorer`: the scorer service and its command line.
 
-use clap::{Parser, Subcommand, ValueEnum};
-use outrider_scorer::stats::{self, Analysis};
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand, ValueEnum};
+use outrider_scorer::client::{self, Connection, RolloutCommand, ShadowCommand};
+use outrider_scorer::config::{LogFormat, ServeArgs, ServeConfig};
+use outrider_scorer::server;
+use outrider_scorer::stats::{self, Analysis};
+
 #[derive(Parser)]
-#[command(name = "outrider-scorer", version, about = "outrider sidecar scorer")]
+#[command(
+    name = "outrider-scorer",
+    version,
+    about = "outrider sidecar scorer: rollouts, telemetry, statistics"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -14,6 +22,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the scorer service (HTTP API v1, rollout decisions).
+    Serve(ServeArgs),
+    /// Inspect and change rollouts on a running scorer.
+    Rollout {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(subcommand)]
+        command: RolloutCommand,
+    },
+    /// Shadow variants of a rollout on a running scorer.
+    Shadow {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(subcommand)]
+        command: ShadowCommand,
+    },
     /// Run a statistical analysis: one JSON request on stdin, one JSON report
     /// on stdout. Invalid input exits with status 2 and a JSON error.
     Stats {
@@ -40,6 +64,15 @@ enum StatsKind {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Rollout {
+            connection,
+            command,
+        } => runtime_then(|| client::run(connection, command)),
+        Command::Shadow {
+            connection,
+            command,
+        } => runtime_then(|| client::run_shadow(connection, command)),
         Command::Stats { analysis } => {
             let analysis = match analysis {
                 StatsKind::Ab => Analysis::Ab,
@@ -50,6 +83,50 @@ fn main() -> ExitCode {
             run_stats(analysis)
         }
         Command::Model(args) => outrider_model::cli::run(args),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let config = match ServeConfig::resolve(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("outrider-scorer: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.log_format);
+    runtime_then(|| server::serve(config))
+}
+
+fn runtime_then<F: std::future::Future<Output = anyhow::Result<()>>>(
+    work: impl FnOnce() -> F,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("outrider-scorer: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(work()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("outrider-scorer: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

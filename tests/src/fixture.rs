@@ -1,6 +1,8 @@
 //! A rollout under test: one stand-in per variant and Envoy with the outrider filter
 //! in front of them.
 
+use std::net::SocketAddr;
+
 use anyhow::{Context, Result};
 use outrider_filter_logic::{RequestHeaders, Rollout};
 use serde_json::Value;
@@ -8,7 +10,7 @@ use serde_json::Value;
 use crate::bootstrap::{Cluster, LISTENER, Spec, Wasm};
 use crate::envoy::Envoy;
 use crate::paths;
-use crate::standin::StandIn;
+use crate::standin::{Behaviour, StandIn};
 
 pub struct RolloutUnderTest {
     pub envoy: Envoy,
@@ -45,10 +47,21 @@ impl RolloutUnderTest {
         concurrency: u32,
         adjust: impl FnOnce(&mut Spec),
     ) -> Result<Self> {
+        Self::start_with_stand_ins(config, concurrency, Behaviour::default(), adjust).await
+    }
+
+    /// Like [`Self::start_with`], with stand-ins that behave as `behaviour` says.
+    pub async fn start_with_stand_ins(
+        config: Value,
+        concurrency: u32,
+        behaviour: Behaviour,
+        adjust: impl FnOnce(&mut Spec),
+    ) -> Result<Self> {
         let mut standins = Vec::new();
         let mut clusters = Vec::new();
         for name in variant_names(&config)? {
-            let standin = StandIn::start(&name).await?;
+            let standin =
+                StandIn::start_on(&name, SocketAddr::from(([127, 0, 0, 1], 0)), behaviour).await?;
             clusters.push(Cluster::new(&name, standin.addr));
             standins.push(standin);
         }

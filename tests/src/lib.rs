@@ -11,6 +11,8 @@
 //! - [`client`]: an HTTP client for sending traffic through Envoy.
 //! - [`load`]: closed-loop and fixed-rate load, and a process's CPU time.
 //! - [`prom`]: reading `/stats/prometheus`.
+//! - [`postgres`]: a private PostgreSQL server.
+//! - [`scorer`]: a real `outrider-scorer serve` process.
 
 pub mod admin_stats;
 pub mod bootstrap;
@@ -19,5 +21,7 @@ pub mod envoy;
 pub mod fixture;
 pub mod load;
 pub mod paths;
+pub mod postgres;
 pub mod prom;
+pub mod scorer;
 pub mod standin;

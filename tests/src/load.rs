@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use bytes::Bytes;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 
@@ -50,15 +51,13 @@ pub async fn closed_loop(
     url: &str,
     requests: usize,
     concurrency: usize,
+    body: Option<&Bytes>,
 ) -> Result<Duration> {
     let started = Instant::now();
     let failures = futures::stream::iter(0..requests)
         .map(|i| async move {
             let key = format!("user-{i}");
-            client
-                .get(url, &[("x-user-id", &key)])
-                .await
-                .map(|r| r.status < 300)
+            send(client, url, &key, body).await.map(|r| r.status < 300)
         })
         .buffer_unordered(concurrency)
         .filter(|ok| std::future::ready(!matches!(ok, Ok(true))))
@@ -68,6 +67,24 @@ pub async fn closed_loop(
         bail!("{failures} of {requests} requests to {url} failed");
     }
     Ok(started.elapsed())
+}
+
+/// One keyed request: a GET, or a POST of `body`.
+async fn send(
+    client: &HttpClient,
+    url: &str,
+    key: &str,
+    body: Option<&Bytes>,
+) -> Result<crate::client::Reply> {
+    match body {
+        Some(body) => {
+            let headers = [("x-user-id", key), ("content-type", "application/json")];
+            client
+                .request(hyper::Method::POST, url, &headers, body.clone())
+                .await
+        }
+        None => client.get(url, &[("x-user-id", key)]).await,
+    }
 }
 
 /// Latency at a fixed request rate.
@@ -106,6 +123,7 @@ pub async fn open_loop(
     url: &str,
     rate: u32,
     duration: Duration,
+    body: Option<&Bytes>,
 ) -> Result<OpenLoop> {
     let histogram = Arc::new(Mutex::new(latency_histogram()?));
     let errors = Arc::new(AtomicU64::new(0));
@@ -116,15 +134,16 @@ pub async fn open_loop(
     for i in 0..total {
         let at = started + interval.mul_f64(i as f64);
         tokio::time::sleep_until(at).await;
-        let (client, url, histogram, errors) = (
+        let (client, url, histogram, errors, body) = (
             client.clone(),
             url.to_owned(),
             histogram.clone(),
             errors.clone(),
+            body.cloned(),
         );
         tasks.spawn(async move {
             let key = format!("user-{i}");
-            match client.get(&url, &[("x-user-id", &key)]).await {
+            match send(&client, &url, &key, body.as_ref()).await {
                 Ok(reply) if reply.status < 300 => {
                     let micros = u64::try_from(at.elapsed().as_micros()).unwrap_or(u64::MAX);
                     if let Ok(mut h) = histogram.lock() {

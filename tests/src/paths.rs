@@ -31,7 +31,7 @@ pub fn envoy_binary() -> Result<PathBuf> {
 fn wasm(file: &str) -> Result<PathBuf> {
     let dir = std::env::var_os("OUTRIDER_WASM_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target/wasm32-wasip1/wasm"));
+        .unwrap_or_else(|| repo_root().join("target/filter"));
     let path = dir.join(file);
     if !path.exists() {
         bail!(

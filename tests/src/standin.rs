@@ -5,7 +5,7 @@
 //! `x-test-status: 503` (HTTP status), `x-test-grpc-status: 14` (sent in trailers
 //! after a 200), `x-test-grpc-trailers-only: 14` (status in headers that end the
 //! stream, with no body),
-//! `x-test-delay-ms: 20`.
+//! `x-test-delay-ms: 20`, `x-test-score: 0.42` (the score in the answer).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -34,12 +34,31 @@ use tokio::task::JoinSet;
 pub struct Behaviour {
     pub latency_ms: (u64, u64),
     pub error_rate: f64,
+    pub scoring: Scoring,
+    /// Answer without the `outputs` field (a model answer that cannot be read).
+    pub omit_score: bool,
+}
+
+/// Where the score of an answer comes from.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Scoring {
+    /// `x-test-score` if the request has it, else random.
+    #[default]
+    Random,
+    /// From the request body `{"inputs": [{"data": [id, score, ...]}]}`: the score as
+    /// given, except that inputs whose `id % 100 < flip_percent` get `1 - score`. Two
+    /// stand-ins that differ in `flip_percent` disagree on a known share of inputs.
+    Echo { flip_percent: u64 },
 }
 
 /// What a stand-in saw.
 #[derive(Debug, Default)]
 pub struct Seen {
     requests: AtomicU64,
+    /// Requests marked as shadow copies (`x-outrider-shadow`).
+    shadow_copies: AtomicU64,
+    /// Bytes of request bodies received.
+    body_bytes: AtomicU64,
     /// Requests that still carried an override header (the filter should strip it).
     override_headers: AtomicU64,
     routing_values: Mutex<HashMap<String, u64>>,
@@ -105,6 +124,14 @@ impl StandIn {
         self.seen.requests.load(Ordering::Relaxed)
     }
 
+    pub fn shadow_copies(&self) -> u64 {
+        self.seen.shadow_copies.load(Ordering::Relaxed)
+    }
+
+    pub fn body_bytes(&self) -> u64 {
+        self.seen.body_bytes.load(Ordering::Relaxed)
+    }
+
     pub fn override_headers_seen(&self) -> u64 {
         self.seen.override_headers.load(Ordering::Relaxed)
     }
@@ -133,7 +160,20 @@ struct State {
 
 type Body = BoxBody<Bytes, Infallible>;
 
-fn header<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
+/// The score [`Scoring::Echo`] gives an input.
+fn echo_score(input: &[u8], flip_percent: u64) -> Option<f64> {
+    let body: serde_json::Value = serde_json::from_slice(input).ok()?;
+    let data = &body["inputs"][0]["data"];
+    let id = data[0].as_u64()?;
+    let score = data[1].as_f64()?;
+    Some(if id % 100 < flip_percent {
+        1.0 - score
+    } else {
+        score
+    })
+}
+
+fn header<'a, B>(req: &'a Request<B>, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -143,10 +183,23 @@ impl State {
         if req.headers().contains_key("x-outrider-override") {
             self.seen.override_headers.fetch_add(1, Ordering::Relaxed);
         }
+        if req.headers().contains_key("x-outrider-shadow") {
+            self.seen.shadow_copies.fetch_add(1, Ordering::Relaxed);
+        }
         let routing = header(&req, "x-outrider-variant").unwrap_or("").to_owned();
         if let Ok(mut values) = self.seen.routing_values.lock() {
             *values.entry(routing.clone()).or_default() += 1;
         }
+        let (parts, incoming) = req.into_parts();
+        let req = Request::from_parts(parts, ());
+        let input = incoming
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        self.seen
+            .body_bytes
+            .fetch_add(input.len() as u64, Ordering::Relaxed);
 
         let (low, high) = self.behaviour.latency_ms;
         let delay = header(&req, "x-test-delay-ms")
@@ -172,14 +225,21 @@ impl State {
             });
 
         // What a model would answer, plus who answered.
-        let score = fastrand::f64();
-        let body = json!({
+        let score = match self.behaviour.scoring {
+            Scoring::Echo { flip_percent } => echo_score(&input, flip_percent),
+            Scoring::Random => header(&req, "x-test-score").and_then(|v| v.parse::<f64>().ok()),
+        }
+        .unwrap_or_else(fastrand::f64);
+        let mut answer = json!({
             "model_name": self.name,
             "served_by": self.name,
             "routing_header": routing,
             "outputs": [{"name": "score", "shape": [1], "datatype": "FP64", "data": [score]}]
-        })
-        .to_string();
+        });
+        if self.behaviour.omit_score {
+            answer.as_object_mut().map(|a| a.remove("outputs"));
+        }
+        let body = answer.to_string();
 
         let builder = Response::builder()
             .status(status)

@@ -17,6 +17,7 @@ const SECRET_ENV: (&str, &str) = (
     "OUTRIDER_OVERRIDE_SECRET",
     "a-test-secret-for-validation-0001",
 );
+const TOKEN_ENV: (&str, &str) = ("OUTRIDER_TELEMETRY_TOKEN", "a-test-telemetry-token-000001");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_configuration_is_refused_with_the_reason_logged() {
@@ -86,7 +87,7 @@ fn every_bootstrap_in_envoy_validates() {
     let all = bootstraps(&paths::envoy_configs());
     assert!(all.len() >= 5, "{all:?}");
     for path in all {
-        let output = Envoy::validate(&path, &[SECRET_ENV]).unwrap();
+        let output = Envoy::validate(&path, &[SECRET_ENV, TOKEN_ENV]).unwrap();
         assert!(output.contains("OK"), "{}: {output}", path.display());
     }
 }
@@ -122,11 +123,22 @@ async fn the_demo_bootstrap_routes_and_labels_as_documented() {
         (10000, 0),
         (18081, stable.addr.port()),
         (18082, canary.addr.port()),
+        // No scorer here: the filter keeps its configured weights.
+        (
+            8750,
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port(),
+        ),
     ];
     let bootstrap = with_ports(&demo, &ports, dir.path()).unwrap();
     let envoy = Envoy::start_file(
         &bootstrap,
-        &Launch::workers(2).env(SECRET_ENV.0, SECRET_ENV.1),
+        &Launch::workers(2)
+            .env(SECRET_ENV.0, SECRET_ENV.1)
+            .env(TOKEN_ENV.0, TOKEN_ENV.1),
     )
     .await
     .unwrap();

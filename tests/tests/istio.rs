@@ -116,6 +116,13 @@ fn find<'a>(all: &'a [(String, Value)], kind: &str) -> &'a Value {
         .1
 }
 
+fn named<'a>(all: &'a [(String, Value)], kind: &str, name: &str) -> &'a Value {
+    &all.iter()
+        .find(|(_, m)| m["kind"] == kind && m["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} in istio/"))
+        .1
+}
+
 #[test]
 fn istio_resources_validate_against_their_crd_schemas() {
     let crds = Crds::load();
@@ -171,31 +178,73 @@ fn the_manifests_agree_with_each_other() {
         .iter()
         .filter_map(|s| s["name"].as_str())
         .collect();
-    let service = find(&all, "VirtualService");
-    let routes = service["spec"]["http"].as_array().unwrap();
-    for variant in &rollout.variants {
-        assert!(
-            subsets.contains(&variant.name.as_str()),
-            "no subset for {}",
-            variant.name
-        );
-        let routed = routes.iter().any(|r| {
-            let matches_header = r["match"].as_array().is_some_and(|m| {
-                m.iter().any(|m| {
-                    m["headers"][&rollout.routing_header]["exact"] == variant.header_value.as_str()
-                })
+    // Both VirtualServices (with and without Istio's own mirroring) route every variant.
+    for service in [
+        named(&all, "VirtualService", "fraud-model"),
+        named(&all, "VirtualService", "fraud-model-mirrored"),
+    ] {
+        let routes = service["spec"]["http"].as_array().unwrap();
+        for variant in &rollout.variants {
+            assert!(
+                subsets.contains(&variant.name.as_str()),
+                "no subset for {}",
+                variant.name
+            );
+            let routed = routes.iter().any(|r| {
+                let matches_header = r["match"].as_array().is_some_and(|m| {
+                    m.iter().any(|m| {
+                        m["headers"][&rollout.routing_header]["exact"]
+                            == variant.header_value.as_str()
+                    })
+                });
+                let unconditional = r.get("match").is_none();
+                let to_subset = r["route"][0]["destination"]["subset"] == variant.name.as_str();
+                to_subset
+                    && (matches_header
+                        || (unconditional && variant.name == rollout.variants[0].name))
             });
-            let unconditional = r.get("match").is_none();
-            let to_subset = r["route"][0]["destination"]["subset"] == variant.name.as_str();
-            to_subset
-                && (matches_header || (unconditional && variant.name == rollout.variants[0].name))
-        });
-        assert!(
-            routed,
-            "no route sends `{}: {}` to subset {}",
-            rollout.routing_header, variant.header_value, variant.name
-        );
+            assert!(
+                routed,
+                "no route sends `{}: {}` to subset {}",
+                rollout.routing_header, variant.header_value, variant.name
+            );
+        }
+        for route in routes {
+            if let Some(subset) = route["mirror"]["subset"].as_str() {
+                assert!(
+                    subsets.contains(&subset),
+                    "mirror to unknown subset {subset}"
+                );
+            }
+        }
     }
+
+    // The scorer cluster the filter calls is the scorer's Service.
+    let link = rollout
+        .scorer
+        .as_ref()
+        .expect("the WasmPlugin links the filter to the scorer");
+    let parts: Vec<&str> = link.cluster.split('|').collect();
+    assert_eq!(
+        (parts.len(), parts[0]),
+        (4, "outbound"),
+        "Istio names service clusters outbound|port||host: {}",
+        link.cluster
+    );
+    let (port, host) = (parts[1].parse::<u64>().unwrap(), parts[3]);
+    let service = find(&all, "Service");
+    let name = service["metadata"]["name"].as_str().unwrap();
+    let namespace = service["metadata"]["namespace"].as_str().unwrap();
+    assert_eq!(host, format!("{name}.{namespace}.svc.cluster.local"));
+    assert!(
+        service["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["port"] == port),
+        "the Service exposes {port}"
+    );
+    assert_eq!(link.authority, host);
 
     let bootstrap = find(&all, "ConfigMap");
     let custom: Value =

@@ -6,7 +6,11 @@ use std::fmt;
 use serde::Deserialize;
 
 use crate::assignment::{Split, salt_seed};
+use crate::link::{
+    RawScorer, RawTelemetry, SampleRule, ScorerLink, validate_scorer, validate_telemetry,
+};
 use crate::override_token::OverrideRule;
+use crate::shadow::{RawShadow, Shadow, validate_shadows};
 use crate::sticky_key::StickyKey;
 
 pub const DEFAULT_ROUTING_HEADER: &str = "x-outrider-variant";
@@ -31,7 +35,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
         Self {
             field: field.into(),
             problem: problem.into(),
@@ -70,6 +74,12 @@ struct RawConfig {
     response_header: Option<String>,
     #[serde(default, rename = "override")]
     override_rule: Option<RawOverride>,
+    #[serde(default)]
+    scorer: Option<RawScorer>,
+    #[serde(default)]
+    telemetry: Option<RawTelemetry>,
+    #[serde(default)]
+    shadows: Vec<RawShadow>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,6 +137,12 @@ pub struct Rollout {
     pub routing_header: String,
     pub response_header: Option<String>,
     pub override_rule: Option<OverrideRule>,
+    /// Where the rollout state comes from and telemetry goes; without it the
+    /// configured weights are final.
+    pub scorer: Option<ScorerLink>,
+    pub telemetry: Option<SampleRule>,
+    /// Variants that get copies of requests, for comparison only.
+    pub shadows: Vec<Shadow>,
 }
 
 impl Rollout {
@@ -138,9 +154,21 @@ impl Rollout {
     ) -> Result<Self, ConfigError> {
         let mut de = serde_json::Deserializer::from_slice(document);
         let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-            let field = err.path().to_string();
-            let field = if field == "." { String::new() } else { field };
-            ConfigError::new(field, err.into_inner().to_string())
+            let path = err.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            let problem = err.into_inner().to_string();
+            // serde names a missing field in the message, at its parent's path: point
+            // at the field itself.
+            let missing = problem
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split_once('`'))
+                .map(|(name, _)| name.to_owned());
+            let field = match missing {
+                Some(name) if path.is_empty() => name,
+                Some(name) => format!("{path}.{name}"),
+                None => path,
+            };
+            ConfigError::new(field, problem)
         })?;
         de.end().map_err(|err| {
             ConfigError::new("", format!("trailing data after the document: {err}"))
@@ -264,17 +292,31 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Roll
         .override_rule
         .map(|o| validate_override(o, &routing_header, &sticky_key, env))
         .transpose()?;
+    let scorer = raw.scorer.map(|s| validate_scorer(s, env)).transpose()?;
+    let telemetry = raw.telemetry.map(validate_telemetry).transpose()?;
+    if telemetry.is_some() && scorer.is_none() {
+        return Err(ConfigError::new(
+            "telemetry",
+            "samples go to the scorer: configure `scorer` too",
+        ));
+    }
+    let variant_names: Vec<&str> = variants.iter().map(|v| v.name.as_str()).collect();
+    let seed = salt_seed(&salt);
+    let shadows = validate_shadows(raw.shadows, &variant_names, seed)?;
 
     Ok(Rollout {
         name: raw.rollout,
         variants,
         split,
         sticky_key,
-        salt_seed: salt_seed(&salt),
+        salt_seed: seed,
         salt,
         routing_header,
         response_header,
         override_rule,
+        scorer,
+        telemetry,
+        shadows,
     })
 }
 
@@ -334,8 +376,9 @@ fn validate_override(
 }
 
 /// Names end up in stat names and Prometheus labels, so they keep to a safe alphabet
-/// (no `.` or `=`, which the stats tag regexes use as separators).
-fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
+/// (no `.` or `=`, which the stats tag regexes use as separators). The scorer checks
+/// rollout and variant names with the same rule.
+pub fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
     if name.is_empty() {
         return Err(ConfigError::new(field, "must not be empty"));
     }
@@ -360,7 +403,8 @@ fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn weight_to_basis_points(field: &str, weight: f64) -> Result<u32, ConfigError> {
+/// A weight in percent (0 to 100, at most two decimal places) as basis points.
+pub fn weight_to_basis_points(field: &str, weight: f64) -> Result<u32, ConfigError> {
     if !weight.is_finite() || !(0.0..=100.0).contains(&weight) {
         return Err(ConfigError::new(
             field,
@@ -379,7 +423,8 @@ fn weight_to_basis_points(field: &str, weight: f64) -> Result<u32, ConfigError> 
     Ok(rounded as u32)
 }
 
-fn format_percent(bp: u32) -> String {
+/// Basis points as a percentage (`1000` is `10`, `1050` is `10.50`).
+pub fn format_percent(bp: u32) -> String {
     if bp.is_multiple_of(100) {
         format!("{}", bp / 100)
     } else {
@@ -520,7 +565,7 @@ mod tests {
             ),
             (
                 r#"{"variants": [{"name": "a", "weight": 100}]}"#,
-                "",
+                "rollout",
                 "missing field `rollout`",
             ),
             (

@@ -8,14 +8,24 @@
 //! - [`decision`]: the per-request choice, combining the three above.
 //! - [`response`]: status classes and gRPC status of a response.
 //! - [`metric_names`]: stat names that Envoy's `stats_tags` turn into labels.
+//! - [`link`]: the link to the scorer, and which requests to sample for it.
+//! - [`lease`]: which worker of an Envoy polls the scorer.
+//! - [`state`]: applying the rollout state the scorer serves.
+//! - [`telemetry`]: per-worker counts and samples, batched for the scorer.
+//! - [`shadow`]: which requests to mirror to shadow variants, and comparing answers.
 
 pub mod assignment;
 pub mod config;
 pub mod decision;
+pub mod lease;
+pub mod link;
 pub mod metric_names;
 pub mod override_token;
 pub mod response;
+pub mod shadow;
+pub mod state;
 pub mod sticky_key;
+pub mod telemetry;
 
 pub use config::{ConfigError, Rollout, Variant};
 pub use decision::{Decision, RequestHeaders, Via};

@@ -9,7 +9,7 @@ use crate::response::StatusClass;
 /// `(tag name, regex)` pairs for `stats_config.stats_tags`, in the order Envoy must
 /// apply them. The first group of each regex is cut from the name, the second is the
 /// label value.
-pub const STATS_TAGS: [(&str, &str); 5] = [
+pub const STATS_TAGS: [(&str, &str); 7] = [
     ("rollout", r"^wasmcustom\.outrider\..*(\.rollout=([^.]+))"),
     ("variant", r"^wasmcustom\.outrider\..*(\.variant=([^.]+))"),
     ("class", r"^wasmcustom\.outrider\..*(\.class=([^.]+))"),
@@ -18,6 +18,8 @@ pub const STATS_TAGS: [(&str, &str); 5] = [
         r"^wasmcustom\.outrider\..*(\.grpc_status=([^.]+))",
     ),
     ("reason", r"^wasmcustom\.outrider\..*(\.reason=([^.]+))"),
+    ("result", r"^wasmcustom\.outrider\..*(\.result=([^.]+))"),
+    ("labels", r"^wasmcustom\.outrider\..*(\.labels=([^.]+))"),
 ];
 
 /// Requests assigned to a variant (counter).
@@ -63,6 +65,83 @@ pub fn unkeyed_requests(rollout: &str) -> String {
 /// The configured weight of a variant, in basis points (gauge; 10,000 is 100%).
 pub fn weight(rollout: &str, variant: &str) -> String {
     format!("outrider.weight_basis_points.rollout={rollout}.variant={variant}")
+}
+
+/// Polls of the scorer by this Envoy's polling worker, by result: `ok` (a state),
+/// `not_modified`, `failed` (counter).
+pub fn scorer_polls(rollout: &str, result: &str) -> String {
+    format!("outrider.scorer_poll_total.rollout={rollout}.result={result}")
+}
+
+/// States from the scorer that this filter could not apply (counter).
+pub fn states_rejected(rollout: &str) -> String {
+    format!("outrider.state_rejected_total.rollout={rollout}")
+}
+
+/// Version of the rollout state in effect; 0 for the configured weights (gauge).
+pub fn state_version(rollout: &str) -> String {
+    format!("outrider.state_version.rollout={rollout}")
+}
+
+/// Milliseconds since the scorer last answered a poll (or since the configuration
+/// was loaded, if it never did): how stale the weights may be (gauge).
+pub fn state_age(rollout: &str) -> String {
+    format!("outrider.state_age_ms.rollout={rollout}")
+}
+
+/// Telemetry batches by result: `sent`, `failed` (kept to retry), `rejected` (the
+/// scorer refused them for good), `dropped` (the outbox was full) (counter).
+pub fn telemetry_batches(rollout: &str, result: &str) -> String {
+    format!("outrider.telemetry_batch_total.rollout={rollout}.result={result}")
+}
+
+/// Sampled requests by result: `taken`, `dropped` (the batch had its share),
+/// `skipped` (a body over the limit) (counter).
+pub fn samples(rollout: &str, result: &str) -> String {
+    format!("outrider.sample_total.rollout={rollout}.result={result}")
+}
+
+/// Requests copied to a shadow variant (counter).
+pub fn shadow_mirrored(rollout: &str, shadow: &str) -> String {
+    format!("outrider.shadow_mirrored_total.rollout={rollout}.variant={shadow}")
+}
+
+/// Shadow calls by how they ended: `completed` (2xx), `error`, `timeout` (counter).
+pub fn shadow_responses(rollout: &str, shadow: &str, result: &str) -> String {
+    format!("outrider.shadow_response_total.rollout={rollout}.variant={shadow}.result={result}")
+}
+
+/// Requests not copied, or copies not compared, by reason: `body_too_large`,
+/// `in_flight_cap`, `primary_incomplete`, `dispatch_failed` (counter).
+pub fn shadow_skipped(rollout: &str, shadow: &str, reason: &str) -> String {
+    format!("outrider.shadow_skipped_total.rollout={rollout}.variant={shadow}.reason={reason}")
+}
+
+/// Comparisons by result: `agree`, `disagree` (labels), `no_prediction_primary`,
+/// `no_prediction_shadow` (counter).
+pub fn shadow_comparisons(rollout: &str, shadow: &str, result: &str) -> String {
+    format!("outrider.shadow_comparison_total.rollout={rollout}.variant={shadow}.result={result}")
+}
+
+/// Label pairs `<primary>_<shadow>` (`0_0`, `0_1`, `1_0`, `1_1`): the confusion
+/// matrix (counter).
+pub fn shadow_labels(rollout: &str, shadow: &str, labels: &str) -> String {
+    format!("outrider.shadow_labels_total.rollout={rollout}.variant={shadow}.labels={labels}")
+}
+
+/// |primary score − shadow score| in thousandths (histogram).
+pub fn shadow_score_diff(rollout: &str, shadow: &str) -> String {
+    format!("outrider.shadow_score_diff_milli.rollout={rollout}.variant={shadow}")
+}
+
+/// Latency of the shadow's answers, ms (histogram).
+pub fn shadow_latency(rollout: &str, shadow: &str) -> String {
+    format!("outrider.shadow_latency_ms.rollout={rollout}.variant={shadow}")
+}
+
+/// Latency of the primary on the requests compared with this shadow, ms (histogram).
+pub fn shadow_primary_latency(rollout: &str, shadow: &str) -> String {
+    format!("outrider.shadow_primary_latency_ms.rollout={rollout}.variant={shadow}")
 }
 
 #[cfg(test)]

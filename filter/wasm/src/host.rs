@@ -52,6 +52,10 @@ pub fn increment(metric: u32) {
     let _ = hostcalls::increment_metric(metric, 1);
 }
 
+pub fn add(metric: u32, n: u64) {
+    let _ = hostcalls::increment_metric(metric, i64::try_from(n).unwrap_or(i64::MAX));
+}
+
 pub fn record(metric: u32, value: u64) {
     let _ = hostcalls::record_metric(metric, value);
 }
@@ -71,5 +75,64 @@ pub struct RequestHeaderMap;
 impl RequestHeaders for RequestHeaderMap {
     fn get(&self, name: &str) -> Option<String> {
         header(MapType::HttpRequestHeaders, name)
+    }
+}
+
+/// A value in the VM's shared data (shared by every worker of this Envoy) and its
+/// compare-and-swap token.
+pub fn shared_get(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+    hostcalls::get_shared_data(key).unwrap_or((None, None))
+}
+
+/// Writes shared data; with `cas`, only if nobody wrote it since that token.
+pub fn shared_set(key: &str, value: &[u8], cas: Option<u32>) -> bool {
+    hostcalls::set_shared_data(key, Some(value), cas).is_ok()
+}
+
+/// Envoy's node id, which names this proxy to the scorer.
+pub fn node_id() -> Option<String> {
+    match hostcalls::get_property(vec!["node", "id"]) {
+        Ok(Some(bytes)) if !bytes.is_empty() => String::from_utf8(bytes).ok(),
+        _ => None,
+    }
+}
+
+pub fn set_tick(period: std::time::Duration) -> bool {
+    hostcalls::set_tick_period(period).is_ok()
+}
+
+/// Starts an HTTP call through an Envoy cluster; its answer arrives in the root
+/// context's `on_http_call_response` with the returned token.
+pub fn http_call(
+    cluster: &str,
+    headers: Vec<(&str, &str)>,
+    body: Option<&[u8]>,
+    timeout: std::time::Duration,
+) -> Option<u32> {
+    hostcalls::dispatch_http_call(cluster, headers, body, vec![], timeout).ok()
+}
+
+/// A header of the HTTP call response being delivered.
+pub fn call_response_header(name: &str) -> Option<String> {
+    header(MapType::HttpCallResponseHeaders, name)
+}
+
+/// The body of the HTTP call response being delivered, if it is at most `limit` bytes.
+pub fn call_response_body(size: usize, limit: usize) -> Option<Vec<u8>> {
+    if size > limit {
+        return None;
+    }
+    match hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpCallResponseBody, 0, size) {
+        Ok(Some(bytes)) => Some(bytes),
+        Ok(None) => Some(Vec::new()),
+        Err(_) => None,
+    }
+}
+
+/// The chunk of a request or response body passing through now.
+pub fn body_chunk(kind: proxy_wasm::types::BufferType, size: usize) -> Option<Vec<u8>> {
+    match hostcalls::get_buffer(kind, 0, size) {
+        Ok(Some(bytes)) => Some(bytes),
+        _ => None,
     }
 }

@@ -5,6 +5,8 @@
 mod host;
 mod request;
 mod root;
+mod scorer;
+mod shadow;
 mod stats;
 
 use proxy_wasm::types::LogLevel;

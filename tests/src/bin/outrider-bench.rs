@@ -1,13 +1,18 @@
-//! Benchmarks against the real Envoy. `outrider-bench filter` (`make bench-filter`)
-//! compares the configs of envoy/bench/ side by side in one run, interleaved over
-//! rounds: (a) a plain route, (b) Envoy's weighted_clusters, (c) an empty wasm
-//! filter, (d) the outrider filter, (e) the empty filter setting the routing header.
-//! Each Envoy runs with `--concurrency 1`.
+//! Benchmarks against the real Envoy, each comparing configs of envoy/bench/ side by
+//! side in one run, interleaved over rounds, every Envoy with `--concurrency 1`:
+//!
+//! - `outrider-bench filter` (`make bench-filter`): (a) a plain route, (b) Envoy's
+//!   weighted_clusters, (c) an empty wasm filter, (d) the outrider filter, (e) the
+//!   empty filter setting the routing header;
+//! - `outrider-bench shadow` (`make bench-shadow`): the outrider filter with a shadow
+//!   variant mirroring (f) 0% and (g) 100% of requests, the shadow on its own upstream.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use outrider_harness::bootstrap::LISTENER;
 use outrider_harness::client::HttpClient;
@@ -16,7 +21,7 @@ use outrider_harness::load::{
     Latency, closed_loop, cpu_seconds, latency_histogram, median, open_loop, pin_to_cpu,
 };
 use outrider_harness::paths;
-use outrider_harness::standin::{Behaviour, StandIn};
+use outrider_harness::standin::{Behaviour, Scoring, StandIn};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -28,18 +33,21 @@ struct Args {
 #[derive(Subcommand)]
 enum Bench {
     /// CPU per request, throughput and latency of the filter against baselines.
-    Filter(FilterArgs),
+    Filter(RunArgs),
+    /// The primary's latency and throughput with no mirroring and with all of it.
+    Shadow(RunArgs),
 }
 
 #[derive(clap::Args)]
-struct FilterArgs {
-    /// Rounds; each runs every config once, in a rotated order.
+struct RunArgs {
+    /// Rounds; each runs every config, in a rotated order.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
-    /// Requests per config per round in the closed-loop (CPU) phase.
+    /// Requests per config per round in the closed-loop (CPU, throughput) phase.
     #[arg(long, default_value_t = 20_000)]
     requests: usize,
-    /// Slices each round's closed-loop requests are cut into (see below).
+    /// Slices each round's closed-loop requests are cut into; every slice visits every
+    /// config, so the machine's slow moments fall on all of them alike.
     #[arg(long, default_value_t = 20)]
     slices: usize,
     /// Connections in the closed-loop phase.
@@ -51,19 +59,18 @@ struct FilterArgs {
     /// Seconds of the fixed-rate phase per config per round.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
-    /// Compare these bootstraps instead of the four of envoy/bench/ (each with a
-    /// listener named `outrider`, upstreams on 18091/18092, distinct ports). The
-    /// summary lines compare the third and fourth against the first.
+    /// Compare these bootstraps instead of the default ones (each with a listener
+    /// named `outrider`, upstreams on 18091/18092, distinct ports).
     #[arg(long = "config")]
-    configs: Vec<std::path::PathBuf>,
+    configs: Vec<PathBuf>,
 }
 
 struct Target {
     label: String,
-    path: std::path::PathBuf,
+    path: PathBuf,
 }
 
-const DEFAULT_TARGETS: [(&str, &str); 5] = [
+const FILTER_TARGETS: [(&str, &str); 5] = [
     ("(a) plain route", "a-plain.yaml"),
     ("(b) weighted_clusters", "b-weighted-clusters.yaml"),
     ("(c) pass-through wasm", "c-passthrough-wasm.yaml"),
@@ -72,6 +79,11 @@ const DEFAULT_TARGETS: [(&str, &str); 5] = [
         "(e) pass-through sets header",
         "e-passthrough-sets-header.yaml",
     ),
+];
+
+const SHADOW_TARGETS: [(&str, &str); 2] = [
+    ("(f) mirroring 0%", "f-shadow-0.yaml"),
+    ("(g) mirroring 100%", "g-shadow-100.yaml"),
 ];
 
 #[derive(Default)]
@@ -97,28 +109,37 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     let envoy_cpu = pinned.then_some(ENVOY_CPU);
-    match args.bench {
-        Bench::Filter(args) => runtime.block_on(bench_filter(args, envoy_cpu)),
+    runtime.block_on(async {
+        match args.bench {
+            Bench::Filter(args) => {
+                let targets = targets(&args, &FILTER_TARGETS);
+                let samples = measure(&targets, &args, envoy_cpu, None).await?;
+                report_filter(&args, &targets, &samples)
+            }
+            Bench::Shadow(args) => {
+                // The shadow answers like the primaries, on its own upstream.
+                let _shadow = StandIn::start_on("shadow", SocketAddr::from(([127, 0, 0, 1], 18093)), echo())
+                    .await
+                    .context("shadow upstream port 18093")?;
+                let targets = targets(&args, &SHADOW_TARGETS);
+                let body = Bytes::from(json!({"inputs": [{"name": "tx", "datatype": "FP64", "shape": [1, 2], "data": [17, 0.73]}]}).to_string());
+                let samples = measure(&targets, &args, envoy_cpu, Some(body)).await?;
+                report_shadow(&args, &targets, &samples)
+            }
+        }
+    })
+}
+
+fn echo() -> Behaviour {
+    Behaviour {
+        scoring: Scoring::Echo { flip_percent: 0 },
+        ..Behaviour::default()
     }
 }
 
-async fn bench_filter(args: FilterArgs, envoy_cpu: Option<usize>) -> Result<()> {
-    let _stable = StandIn::start_on(
-        "stable",
-        SocketAddr::from(([127, 0, 0, 1], 18091)),
-        Behaviour::default(),
-    )
-    .await
-    .context("upstream port 18091")?;
-    let _canary = StandIn::start_on(
-        "canary",
-        SocketAddr::from(([127, 0, 0, 1], 18092)),
-        Behaviour::default(),
-    )
-    .await
-    .context("upstream port 18092")?;
-    let targets: Vec<Target> = if args.configs.is_empty() {
-        DEFAULT_TARGETS
+fn targets(args: &RunArgs, defaults: &[(&str, &str)]) -> Vec<Target> {
+    if args.configs.is_empty() {
+        defaults
             .iter()
             .map(|(label, file)| Target {
                 label: (*label).to_owned(),
@@ -135,10 +156,25 @@ async fn bench_filter(args: FilterArgs, envoy_cpu: Option<usize>) -> Result<()> 
                 path: path.clone(),
             })
             .collect()
-    };
+    }
+}
+
+/// Runs every config's Envoy and measures them side by side.
+async fn measure(
+    targets: &[Target],
+    args: &RunArgs,
+    envoy_cpu: Option<usize>,
+    body: Option<Bytes>,
+) -> Result<Vec<Samples>> {
+    let _stable = StandIn::start_on("stable", SocketAddr::from(([127, 0, 0, 1], 18091)), echo())
+        .await
+        .context("upstream port 18091")?;
+    let _canary = StandIn::start_on("canary", SocketAddr::from(([127, 0, 0, 1], 18092)), echo())
+        .await
+        .context("upstream port 18092")?;
     let mut envoys = Vec::new();
     let mut urls = Vec::new();
-    for target in &targets {
+    for target in targets {
         let mut launch = Launch::workers(1);
         launch.cpu = envoy_cpu;
         let envoy = Envoy::start_file(&target.path, &launch)
@@ -150,15 +186,13 @@ async fn bench_filter(args: FilterArgs, envoy_cpu: Option<usize>) -> Result<()> 
         ));
         envoys.push(envoy);
     }
-
+    let body = body.as_ref();
     let clients: Vec<HttpClient> = targets.iter().map(|_| HttpClient::new()).collect();
     eprintln!("warming up...");
     for (client, url) in clients.iter().zip(&urls) {
-        closed_loop(client, url, 2_000, args.connections).await?;
+        closed_loop(client, url, 2_000, args.connections, body).await?;
     }
 
-    // Each round is cut into slices, and every slice visits every config in turn, so
-    // that the machine's slow and fast moments fall on all configs alike.
     let n = targets.len();
     let per_slice = args.requests.div_ceil(args.slices);
     let mut samples: Vec<Samples> = targets.iter().map(|_| Samples::default()).collect();
@@ -173,7 +207,7 @@ async fn bench_filter(args: FilterArgs, envoy_cpu: Option<usize>) -> Result<()> 
             for k in 0..n {
                 let i = (k + slice + round) % n;
                 let before = cpu_seconds(envoys[i].pid())?;
-                wall[i] += closed_loop(&clients[i], &urls[i], per_slice, args.connections)
+                wall[i] += closed_loop(&clients[i], &urls[i], per_slice, args.connections, body)
                     .await?
                     .as_secs_f64();
                 cpu[i] += cpu_seconds(envoys[i].pid())? - before;
@@ -182,8 +216,14 @@ async fn bench_filter(args: FilterArgs, envoy_cpu: Option<usize>) -> Result<()> 
         for second in 0..args.seconds {
             for k in 0..n {
                 let i = (k + second as usize + round) % n;
-                let run =
-                    open_loop(&clients[i], &urls[i], args.rate, Duration::from_secs(1)).await?;
+                let run = open_loop(
+                    &clients[i],
+                    &urls[i],
+                    args.rate,
+                    Duration::from_secs(1),
+                    body,
+                )
+                .await?;
                 if run.errors > 0 {
                     bail!(
                         "{}: {} errors at {} req/s",
@@ -204,7 +244,7 @@ async fn bench_filter(args: FilterArgs, envoy_cpu: Option<usize>) -> Result<()> 
             s.p50_ms.push(l.p50_ms);
             s.p99_ms.push(l.p99_ms);
             eprintln!(
-                "round {} {:<24} cpu {:>6.1} us/req  {:>7.0} req/s  p50 {:.3} ms  p99 {:.3} ms at {} req/s",
+                "round {} {:<28} cpu {:>6.1} us/req  {:>7.0} req/s  p50 {:.3} ms  p99 {:.3} ms at {} req/s",
                 round + 1,
                 targets[i].label,
                 cpu[i] / requests * 1e6,
@@ -215,7 +255,58 @@ async fn bench_filter(args: FilterArgs, envoy_cpu: Option<usize>) -> Result<()> 
             );
         }
     }
-    report(&args, &targets, &samples)
+    let record = json!({
+        "rounds": args.rounds, "requests": args.requests, "slices": args.slices,
+        "connections": args.connections, "rate": args.rate, "seconds": args.seconds,
+        "targets": targets.iter().zip(&samples).map(|(t, s)| json!({
+            "config": t.path, "cpu_us_per_request": s.cpu_us, "throughput": s.throughput,
+            "p50_ms": s.p50_ms, "p99_ms": s.p99_ms
+        })).collect::<Vec<_>>(),
+    });
+    let dir = paths::repo_root().join("target/bench");
+    std::fs::create_dir_all(&dir)?;
+    let name = targets.first().map_or("bench", |t| {
+        if t.path.ends_with("f-shadow-0.yaml") {
+            "shadow"
+        } else {
+            "filter"
+        }
+    });
+    std::fs::write(
+        dir.join(format!("{name}.json")),
+        serde_json::to_vec_pretty(&record)?,
+    )?;
+    println!("every round's figures: target/bench/{name}.json");
+    Ok(samples)
+}
+
+fn table(args: &RunArgs, targets: &[Target], samples: &[Samples]) {
+    let range = |v: &[f64]| {
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        format!("{lo:.1}–{hi:.1}")
+    };
+    println!(
+        "\n{} rounds; CPU phase {} requests over {} connections in {} interleaved slices; latency phase {} req/s for {} s; Envoy 1.40.0 --concurrency 1 on CPU {ENVOY_CPU}, load and upstreams on CPU {LOAD_CPU}\n",
+        args.rounds, args.requests, args.connections, args.slices, args.rate, args.seconds
+    );
+    println!(
+        "| config | Envoy CPU µs/req, median (range) | throughput req/s, median | p50 ms at {} req/s | p99 ms at {} req/s |",
+        args.rate, args.rate
+    );
+    println!("|---|---|---|---|---|");
+    for (t, s) in targets.iter().zip(samples) {
+        println!(
+            "| {} | {:.1} ({}) | {:.0} | {:.3} | {:.3} |",
+            t.label,
+            median(&s.cpu_us),
+            range(&s.cpu_us),
+            median(&s.throughput),
+            median(&s.p50_ms),
+            median(&s.p99_ms)
+        );
+    }
+    println!();
 }
 
 fn wasm_size(file: &str) -> Result<u64> {
@@ -226,43 +317,16 @@ fn wasm_size(file: &str) -> Result<u64> {
     Ok(std::fs::metadata(path)?.len())
 }
 
-fn report(args: &FilterArgs, targets: &[Target], samples: &[Samples]) -> Result<()> {
+fn report_filter(args: &RunArgs, targets: &[Target], samples: &[Samples]) -> Result<()> {
+    table(args, targets, samples);
     let cpu: Vec<f64> = samples.iter().map(|s| median(&s.cpu_us)).collect();
     let p50: Vec<f64> = samples.iter().map(|s| median(&s.p50_ms)).collect();
     let p99: Vec<f64> = samples.iter().map(|s| median(&s.p99_ms)).collect();
-    let range = |v: &[f64]| {
-        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        format!("{lo:.1}–{hi:.1}")
-    };
-    println!(
-        "\n`make bench-filter`: {} rounds; CPU phase {} requests over {} connections; latency phase {} req/s for {} s; Envoy 1.40.0 --concurrency 1 on CPU {ENVOY_CPU}, load and upstreams on CPU {LOAD_CPU}\n",
-        args.rounds, args.requests, args.connections, args.rate, args.seconds
-    );
-    println!(
-        "| config | Envoy CPU µs/req, median (range) | added over (a) | throughput req/s, median | p50 ms at {} req/s | p99 ms at {} req/s |",
-        args.rate, args.rate
-    );
-    println!("|---|---|---|---|---|---|");
-    for (i, target) in targets.iter().enumerate() {
-        println!(
-            "| {} | {:.1} ({}) | {:+.1} | {:.0} | {:.3} | {:.3} |",
-            target.label,
-            cpu[i],
-            range(&samples[i].cpu_us),
-            cpu[i] - cpu[0],
-            median(&samples[i].throughput),
-            p50[i],
-            p99[i]
-        );
-    }
     if cpu.len() >= 4 {
-        let passthrough_added = cpu[2] - cpu[0];
-        let outrider_added = cpu[3] - cpu[0];
-        let cpu_ratio = outrider_added / passthrough_added;
-        println!();
+        let (passthrough, outrider) = (cpu[2] - cpu[0], cpu[3] - cpu[0]);
         println!(
-            "- outrider's added CPU over (a) / the pass-through filter's: {outrider_added:.1} / {passthrough_added:.1} = {cpu_ratio:.2} (target ≤ 1.5)"
+            "- outrider's added CPU over (a) / the pass-through filter's: {outrider:.1} / {passthrough:.1} = {:.2} (target ≤ 1.5)",
+            outrider / passthrough
         );
         println!(
             "- latency at {} req/s, (d) / (c): p50 {:.3}, p99 {:.3} (target within 5%: ≤ 1.05)",
@@ -284,17 +348,24 @@ fn report(args: &FilterArgs, targets: &[Target], samples: &[Samples]) -> Result<
         wasm_size("outrider")?,
         wasm_size("passthrough")?
     );
-    let record = json!({
-        "rounds": args.rounds, "requests": args.requests, "connections": args.connections,
-        "rate": args.rate, "seconds": args.seconds,
-        "targets": targets.iter().zip(samples).map(|(t, s)| json!({
-            "config": t.path, "cpu_us_per_request": s.cpu_us, "throughput": s.throughput,
-            "p50_ms": s.p50_ms, "p99_ms": s.p99_ms
-        })).collect::<Vec<_>>(),
-    });
-    let dir = paths::repo_root().join("target/bench");
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("filter.json"), serde_json::to_vec_pretty(&record)?)?;
-    println!("- every round's figures: target/bench/filter.json");
+    Ok(())
+}
+
+fn report_shadow(args: &RunArgs, targets: &[Target], samples: &[Samples]) -> Result<()> {
+    table(args, targets, samples);
+    if let [off, on] = samples {
+        println!(
+            "- primary latency at {} req/s, mirroring 100% / 0%: p50 {:.3}, p99 {:.3} (target p99 within 10%: ≤ 1.10)",
+            args.rate,
+            median(&on.p50_ms) / median(&off.p50_ms),
+            median(&on.p99_ms) / median(&off.p99_ms)
+        );
+        println!(
+            "- throughput, mirroring 100% / 0%: {:.3}; Envoy CPU per primary request: {:.1} µs / {:.1} µs (each mirrored request is a second request for Envoy)",
+            median(&on.throughput) / median(&off.throughput),
+            median(&on.cpu_us),
+            median(&off.cpu_us)
+        );
+    }
     Ok(())
 }

@@ -8,116 +8,10 @@ use crate::drift::thresholds::{DriftLevels, DriftThresholds};
 use crate::drift::{jensen_shannon, ks, psi};
 use crate::error::require_finite;
 use crate::sample::{sorted, std_population};
-use datasketches::common::SearchCriteria;
-use datasketches::kll::KllSketch;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
-/// KLL accuracy parameter. At k = 2000 the normalised rank error is about
-/// 0.15% (99% confidence) and a sketch retains at most ~6,000 items (48 KB)
-/// whatever the row count.
-pub const DEFAULT_SKETCH_K: u16 = 2000;
-
-/// Grid of ranks on which two sketches are compared.
-const GRID: usize = 4096;
-
-/// A mergeable quantile sketch of finite f64 values (Apache DataSketches
-/// KLL). Values are stored as order-preserving i64 keys: integer compares
-/// make updates markedly faster than the float wrapper.
-#[derive(Debug, Clone, PartialEq)]
-pub struct QuantileSketch(KllSketch<i64>);
-
-impl QuantileSketch {
-    pub fn new(k: u16) -> Result<Self, InputError> {
-        KllSketch::new(k)
-            .map(Self)
-            .map_err(|e| InputError::invalid("sketch_k", e.to_string()))
-    }
-
-    #[inline]
-    pub fn update(&mut self, x: f64) {
-        self.0.update(to_key(x));
-    }
-
-    pub fn n(&self) -> u64 {
-        self.0.n()
-    }
-
-    /// Normalised rank error of the sketch (99% confidence, one-sided).
-    pub fn rank_error(&self) -> f64 {
-        self.0.normalized_rank_error()
-    }
-
-    fn view(&self) -> Option<SketchView> {
-        (!self.0.is_empty()).then(|| SketchView(self.0.sorted_view()))
-    }
-
-    pub fn serialize_bytes(&self) -> Vec<u8> {
-        self.0.serialize()
-    }
-
-    pub fn deserialize_bytes(bytes: &[u8]) -> Result<Self, InputError> {
-        KllSketch::deserialize(bytes)
-            .map(Self)
-            .map_err(|e| InputError::invalid("sketch", e.to_string()))
-    }
-}
-
-impl Mergeable for QuantileSketch {
-    fn merge(&mut self, other: &Self) -> Result<(), InputError> {
-        self.0
-            .merge(&other.0)
-            .map_err(|e| InputError::invalid("sketch", e.to_string()))
-    }
-}
-
-impl Serialize for QuantileSketch {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.serialize_bytes())
-    }
-}
-
-impl<'de> Deserialize<'de> for QuantileSketch {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let bytes = Vec::<u8>::deserialize(d)?;
-        Self::deserialize_bytes(&bytes).map_err(serde::de::Error::custom)
-    }
-}
-
-struct SketchView(datasketches::kll::SortedView<i64>);
-
-impl SketchView {
-    /// Empirical CDF estimate, P(X <= x).
-    fn cdf(&self, x: f64) -> f64 {
-        self.0
-            .rank(&to_key(x), SearchCriteria::Inclusive)
-            .unwrap_or(0.0)
-    }
-
-    fn quantile(&self, rank: f64) -> f64 {
-        match self
-            .0
-            .quantile(rank.clamp(0.0, 1.0), SearchCriteria::Inclusive)
-        {
-            Ok(Some(k)) => from_key(k),
-            _ => f64::NAN,
-        }
-    }
-}
-
-/// Order-preserving map of finite f64 onto i64 (IEEE sign-magnitude to
-/// two's complement); -0.0 and 0.0 map together.
-#[inline]
-fn to_key(x: f64) -> i64 {
-    let x = if x == 0.0 { 0.0 } else { x };
-    let bits = x.to_bits() as i64;
-    if bits < 0 { bits ^ i64::MAX } else { bits }
-}
-
-#[inline]
-fn from_key(k: i64) -> f64 {
-    let bits = if k < 0 { k ^ i64::MAX } else { k };
-    f64::from_bits(bits as u64)
-}
+use super::sketch::SketchView;
+pub use super::sketch::{DEFAULT_SKETCH_K, GRID, QuantileSketch, Sampling};
 
 /// What the scorer keeps of the reference window of a feature.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -127,11 +21,15 @@ pub struct ReferenceProfile {
     pub n: u64,
     /// Standard deviation (ddof 0) that normalises the Wasserstein distance.
     pub std: f64,
+    /// Every reference row.
     pub sketch: QuantileSketch,
+    /// How the windows of this reference feed their sketches.
+    pub sampling: Sampling,
 }
 
 impl ReferenceProfile {
-    /// Profiles a reference sample (finite, non-empty) with `bins` quantile bins.
+    /// Profiles a reference sample (finite, non-empty) with `bins` quantile
+    /// bins; its windows sample with [`Sampling::default`].
     pub fn new(reference: &[f64], bins: usize, sketch_k: u16) -> Result<Self, InputError> {
         if reference.is_empty() {
             return Err(InputError::invalid("reference", "must not be empty"));
@@ -152,15 +50,22 @@ impl ReferenceProfile {
             n: reference.len() as u64,
             std: std_population(reference),
             sketch,
+            sampling: Sampling::default(),
             bins,
         })
+    }
+
+    /// The same profile, with windows that feed their sketches as `sampling` says.
+    pub fn with_sampling(self, sampling: Sampling) -> Self {
+        Self { sampling, ..self }
     }
 
     /// An empty window state for this reference.
     pub fn new_window(&self) -> DriftWindow {
         DriftWindow {
             counts: vec![0; self.bins.bin_count()],
-            sketch: QuantileSketch::new(self.sketch.0.k()).expect("k of a valid sketch"),
+            sketch: QuantileSketch::with_sampling(self.sketch.k(), self.sampling)
+                .expect("k of a valid sketch"),
             non_finite: 0,
         }
     }
@@ -210,9 +115,10 @@ impl DriftWindow {
             js_distance: js,
             ks_statistic,
             ks_p_value: ks::asymptotic_p_value(ks_statistic, reference.n, n),
-            ks_error_bound: reference.sketch.rank_error()
+            ks_error_bound: (reference.sketch.rank_error()
                 + self.sketch.rank_error()
-                + 2.0 / GRID as f64,
+                + 2.0 / GRID as f64)
+                .min(1.0),
             wasserstein,
             wasserstein_normed,
             n_current: n,
@@ -230,11 +136,13 @@ impl Mergeable for DriftWindow {
                 "windows were built against different reference bins",
             ));
         }
+        // The sketch checks its sampling before it changes anything.
+        self.sketch.merge(&other.sketch)?;
         for (a, b) in self.counts.iter_mut().zip(&other.counts) {
             *a += b;
         }
         self.non_finite += other.non_finite;
-        self.sketch.merge(&other.sketch)
+        Ok(())
     }
 }
 
@@ -248,7 +156,9 @@ pub struct StreamingDriftReport {
     /// Asymptotic p-value of the sketched statistic; uninformative at the
     /// sample sizes of live traffic (see docs/statistics.md).
     pub ks_p_value: f64,
-    /// Bound on |ks_statistic − exact statistic| (99% confidence).
+    /// Bound on |ks_statistic − exact statistic| (≥ 96% confidence): the two
+    /// sketches' [`QuantileSketch::rank_error`] plus 2/4096 for the
+    /// comparison grid.
     pub ks_error_bound: f64,
     pub wasserstein: f64,
     pub wasserstein_normed: Option<f64>,
@@ -259,13 +169,9 @@ pub struct StreamingDriftReport {
 
 /// sup |F_a − F_b| over the quantile grids of both sketches.
 fn sketch_ks(a: &SketchView, b: &SketchView) -> f64 {
-    let mut points: Vec<f64> = (0..=GRID)
-        .flat_map(|i| {
-            let r = i as f64 / GRID as f64;
-            [a.quantile(r), b.quantile(r)]
-        })
-        .filter(|x| x.is_finite())
-        .collect();
+    let mut points: Vec<f64> = a.grid_points();
+    points.extend(b.grid_points());
+    points.retain(|x| x.is_finite());
     points.sort_unstable_by(f64::total_cmp);
     points.dedup();
     points
@@ -288,15 +194,6 @@ fn sketch_wasserstein(a: &SketchView, b: &SketchView) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_preserve_order() {
-        let xs = [-1e300, -2.5, -0.0, 0.0, 1e-300, 3.0, 1e300];
-        for w in xs.windows(2) {
-            assert!(to_key(w[0]) <= to_key(w[1]));
-            assert_eq!(from_key(to_key(w[1])), w[1]);
-        }
-    }
 
     #[test]
     fn merged_windows_equal_one_window() {
@@ -336,5 +233,34 @@ mod tests {
         let back: DriftWindow = serde_json::from_str(&text).unwrap();
         assert_eq!(back.counts, w.counts);
         assert_eq!(back.sketch.n(), 1);
+    }
+
+    #[test]
+    fn windows_of_different_sampling_do_not_merge() {
+        let profile = ReferenceProfile::new(&[1.0, 2.0, 3.0, 4.0], 2, 200).unwrap();
+        let mut a = profile.new_window();
+        a.observe(&profile.bins, 1.5);
+        let before = a.clone();
+        let mut b = profile.clone().with_sampling(Sampling::EXACT).new_window();
+        b.observe(&profile.bins, 3.5);
+        assert!(a.merge(&b).is_err());
+        assert_eq!(a, before);
+    }
+
+    #[test]
+    fn profile_round_trips_through_json() {
+        let sampling = Sampling {
+            exact_rows: 10,
+            one_in: std::num::NonZeroU32::new(4).unwrap(),
+        };
+        let profile = ReferenceProfile::new(&[1.0, 2.0, 3.0, 4.0], 2, 200)
+            .unwrap()
+            .with_sampling(sampling);
+        let text = serde_json::to_string(&profile).unwrap();
+        let back: ReferenceProfile = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, profile);
+        assert_eq!(back.new_window().sketch.sampling(), sampling);
+        let zero = text.replace("\"one_in\":4", "\"one_in\":0");
+        assert!(serde_json::from_str::<ReferenceProfile>(&zero).is_err());
     }
 }

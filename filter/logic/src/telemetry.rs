@@ -1,0 +1,544 @@
+//! Telemetry for the scorer, gathered per worker: counts per variant since the last
+//! flush, a bounded set of sampled requests, and an outbox of batches waiting to be
+//! sent. While the scorer is unreachable the outbox keeps the newest batches and
+//! drops (and counts) the oldest; requests never wait for any of it.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use outrider_protocol::{
+    LATENCY_SLOTS, SCORE_DIFF_SLOTS, Sample, ShadowCounts, TelemetryBatch, VariantCounts,
+    latency_slot, score_diff_slot,
+};
+
+use crate::response::StatusClass;
+use crate::shadow::Comparison;
+
+/// How a shadow call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShadowEnd {
+    /// Answered with a 2xx status.
+    Completed,
+    /// Answered with another status, or the call failed.
+    Error,
+    Timeout,
+}
+
+fn fresh_shadow(name: &str) -> ShadowCounts {
+    ShadowCounts {
+        variant: name.to_owned(),
+        score_diff: vec![0; SCORE_DIFF_SLOTS],
+        shadow_latency_ms: vec![0; LATENCY_SLOTS],
+        primary_latency_ms: vec![0; LATENCY_SLOTS],
+        ..ShadowCounts::default()
+    }
+}
+
+fn bump(histogram: &mut [u64], slot: usize) {
+    if let Some(count) = histogram.get_mut(slot) {
+        *count += 1;
+    }
+}
+
+/// Counts and samples since the last flush.
+#[derive(Debug)]
+pub struct Aggregator {
+    counts: Vec<VariantCounts>,
+    shadows: Vec<ShadowCounts>,
+    samples: Vec<Sample>,
+    max_samples: usize,
+    dropped_samples: u64,
+    window_start_ms: u64,
+    seq: u64,
+    touched: bool,
+}
+
+impl Aggregator {
+    pub fn new<'a>(
+        variants: impl IntoIterator<Item = &'a str>,
+        shadows: impl IntoIterator<Item = &'a str>,
+        max_samples: usize,
+        now_ms: u64,
+    ) -> Self {
+        Self {
+            counts: variants
+                .into_iter()
+                .map(|name| VariantCounts {
+                    variant: name.to_owned(),
+                    latency_ms: vec![0; LATENCY_SLOTS],
+                    ..VariantCounts::default()
+                })
+                .collect(),
+            shadows: shadows.into_iter().map(fresh_shadow).collect(),
+            samples: Vec::new(),
+            max_samples,
+            dropped_samples: 0,
+            window_start_ms: now_ms,
+            seq: 0,
+            touched: false,
+        }
+    }
+
+    pub fn request(&mut self, variant: usize) {
+        if let Some(c) = self.counts.get_mut(variant) {
+            c.requests += 1;
+            self.touched = true;
+        }
+    }
+
+    pub fn response(&mut self, variant: usize, class: Option<StatusClass>, latency_ms: u64) {
+        let Some(c) = self.counts.get_mut(variant) else {
+            return;
+        };
+        match class {
+            Some(StatusClass::Success) => c.responses.success += 1,
+            Some(StatusClass::Redirect) => c.responses.redirect += 1,
+            Some(StatusClass::ClientError) => c.responses.client_error += 1,
+            Some(StatusClass::ServerError) => c.responses.server_error += 1,
+            None => {}
+        }
+        if let Some(slot) = c.latency_ms.get_mut(latency_slot(latency_ms as f64)) {
+            *slot += 1;
+        }
+        c.latency_sum_ms += latency_ms;
+        self.touched = true;
+    }
+
+    pub fn grpc_error(&mut self, variant: usize) {
+        if let Some(c) = self.counts.get_mut(variant) {
+            c.grpc_errors += 1;
+            self.touched = true;
+        }
+    }
+
+    /// Keeps a sample unless this batch already has its share.
+    pub fn sample(&mut self, sample: Sample) {
+        if self.samples.len() < self.max_samples {
+            self.samples.push(sample);
+            self.touched = true;
+        } else {
+            self.dropped_samples += 1;
+        }
+    }
+
+    pub fn shadow_mirrored(&mut self, shadow: usize) {
+        if let Some(s) = self.shadows.get_mut(shadow) {
+            s.mirrored += 1;
+            self.touched = true;
+        }
+    }
+
+    pub fn shadow_skipped(&mut self, shadow: usize, reason: &str) {
+        if let Some(s) = self.shadows.get_mut(shadow) {
+            *s.skipped.entry(reason.to_owned()).or_default() += 1;
+            self.touched = true;
+        }
+    }
+
+    pub fn shadow_ended(&mut self, shadow: usize, end: ShadowEnd, latency_ms: u64) {
+        let Some(s) = self.shadows.get_mut(shadow) else {
+            return;
+        };
+        match end {
+            ShadowEnd::Completed => s.completed += 1,
+            ShadowEnd::Error => s.errors += 1,
+            ShadowEnd::Timeout => s.timeouts += 1,
+        }
+        if end != ShadowEnd::Timeout {
+            bump(&mut s.shadow_latency_ms, latency_slot(latency_ms as f64));
+        }
+        self.touched = true;
+    }
+
+    pub fn shadow_compared(
+        &mut self,
+        shadow: usize,
+        comparison: &Comparison,
+        primary_latency_ms: u64,
+    ) {
+        let Some(s) = self.shadows.get_mut(shadow) else {
+            return;
+        };
+        match comparison {
+            Comparison::Compared {
+                primary_label,
+                shadow_label,
+                diff,
+                latency_delta_ms,
+            } => {
+                s.compared += 1;
+                if let Some(row) = s.confusion.get_mut(usize::from(*primary_label))
+                    && let Some(cell) = row.get_mut(usize::from(*shadow_label))
+                {
+                    *cell += 1;
+                }
+                bump(&mut s.score_diff, score_diff_slot(*diff));
+                bump(
+                    &mut s.primary_latency_ms,
+                    latency_slot(primary_latency_ms as f64),
+                );
+                s.latency_delta_sum_ms += latency_delta_ms;
+            }
+            Comparison::NoPrimaryPrediction => s.no_prediction_primary += 1,
+            Comparison::NoShadowPrediction => s.no_prediction_shadow += 1,
+        }
+        self.touched = true;
+    }
+
+    pub fn dropped_samples(&self) -> u64 {
+        self.dropped_samples
+    }
+
+    /// Everything since the last call as a batch (`None` if nothing happened), and a
+    /// fresh start. Batch ids are `<proxy>-<worker>-<sequence>`.
+    pub fn take(
+        &mut self,
+        rollout: &str,
+        proxy: &str,
+        worker: u64,
+        dropped_batches: u64,
+        now_ms: u64,
+    ) -> Option<TelemetryBatch> {
+        if !self.touched {
+            self.window_start_ms = now_ms;
+            return None;
+        }
+        self.seq += 1;
+        let fresh: Vec<VariantCounts> = self
+            .counts
+            .iter()
+            .map(|c| VariantCounts {
+                variant: c.variant.clone(),
+                latency_ms: vec![0; LATENCY_SLOTS],
+                ..VariantCounts::default()
+            })
+            .collect();
+        let counts = std::mem::replace(&mut self.counts, fresh);
+        let fresh_shadows: Vec<ShadowCounts> = self
+            .shadows
+            .iter()
+            .map(|s| fresh_shadow(&s.variant))
+            .collect();
+        let shadows = std::mem::replace(&mut self.shadows, fresh_shadows);
+        let batch = TelemetryBatch {
+            batch_id: format!("{proxy}-{worker:016x}-{}", self.seq),
+            rollout: rollout.to_owned(),
+            proxy: proxy.to_owned(),
+            window_start_ms: self.window_start_ms,
+            window_end_ms: now_ms.max(self.window_start_ms),
+            // A response can land in the batch after its request's, so a variant is
+            // idle only when it has neither.
+            variants: counts
+                .into_iter()
+                .filter(|c| {
+                    c.requests > 0 || c.grpc_errors > 0 || c.latency_ms.iter().any(|n| *n > 0)
+                })
+                .collect(),
+            samples: std::mem::take(&mut self.samples),
+            dropped_batches,
+            shadows: shadows
+                .into_iter()
+                .filter(|s| *s != fresh_shadow(&s.variant))
+                .collect(),
+        };
+        self.window_start_ms = now_ms;
+        self.touched = false;
+        Some(batch)
+    }
+}
+
+/// A batch ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub id: String,
+    pub body: Vec<u8>,
+}
+
+/// Batches waiting for the scorer, oldest first, at most `capacity` of them.
+#[derive(Debug)]
+pub struct Outbox {
+    batches: VecDeque<Pending>,
+    capacity: usize,
+    dropped: u64,
+}
+
+impl Outbox {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            batches: VecDeque::new(),
+            capacity: capacity.max(1),
+            dropped: 0,
+        }
+    }
+
+    /// Queues a batch; when full, the oldest is dropped and counted.
+    pub fn push(&mut self, batch: &TelemetryBatch) {
+        let Ok(body) = serde_json::to_vec(batch) else {
+            self.dropped += 1;
+            return;
+        };
+        if self.batches.len() >= self.capacity {
+            self.batches.pop_front();
+            self.dropped += 1;
+        }
+        self.batches.push_back(Pending {
+            id: batch.batch_id.clone(),
+            body,
+        });
+    }
+
+    /// The batch to send next.
+    pub fn next(&self) -> Option<&Pending> {
+        self.batches.front()
+    }
+
+    /// The scorer took batch `id` (or refused it for good): it leaves the outbox.
+    pub fn done(&mut self, id: &str) {
+        if self.batches.front().is_some_and(|b| b.id == id) {
+            self.batches.pop_front();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.batches.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+    }
+
+    /// Batches dropped since the worker started.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+}
+
+/// A body read as it streams by, up to a limit (beyond it the read is abandoned).
+#[derive(Debug, Default)]
+pub struct BoundedBody {
+    bytes: Vec<u8>,
+    overflowed: bool,
+}
+
+impl BoundedBody {
+    pub fn push(&mut self, chunk: &[u8], limit: usize) {
+        if self.overflowed {
+            return;
+        }
+        if self.bytes.len() + chunk.len() > limit {
+            self.overflowed = true;
+            self.bytes = Vec::new();
+        } else {
+            self.bytes.extend_from_slice(chunk);
+        }
+    }
+
+    /// The whole body, unless it went over the limit.
+    pub fn complete(&self) -> Option<&[u8]> {
+        (!self.overflowed).then_some(self.bytes.as_slice())
+    }
+}
+
+/// The number at a JSON pointer of a JSON body (booleans count as 0 and 1).
+pub fn number_at(document: &serde_json::Value, pointer: &str) -> Option<f64> {
+    match document.pointer(pointer)? {
+        serde_json::Value::Number(n) => n.as_f64().filter(|v| v.is_finite()),
+        serde_json::Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
+        _ => None,
+    }
+}
+
+/// The named features found in a request body; missing or non-numeric ones are left out.
+pub fn features(body: &[u8], pointers: &[(String, String)]) -> BTreeMap<String, f64> {
+    let Ok(document) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return BTreeMap::new();
+    };
+    pointers
+        .iter()
+        .filter_map(|(name, pointer)| number_at(&document, pointer).map(|v| (name.clone(), v)))
+        .collect()
+}
+
+/// The score in a response body.
+pub fn score(body: &[u8], pointer: &str) -> Option<f64> {
+    number_at(&serde_json::from_slice(body).ok()?, pointer)
+}
+
+#[cfg(test)]
+mod tests {
+    use outrider_protocol::ClassCounts;
+
+    use super::*;
+
+    fn aggregator() -> Aggregator {
+        Aggregator::new(["stable", "canary"], ["v3"], 2, 1_000)
+    }
+
+    #[test]
+    fn counts_flow_into_one_batch_and_start_again() {
+        let mut a = aggregator();
+        assert!(
+            a.take("fraud", "p", 1, 0, 1_500).is_none(),
+            "nothing happened yet"
+        );
+        a.request(1);
+        a.request(1);
+        a.response(1, Some(StatusClass::Success), 4);
+        a.response(1, Some(StatusClass::ServerError), 20_000);
+        a.grpc_error(1);
+        a.request(7); // not a variant: ignored
+        let batch = a.take("fraud", "p", 1, 3, 2_000).unwrap();
+        assert_eq!(batch.batch_id, "p-0000000000000001-1");
+        assert_eq!(
+            (
+                batch.window_start_ms,
+                batch.window_end_ms,
+                batch.dropped_batches
+            ),
+            (1_500, 2_000, 3)
+        );
+        assert_eq!(batch.variants.len(), 1, "idle variants are left out");
+        let canary = &batch.variants[0];
+        assert_eq!(
+            (canary.variant.as_str(), canary.requests, canary.grpc_errors),
+            ("canary", 2, 1)
+        );
+        assert_eq!(
+            canary.responses,
+            ClassCounts {
+                success: 1,
+                server_error: 1,
+                ..ClassCounts::default()
+            }
+        );
+        assert_eq!(canary.latency_ms[4], 1);
+        assert_eq!(canary.latency_ms[LATENCY_SLOTS - 1], 1);
+        assert_eq!(canary.latency_sum_ms, 20_004);
+        a.request(0);
+        let next = a.take("fraud", "p", 1, 3, 3_000).unwrap();
+        assert_eq!(next.batch_id, "p-0000000000000001-2");
+        assert_eq!(
+            (next.variants[0].variant.as_str(), next.variants[0].requests),
+            ("stable", 1)
+        );
+        assert_eq!(next.window_start_ms, 2_000);
+    }
+
+    #[test]
+    fn shadow_tallies() {
+        let mut a = aggregator();
+        a.shadow_mirrored(0);
+        a.shadow_mirrored(0);
+        a.shadow_skipped(0, "in_flight_cap");
+        a.shadow_ended(0, ShadowEnd::Completed, 12);
+        a.shadow_ended(0, ShadowEnd::Timeout, 5_000);
+        let agree = Comparison::Compared {
+            primary_label: true,
+            shadow_label: true,
+            diff: 0.004,
+            latency_delta_ms: 3,
+        };
+        let disagree = Comparison::Compared {
+            primary_label: true,
+            shadow_label: false,
+            diff: 0.3,
+            latency_delta_ms: -5,
+        };
+        a.shadow_compared(0, &agree, 9);
+        a.shadow_compared(0, &disagree, 9);
+        a.shadow_compared(0, &Comparison::NoShadowPrediction, 9);
+        a.shadow_mirrored(5); // not a shadow
+        let batch = a.take("fraud", "p", 1, 0, 2).unwrap();
+        assert!(batch.variants.is_empty());
+        let s = &batch.shadows[0];
+        assert_eq!(
+            (
+                s.mirrored,
+                s.completed,
+                s.timeouts,
+                s.compared,
+                s.no_prediction_shadow
+            ),
+            (2, 1, 1, 2, 1)
+        );
+        assert_eq!(s.skipped.get("in_flight_cap"), Some(&1));
+        assert_eq!(s.confusion, [[0, 0], [1, 1]]);
+        assert_eq!(s.score_diff[2], 1);
+        assert_eq!(s.latency_delta_sum_ms, -2);
+        assert_eq!(
+            s.shadow_latency_ms.iter().sum::<u64>(),
+            1,
+            "a timeout has no latency"
+        );
+        assert_eq!(s.primary_latency_ms.iter().sum::<u64>(), 2);
+        assert!(a.take("fraud", "p", 1, 0, 3).is_none());
+    }
+
+    #[test]
+    fn samples_are_bounded_per_batch() {
+        let mut a = aggregator();
+        for i in 0..5 {
+            a.sample(Sample {
+                variant: "stable".into(),
+                at_ms: i,
+                request_id: None,
+                user_key: None,
+                features: BTreeMap::new(),
+                score: None,
+            });
+        }
+        assert_eq!(a.take("fraud", "p", 1, 0, 2).unwrap().samples.len(), 2);
+        assert_eq!(a.dropped_samples(), 3);
+    }
+
+    #[test]
+    fn the_outbox_drops_the_oldest_when_full() {
+        let mut a = aggregator();
+        let mut out = Outbox::new(2);
+        for _ in 0..3 {
+            a.request(0);
+            out.push(&a.take("fraud", "p", 1, 0, 9).unwrap());
+        }
+        assert_eq!((out.len(), out.dropped()), (2, 1));
+        assert_eq!(out.next().unwrap().id, "p-0000000000000001-2");
+        out.done("something-else");
+        assert_eq!(out.len(), 2);
+        out.done("p-0000000000000001-2");
+        assert_eq!(out.next().unwrap().id, "p-0000000000000001-3");
+        let body: TelemetryBatch = serde_json::from_slice(&out.next().unwrap().body).unwrap();
+        assert_eq!(body.variants[0].requests, 1);
+    }
+
+    #[test]
+    fn bodies_are_read_within_their_limit() {
+        let mut body = BoundedBody::default();
+        body.push(b"{\"inputs\": [{\"data\": ", 64);
+        body.push(b"[12.5, true]}]}", 64);
+        let bytes = body.complete().unwrap();
+        let f = features(
+            bytes,
+            &[
+                ("amount".into(), "/inputs/0/data/0".into()),
+                ("card_present".into(), "/inputs/0/data/1".into()),
+                ("missing".into(), "/nope".into()),
+            ],
+        );
+        assert_eq!(
+            f,
+            BTreeMap::from([
+                ("amount".to_owned(), 12.5),
+                ("card_present".to_owned(), 1.0)
+            ])
+        );
+        let mut big = BoundedBody::default();
+        big.push(&[b'x'; 40], 64);
+        big.push(&[b'x'; 40], 64);
+        assert_eq!(big.complete(), None);
+        assert_eq!(
+            score(br#"{"outputs": [{"data": [0.93]}]}"#, "/outputs/0/data/0"),
+            Some(0.93)
+        );
+        assert_eq!(score(b"not json", "/outputs/0/data/0"), None);
+        assert_eq!(score(br#"{"outputs": "x"}"#, "/outputs/0/data/0"), None);
+        assert!(features(b"[", &[("a".into(), "/0".into())]).is_empty());
+    }
+}

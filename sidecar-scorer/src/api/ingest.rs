@@ -1,0 +1,422 @@
+//! What flows in: telemetry batches from filters, feedback (outcome labels) from the
+//! systems that learn them; and the per-variant sums read back.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use outrider_protocol::{LATENCY_SLOTS, TelemetryBatch};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::{Role, require};
+use super::{AppState, body, now_ms};
+use crate::error::ApiError;
+use crate::histogram::latency_quantile;
+use crate::metrics::{ResultLabels, VariantLabels};
+use crate::shadow_report::{ShadowReport, report, total};
+use crate::store::{FeedbackEvent, Ingest, WindowCounts};
+
+const MAX_ID_LEN: usize = 256;
+const MAX_SAMPLES: usize = 10_000;
+
+fn check_id(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.is_empty() || value.len() > MAX_ID_LEN {
+        return Err(ApiError::invalid(
+            field,
+            format!("must be 1 to {MAX_ID_LEN} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Everything wrong with a batch is found before anything is stored.
+fn validate(batch: &TelemetryBatch, variants: &[String]) -> Result<(), ApiError> {
+    check_id("batch_id", &batch.batch_id)?;
+    check_id("proxy", &batch.proxy)?;
+    if batch.window_end_ms < batch.window_start_ms {
+        return Err(ApiError::invalid(
+            "window_end_ms",
+            "ends before window_start_ms",
+        ));
+    }
+    for (i, v) in batch.variants.iter().enumerate() {
+        if !variants.contains(&v.variant) {
+            return Err(ApiError::invalid(
+                format!("variants[{i}].variant"),
+                format!("no variant `{}` in rollout `{}`", v.variant, batch.rollout),
+            ));
+        }
+        if v.latency_ms.len() != LATENCY_SLOTS {
+            return Err(ApiError::invalid(
+                format!("variants[{i}].latency_ms"),
+                format!(
+                    "needs {LATENCY_SLOTS} counts (one per bucket and the overflow), got {}",
+                    v.latency_ms.len()
+                ),
+            ));
+        }
+    }
+    for (i, s) in batch.shadows.iter().enumerate() {
+        outrider_filter_logic::config::check_name(&format!("shadows[{i}].variant"), &s.variant)
+            .map_err(|e| ApiError::invalid(e.field, e.problem))?;
+        let lengths = [
+            (
+                "score_diff",
+                s.score_diff.len(),
+                outrider_protocol::SCORE_DIFF_SLOTS,
+            ),
+            (
+                "shadow_latency_ms",
+                s.shadow_latency_ms.len(),
+                LATENCY_SLOTS,
+            ),
+            (
+                "primary_latency_ms",
+                s.primary_latency_ms.len(),
+                LATENCY_SLOTS,
+            ),
+        ];
+        for (name, got, want) in lengths {
+            if got != want {
+                return Err(ApiError::invalid(
+                    format!("shadows[{i}].{name}"),
+                    format!("needs {want} counts, got {got}"),
+                ));
+            }
+        }
+    }
+    if batch.samples.len() > MAX_SAMPLES {
+        return Err(ApiError::invalid(
+            "samples",
+            format!(
+                "at most {MAX_SAMPLES} per batch, got {}",
+                batch.samples.len()
+            ),
+        ));
+    }
+    for (i, s) in batch.samples.iter().enumerate() {
+        if !variants.contains(&s.variant) {
+            return Err(ApiError::invalid(
+                format!("samples[{i}].variant"),
+                format!("no variant `{}` in rollout `{}`", s.variant, batch.rollout),
+            ));
+        }
+        if let Some(score) = s.score
+            && !score.is_finite()
+        {
+            return Err(ApiError::invalid(
+                format!("samples[{i}].score"),
+                "must be a finite number",
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub async fn telemetry(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    require(&headers, &app.config, &[Role::Telemetry])?;
+    let batch: TelemetryBatch = body::json(&headers, body, app.config.max_body_bytes).await?;
+    let rollout = app
+        .store
+        .rollout(&batch.rollout)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no rollout named `{}`", batch.rollout)))?;
+    let variants: Vec<String> = rollout.variants.iter().map(|v| v.name.clone()).collect();
+    validate(&batch, &variants)?;
+    let result = app
+        .store
+        .ingest(&batch, app.config.window_ms, now_ms())
+        .await?;
+    let label = match result {
+        Ingest::Applied => {
+            for v in &batch.variants {
+                app.metrics
+                    .ingested_requests
+                    .get_or_create(&VariantLabels {
+                        rollout: batch.rollout.clone(),
+                        variant: v.variant.clone(),
+                    })
+                    .inc_by(v.requests);
+            }
+            "applied"
+        }
+        Ingest::Duplicate => "duplicate",
+    };
+    app.metrics
+        .telemetry_batches
+        .get_or_create(&ResultLabels { result: label })
+        .inc();
+    Ok(Json(json!({ "batch_id": batch.batch_id, "result": result })).into_response())
+}
+
+/// One feedback event as posted.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedbackIn {
+    #[serde(default)]
+    event_id: Option<String>,
+    #[serde(default)]
+    rollout: Option<String>,
+    #[serde(default)]
+    request_id: Option<String>,
+    #[serde(default)]
+    user_key: Option<String>,
+    /// The outcome, e.g. 1 for confirmed fraud and 0 for a legitimate transaction.
+    label: f64,
+    /// An optional amount that goes with it (e.g. the loss).
+    #[serde(default)]
+    value: Option<f64>,
+    /// When the outcome was observed (ms since the epoch); default: on receipt.
+    #[serde(default)]
+    observed_at_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedbackBatch {
+    events: Vec<FeedbackIn>,
+}
+
+fn feedback_event(field: &str, e: FeedbackIn, now: u64) -> Result<FeedbackEvent, ApiError> {
+    if e.request_id.is_none() && e.user_key.is_none() {
+        return Err(ApiError::invalid(
+            field,
+            "give request_id or user_key, so the outcome can be joined",
+        ));
+    }
+    for (name, value) in [
+        ("event_id", &e.event_id),
+        ("rollout", &e.rollout),
+        ("request_id", &e.request_id),
+        ("user_key", &e.user_key),
+    ] {
+        if let Some(v) = value {
+            check_id(
+                &format!("{field}{}{name}", if field.is_empty() { "" } else { "." }),
+                v,
+            )?;
+        }
+    }
+    let join = |name: &str| {
+        if field.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{field}.{name}")
+        }
+    };
+    if !e.label.is_finite() {
+        return Err(ApiError::invalid(join("label"), "must be a finite number"));
+    }
+    if e.value.is_some_and(|v| !v.is_finite()) {
+        return Err(ApiError::invalid(join("value"), "must be a finite number"));
+    }
+    Ok(FeedbackEvent {
+        event_id: e.event_id,
+        rollout: e.rollout,
+        request_id: e.request_id,
+        user_key: e.user_key,
+        label: e.label,
+        value: e.value,
+        observed_ms: e.observed_at_ms.unwrap_or(now),
+    })
+}
+
+/// One event (`{"request_id": ..., "label": 1}`) or many (`{"events": [...]}`); all
+/// are checked before any is stored.
+pub async fn feedback(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    require(&headers, &app.config, &[Role::Feedback, Role::Admin])?;
+    let text = body::read(&headers, body, app.config.max_body_bytes).await?;
+    let now = now_ms();
+    let is_batch = text.trim_start().starts_with('{')
+        && serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text)
+            .is_ok_and(|m| m.contains_key("events"));
+    let events = if is_batch {
+        let batch: FeedbackBatch = body::parse(&text)?;
+        if batch.events.is_empty() {
+            return Err(ApiError::invalid("events", "must not be empty"));
+        }
+        batch
+            .events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| feedback_event(&format!("events[{i}]"), e, now))
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        vec![feedback_event("", body::parse(&text)?, now)?]
+    };
+    let outcome = app.store.add_feedback(&events, now).await?;
+    app.metrics
+        .feedback_events
+        .get_or_create(&ResultLabels { result: "accepted" })
+        .inc_by(outcome.accepted);
+    app.metrics
+        .feedback_events
+        .get_or_create(&ResultLabels {
+            result: "duplicate",
+        })
+        .inc_by(outcome.duplicates);
+    Ok(Json(outcome).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SummaryQuery {
+    #[serde(default)]
+    from_ms: Option<u64>,
+    #[serde(default)]
+    to_ms: Option<u64>,
+}
+
+fn summary_json(w: &WindowCounts) -> serde_json::Value {
+    json!({
+        "variant": w.variant,
+        "requests": w.requests,
+        "responses": w.responses,
+        "grpc_errors": w.grpc_errors,
+        "latency_sum_ms": w.latency_sum_ms,
+        "latency_ms": w.latency_ms,
+        "p50_ms": latency_quantile(&w.latency_ms, 0.5),
+        "p99_ms": latency_quantile(&w.latency_ms, 0.99),
+    })
+}
+
+/// Per-variant sums over `[from_ms, to_ms)` (default: everything), and the windows.
+pub async fn telemetry_summary(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<SummaryQuery>,
+) -> Result<Response, ApiError> {
+    let rollout = app
+        .store
+        .rollout(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no rollout named `{name}`")))?;
+    let from = query.from_ms.unwrap_or(0);
+    let to = query.to_ms.unwrap_or(u64::MAX / 2);
+    let windows = app.store.windows(&name, from, to).await?;
+    let mut totals: BTreeMap<String, WindowCounts> = rollout
+        .variants
+        .iter()
+        .map(|v| {
+            (
+                v.name.clone(),
+                WindowCounts {
+                    variant: v.name.clone(),
+                    latency_ms: vec![0; LATENCY_SLOTS],
+                    ..WindowCounts::default()
+                },
+            )
+        })
+        .collect();
+    for w in &windows {
+        if let Some(total) = totals.get_mut(&w.variant) {
+            total.add(w);
+        }
+    }
+    let samples = app.store.sample_count(&name).await?;
+    Ok(Json(json!({
+        "rollout": name,
+        "window_ms": app.config.window_ms,
+        "variants": rollout.variants.iter().filter_map(|v| totals.get(&v.name)).map(summary_json).collect::<Vec<_>>(),
+        "windows": windows.iter().map(|w| {
+            let mut j = summary_json(w);
+            j["window_start_ms"] = json!(w.window_start_ms);
+            j
+        }).collect::<Vec<_>>(),
+        "samples": samples,
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplesQuery {
+    #[serde(default)]
+    limit: Option<u64>,
+}
+
+/// The newest sampled requests (features, score, join keys), newest first.
+pub async fn samples(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<SamplesQuery>,
+) -> Result<Response, ApiError> {
+    app.store
+        .rollout(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no rollout named `{name}`")))?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be between 1 and 10000"));
+    }
+    let samples = app.store.samples(&name, limit).await?;
+    Ok(Json(json!({ "rollout": name, "samples": samples })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowQuery {
+    #[serde(default)]
+    from_ms: Option<u64>,
+    #[serde(default)]
+    to_ms: Option<u64>,
+    /// Overrides of the rollout's shadow gate, for a look with other thresholds.
+    #[serde(default)]
+    min_agreement: Option<f64>,
+    #[serde(default)]
+    min_comparisons: Option<u64>,
+    #[serde(default)]
+    max_error_rate: Option<f64>,
+}
+
+/// How each shadow variant compares with the primary, and its verdict against the
+/// shadow gate.
+pub async fn shadow(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<ShadowQuery>,
+) -> Result<Response, ApiError> {
+    let rollout = app
+        .store
+        .rollout(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no rollout named `{name}`")))?;
+    let mut gate = rollout.shadow_gate;
+    gate.min_agreement = query.min_agreement.unwrap_or(gate.min_agreement);
+    gate.min_comparisons = query.min_comparisons.unwrap_or(gate.min_comparisons);
+    gate.max_error_rate = query.max_error_rate.unwrap_or(gate.max_error_rate);
+    gate.check("")?;
+    let windows = app
+        .store
+        .shadow_windows(
+            &name,
+            query.from_ms.unwrap_or(0),
+            query.to_ms.unwrap_or(u64::MAX / 2),
+        )
+        .await?;
+    let mut by_shadow: BTreeMap<&str, Vec<&outrider_protocol::ShadowCounts>> = BTreeMap::new();
+    for (_, counts) in &windows {
+        by_shadow
+            .entry(counts.variant.as_str())
+            .or_default()
+            .push(counts);
+    }
+    let reports: Vec<ShadowReport> = by_shadow
+        .values()
+        .filter_map(|w| total(w))
+        .map(|t| report(&t, &gate))
+        .collect();
+    Ok(Json(json!({ "rollout": name, "gate": gate, "shadows": reports })).into_response())
+}

@@ -1,0 +1,100 @@
+//! HTTP API v1 (see docs/api.md and docs/openapi.yaml). JSON in and out; errors are
+//! `{"error": {"code", "message", "field"}}` with a 4xx status; mutating endpoints
+//! need a bearer token.
+
+mod auth;
+mod body;
+mod ingest;
+mod ops;
+mod rollouts;
+mod state_cache;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post, put};
+
+use crate::config::ServeConfig;
+use crate::error::ApiError;
+use crate::metrics::{HttpLabels, Metrics};
+use crate::store::Store;
+
+pub use state_cache::StateCache;
+
+/// What every handler shares.
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub config: ServeConfig,
+    pub metrics: Metrics,
+    pub states: StateCache,
+    /// Set by the controller while this replica holds the decision lock.
+    pub leading: AtomicBool,
+}
+
+pub type AppState = Arc<App>;
+
+pub fn router(app: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/v1/rollouts", get(rollouts::list).post(rollouts::create))
+        .route("/v1/rollouts/{name}", get(rollouts::get_one))
+        .route("/v1/rollouts/{name}/weights", put(rollouts::set_weights))
+        .route("/v1/rollouts/{name}/pause", post(rollouts::pause))
+        .route("/v1/rollouts/{name}/resume", post(rollouts::resume))
+        .route("/v1/rollouts/{name}/promote", post(rollouts::promote))
+        .route("/v1/rollouts/{name}/rollback", post(rollouts::rollback))
+        .route("/v1/rollouts/{name}/events", get(rollouts::events))
+        .route("/v1/rollouts/{name}/state", get(rollouts::state))
+        .route(
+            "/v1/rollouts/{name}/telemetry",
+            get(ingest::telemetry_summary),
+        )
+        .route("/v1/rollouts/{name}/samples", get(ingest::samples))
+        .route("/v1/rollouts/{name}/shadow", get(ingest::shadow))
+        .route("/v1/telemetry", post(ingest::telemetry))
+        .route("/v1/feedback", post(ingest::feedback))
+        .route("/v1/stats/{analysis}", post(ops::analysis))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(app.clone(), count_requests))
+        .with_state(app)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint; see docs/api.md")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed("this endpoint does not take that method")
+}
+
+async fn count_requests(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    app.metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            route,
+            method,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

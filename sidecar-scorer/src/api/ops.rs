@@ -1,0 +1,66 @@
+//! Health, readiness, metrics, and the statistics endpoints.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::{AppState, body};
+use crate::error::ApiError;
+use crate::stats::{self, Analysis};
+
+pub async fn healthz() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+/// Ready when the store answers.
+pub async fn readyz(State(app): State<AppState>) -> Result<Response, ApiError> {
+    app.store
+        .ping()
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    Ok(Json(json!({
+        "status": "ready",
+        "store": app.store.backend(),
+        "replica": app.config.replica_id,
+        "leader": app.leading.load(std::sync::atomic::Ordering::Relaxed),
+    }))
+    .into_response())
+}
+
+pub async fn metrics(State(app): State<AppState>) -> Response {
+    (
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// `POST /v1/stats/{ab,drift,judge,power}`: the same computation as
+/// `outrider-scorer stats ...`.
+pub async fn analysis(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let analysis = match name.as_str() {
+        "ab" => Analysis::Ab,
+        "drift" => Analysis::Drift,
+        "judge" => Analysis::Judge,
+        "power" => Analysis::Power,
+        other => {
+            return Err(ApiError::not_found(format!(
+                "no analysis `{other}`; use ab, drift, judge or power"
+            )));
+        }
+    };
+    let text = body::read(&headers, body, app.config.max_body_bytes).await?;
+    let report = stats::run(analysis, &text)?;
+    Ok(([("content-type", "application/json")], report).into_response())
+}

@@ -1,0 +1,244 @@
+//! `/v1/rollouts`: create, list, read, change (weights, pause, resume, promote,
+//! rollback), the event history, and the state filters poll.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::{Role, require};
+use super::{AppState, body, now_ms};
+use crate::error::ApiError;
+use crate::metrics::PollLabels;
+use crate::rollout::{Attribution, Change, CreateRequest, Rollout};
+
+/// Who changes a rollout: the `actor` of the body, else the `x-outrider-actor`
+/// header, else `api`.
+fn attribution(headers: &HeaderMap, actor: Option<String>, reason: Option<String>) -> Attribution {
+    let header = headers
+        .get("x-outrider-actor")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Attribution {
+        actor: actor.or(header).unwrap_or_else(|| "api".to_owned()),
+        reason: reason.unwrap_or_default(),
+    }
+}
+
+async fn load(app: &AppState, name: &str) -> Result<Rollout, ApiError> {
+    app.store
+        .rollout(name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no rollout named `{name}`")))
+}
+
+/// Stores a change made to `current`, and answers with the new rollout.
+async fn commit(
+    app: &AppState,
+    current: &Rollout,
+    (next, event): Change,
+) -> Result<Response, ApiError> {
+    app.store
+        .update_rollout(&next, current.version, &event)
+        .await?;
+    app.states.put(&next);
+    tracing::info!(rollout = %next.name, version = next.version, kind = %event.kind, actor = %event.actor, reason = %event.reason, "rollout changed");
+    Ok(Json(next).into_response())
+}
+
+pub async fn create(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    require(&headers, &app.config, &[Role::Admin])?;
+    let request: CreateRequest = body::json(&headers, body, app.config.max_body_bytes).await?;
+    let by = attribution(&headers, request.actor.clone(), request.reason.clone());
+    let (rollout, event) = Rollout::create(request, &by, now_ms())?;
+    app.store.create_rollout(&rollout, &event).await?;
+    app.states.put(&rollout);
+    tracing::info!(rollout = %rollout.name, actor = %event.actor, "rollout created");
+    Ok((StatusCode::CREATED, Json(rollout)).into_response())
+}
+
+pub async fn list(State(app): State<AppState>) -> Result<Response, ApiError> {
+    let rollouts = app.store.rollouts().await?;
+    Ok(Json(json!({ "rollouts": rollouts })).into_response())
+}
+
+pub async fn get_one(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(load(&app, &name).await?).into_response())
+}
+
+pub async fn events(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    load(&app, &name).await?;
+    let events = app.store.events(&name).await?;
+    Ok(Json(json!({ "rollout": name, "events": events })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WeightsRequest {
+    weights: BTreeMap<String, f64>,
+    #[serde(default)]
+    actor: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+pub async fn set_weights(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    require(&headers, &app.config, &[Role::Admin])?;
+    let request: WeightsRequest = body::json(&headers, body, app.config.max_body_bytes).await?;
+    let current = load(&app, &name).await?;
+    let by = attribution(&headers, request.actor, request.reason);
+    let change = current.set_weights(&request.weights, &by, now_ms())?;
+    commit(&app, &current, change).await
+}
+
+/// The body of pause, resume, promote and rollback; all of it optional.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ActionRequest {
+    #[serde(default)]
+    actor: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+    /// Promote only: the variant that takes all traffic.
+    #[serde(default)]
+    variant: Option<String>,
+}
+
+async fn action_request(
+    app: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<ActionRequest, ApiError> {
+    require(headers, &app.config, &[Role::Admin])?;
+    let text = body::read(headers, body, app.config.max_body_bytes).await?;
+    if text.trim().is_empty() {
+        return Ok(ActionRequest::default());
+    }
+    body::parse(&text)
+}
+
+pub async fn pause(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let request = action_request(&app, &headers, body).await?;
+    if request.variant.is_some() {
+        return Err(ApiError::invalid("variant", "only promote takes a variant"));
+    }
+    let current = load(&app, &name).await?;
+    let change = current.pause(
+        &attribution(&headers, request.actor, request.reason),
+        now_ms(),
+    )?;
+    commit(&app, &current, change).await
+}
+
+pub async fn resume(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let request = action_request(&app, &headers, body).await?;
+    if request.variant.is_some() {
+        return Err(ApiError::invalid("variant", "only promote takes a variant"));
+    }
+    let current = load(&app, &name).await?;
+    let change = current.resume(
+        &attribution(&headers, request.actor, request.reason),
+        now_ms(),
+    )?;
+    commit(&app, &current, change).await
+}
+
+pub async fn promote(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let request = action_request(&app, &headers, body).await?;
+    let current = load(&app, &name).await?;
+    let by = attribution(&headers, request.actor, request.reason);
+    let change = current.promote(request.variant.as_deref(), &by, now_ms())?;
+    commit(&app, &current, change).await
+}
+
+pub async fn rollback(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let request = action_request(&app, &headers, body).await?;
+    if request.variant.is_some() {
+        return Err(ApiError::invalid("variant", "only promote takes a variant"));
+    }
+    let current = load(&app, &name).await?;
+    let change = current.rollback(
+        &attribution(&headers, request.actor, request.reason),
+        now_ms(),
+    )?;
+    commit(&app, &current, change).await
+}
+
+/// What filters poll. With `if-none-match` equal to the current ETag the answer is an
+/// empty 304, so an idle poll costs a map lookup.
+pub async fn state(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Some(state) = app.states.get(app.store.as_ref(), &name).await? else {
+        return Err(ApiError::not_found(format!("no rollout named `{name}`")));
+    };
+    let etag = HeaderValue::from_str(&state.etag).map_err(|e| ApiError::internal(e.to_string()))?;
+    let unchanged = headers
+        .get("if-none-match")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|given| {
+            given
+                .split(',')
+                .any(|tag| tag.trim() == state.etag || tag.trim() == "*")
+        });
+    let result = if unchanged { "not_modified" } else { "ok" };
+    app.metrics
+        .state_polls
+        .get_or_create(&PollLabels {
+            rollout: name,
+            result,
+        })
+        .inc();
+    let mut response = if unchanged {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([("content-type", "application/json")], state.body.clone()).into_response()
+    };
+    response.headers_mut().insert("etag", etag);
+    response
+        .headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-cache"));
+    Ok(response)
+}

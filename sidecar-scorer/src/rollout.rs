@@ -1,0 +1,625 @@
+//! Rollouts and what may happen to them: creation, weight changes, pause and resume,
+//! promotion, rollback, and the step schedule the controller advances. Every change
+//! is a pure function from a rollout to the next rollout plus the event that records
+//! it; the store applies both at once.
+
+use std::collections::BTreeMap;
+
+use outrider_filter_logic::config::{
+    MAX_VARIANTS, check_name, format_percent, weight_to_basis_points,
+};
+use outrider_protocol::{RolloutState, VariantWeight};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::shadow_report::ShadowGate;
+
+/// How the variants share traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// A baseline (listed first) and one or more candidates that ramp up.
+    Canary,
+    /// Two variants; all traffic goes to one of them at a time.
+    BlueGreen,
+    /// Fixed shares for an experiment; a winner is promoted at the end.
+    Ab,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Active,
+    /// Weights are frozen: the step schedule does not advance.
+    Paused,
+    /// The step schedule ran to its end.
+    Completed,
+    Promoted,
+    RolledBack,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Paused => "paused",
+            Status::Completed => "completed",
+            Status::Promoted => "promoted",
+            Status::RolledBack => "rolled_back",
+        }
+    }
+}
+
+/// One step of a ramp: the weights to apply, then how long to hold them before the
+/// next step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub weights: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub hold_seconds: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    pub name: String,
+    /// Percent of traffic; all variants add up to 100.
+    pub weight: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rollout {
+    pub name: String,
+    pub mode: Mode,
+    pub status: Status,
+    /// Grows by one with every change; filters apply a state only if it is newer.
+    pub version: u64,
+    /// In order: the baseline first.
+    pub variants: Vec<Variant>,
+    #[serde(default)]
+    pub steps: Vec<Step>,
+    /// Index of the step in effect, when a schedule is running.
+    #[serde(default)]
+    pub step: Option<usize>,
+    /// When the step in effect began (ms since the epoch).
+    #[serde(default)]
+    pub step_started_ms: u64,
+    /// What shadow variants must show to pass the shadow stage.
+    #[serde(default)]
+    pub shadow_gate: ShadowGate,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+}
+
+/// A change to record, with who made it and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub rollout: String,
+    /// The rollout's version after the change.
+    pub version: u64,
+    pub kind: String,
+    pub actor: String,
+    pub reason: String,
+    pub at_ms: u64,
+    /// The weights after the change, and anything else worth keeping.
+    pub details: serde_json::Value,
+}
+
+/// `POST /v1/rollouts`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    pub name: String,
+    #[serde(default = "default_mode")]
+    pub mode: Mode,
+    pub variants: Vec<Variant>,
+    #[serde(default)]
+    pub steps: Vec<Step>,
+    #[serde(default)]
+    pub shadow_gate: Option<ShadowGate>,
+    #[serde(default)]
+    pub actor: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+fn default_mode() -> Mode {
+    Mode::Canary
+}
+
+/// Who asked for a change and why; every mutating request may carry them.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Attribution {
+    pub actor: String,
+    pub reason: String,
+}
+
+/// A rollout after a change, and the event that records the change.
+pub type Change = (Rollout, Event);
+
+const MAX_STEPS: usize = 64;
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+    ApiError::invalid(field, message)
+}
+
+fn name_rule(field: &str, name: &str) -> Result<(), ApiError> {
+    check_name(field, name).map_err(|e| invalid(e.field, e.problem))
+}
+
+/// Checks a full assignment of weights to `variants` (missing ones are 0) and returns
+/// it in variant order.
+fn checked_weights(
+    field: &str,
+    variants: &[String],
+    weights: &BTreeMap<String, f64>,
+) -> Result<Vec<f64>, ApiError> {
+    for name in weights.keys() {
+        if !variants.contains(name) {
+            return Err(invalid(
+                format!("{field}.{name}"),
+                format!("no variant `{name}` in this rollout"),
+            ));
+        }
+    }
+    let mut total = 0u32;
+    let mut out = Vec::with_capacity(variants.len());
+    for name in variants {
+        let weight = weights.get(name).copied().unwrap_or(0.0);
+        total += weight_to_basis_points(&format!("{field}.{name}"), weight)
+            .map_err(|e| invalid(e.field, e.problem))?;
+        out.push(weight);
+    }
+    if total != 10_000 {
+        return Err(invalid(
+            field,
+            format!(
+                "weights must add up to 100, they add up to {}",
+                format_percent(total)
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+fn check_mode(mode: Mode, field: &str, weights: &[f64]) -> Result<(), ApiError> {
+    if mode == Mode::BlueGreen && weights.iter().any(|w| *w != 0.0 && *w != 100.0) {
+        return Err(invalid(
+            field,
+            "a blue-green rollout sends all traffic to one variant: use weights of 0 and 100",
+        ));
+    }
+    Ok(())
+}
+
+impl Rollout {
+    fn variant_names(&self) -> Vec<String> {
+        self.variants.iter().map(|v| v.name.clone()).collect()
+    }
+
+    /// What filters poll.
+    pub fn state(&self) -> RolloutState {
+        RolloutState {
+            rollout: self.name.clone(),
+            version: self.version,
+            status: self.status.as_str().to_owned(),
+            weights: self
+                .variants
+                .iter()
+                .map(|v| VariantWeight {
+                    variant: v.name.clone(),
+                    weight: v.weight,
+                })
+                .collect(),
+        }
+    }
+
+    fn weights_json(&self) -> serde_json::Value {
+        serde_json::Value::Object(
+            self.variants
+                .iter()
+                .map(|v| (v.name.clone(), serde_json::json!(v.weight)))
+                .collect(),
+        )
+    }
+
+    /// The next version of this rollout with `apply` done, and its event.
+    fn change(
+        &self,
+        kind: &str,
+        by: &Attribution,
+        now_ms: u64,
+        apply: impl FnOnce(&mut Rollout),
+    ) -> Change {
+        let mut next = self.clone();
+        apply(&mut next);
+        next.version = self.version + 1;
+        next.updated_ms = now_ms;
+        let event = Event {
+            rollout: next.name.clone(),
+            version: next.version,
+            kind: kind.to_owned(),
+            actor: by.actor.clone(),
+            reason: by.reason.clone(),
+            at_ms: now_ms,
+            details: serde_json::json!({"weights": next.weights_json(), "status": next.status.as_str(), "step": next.step}),
+        };
+        (next, event)
+    }
+
+    /// Validates a creation request into version 1 of a rollout. With steps, the
+    /// first step's weights apply at once.
+    pub fn create(req: CreateRequest, by: &Attribution, now_ms: u64) -> Result<Change, ApiError> {
+        name_rule("name", &req.name)?;
+        if req.variants.is_empty() || req.variants.len() > MAX_VARIANTS {
+            return Err(invalid(
+                "variants",
+                format!(
+                    "give 1 to {MAX_VARIANTS} variants, got {}",
+                    req.variants.len()
+                ),
+            ));
+        }
+        let mut names: Vec<String> = Vec::new();
+        for (i, v) in req.variants.iter().enumerate() {
+            name_rule(&format!("variants[{i}].name"), &v.name)?;
+            if names.contains(&v.name) {
+                return Err(invalid(
+                    format!("variants[{i}].name"),
+                    format!("duplicate variant `{}`", v.name),
+                ));
+            }
+            names.push(v.name.clone());
+        }
+        let given: BTreeMap<String, f64> = req
+            .variants
+            .iter()
+            .map(|v| (v.name.clone(), v.weight))
+            .collect();
+        let weights = checked_weights("variants", &names, &given)?;
+        check_mode(req.mode, "variants", &weights)?;
+        if req.mode == Mode::BlueGreen && names.len() != 2 {
+            return Err(invalid(
+                "variants",
+                "a blue-green rollout has exactly two variants",
+            ));
+        }
+        if req.steps.len() > MAX_STEPS {
+            return Err(invalid(
+                "steps",
+                format!("at most {MAX_STEPS} steps, got {}", req.steps.len()),
+            ));
+        }
+        let mut variants: Vec<Variant> = names
+            .iter()
+            .zip(&weights)
+            .map(|(name, weight)| Variant {
+                name: name.clone(),
+                weight: *weight,
+            })
+            .collect();
+        for (i, step) in req.steps.iter().enumerate() {
+            let w = checked_weights(&format!("steps[{i}].weights"), &names, &step.weights)?;
+            check_mode(req.mode, &format!("steps[{i}].weights"), &w)?;
+            if i == 0 {
+                for (v, weight) in variants.iter_mut().zip(w) {
+                    v.weight = weight;
+                }
+            }
+        }
+        let shadow_gate = req.shadow_gate.unwrap_or_default();
+        shadow_gate.check("shadow_gate.")?;
+        let rollout = Rollout {
+            shadow_gate,
+            name: req.name,
+            mode: req.mode,
+            status: Status::Active,
+            version: 1,
+            variants,
+            step: (!req.steps.is_empty()).then_some(0),
+            steps: req.steps,
+            step_started_ms: now_ms,
+            created_ms: now_ms,
+            updated_ms: now_ms,
+        };
+        let event = Event {
+            rollout: rollout.name.clone(),
+            version: 1,
+            kind: "created".into(),
+            actor: by.actor.clone(),
+            reason: by.reason.clone(),
+            at_ms: now_ms,
+            details: serde_json::json!({"weights": rollout.weights_json(), "mode": rollout.mode, "steps": rollout.steps.len()}),
+        };
+        Ok((rollout, event))
+    }
+
+    /// A manual weight change. It stops the step schedule (people override plans) and
+    /// reactivates a finished rollout; a paused one stays paused.
+    pub fn set_weights(
+        &self,
+        weights: &BTreeMap<String, f64>,
+        by: &Attribution,
+        now_ms: u64,
+    ) -> Result<Change, ApiError> {
+        let w = checked_weights("weights", &self.variant_names(), weights)?;
+        check_mode(self.mode, "weights", &w)?;
+        Ok(self.change("weights_set", by, now_ms, |r| {
+            for (v, weight) in r.variants.iter_mut().zip(w) {
+                v.weight = weight;
+            }
+            r.step = None;
+            if r.status != Status::Paused {
+                r.status = Status::Active;
+            }
+        }))
+    }
+
+    pub fn pause(&self, by: &Attribution, now_ms: u64) -> Result<Change, ApiError> {
+        if self.status != Status::Active {
+            return Err(ApiError::conflict(format!(
+                "only an active rollout can be paused; `{}` is {}",
+                self.name,
+                self.status.as_str()
+            )));
+        }
+        Ok(self.change("paused", by, now_ms, |r| r.status = Status::Paused))
+    }
+
+    /// Resumes a paused rollout; a running step's hold starts again from now.
+    pub fn resume(&self, by: &Attribution, now_ms: u64) -> Result<Change, ApiError> {
+        if self.status != Status::Paused {
+            return Err(ApiError::conflict(format!(
+                "only a paused rollout can be resumed; `{}` is {}",
+                self.name,
+                self.status.as_str()
+            )));
+        }
+        Ok(self.change("resumed", by, now_ms, |r| {
+            r.status = Status::Active;
+            r.step_started_ms = now_ms;
+        }))
+    }
+
+    /// All traffic to `variant` (by default the candidate, listed last).
+    pub fn promote(
+        &self,
+        variant: Option<&str>,
+        by: &Attribution,
+        now_ms: u64,
+    ) -> Result<Change, ApiError> {
+        let target = match variant {
+            Some(name) => self
+                .variants
+                .iter()
+                .position(|v| v.name == name)
+                .ok_or_else(|| {
+                    invalid("variant", format!("no variant `{name}` in this rollout"))
+                })?,
+            None if self.mode == Mode::Ab => {
+                return Err(invalid(
+                    "variant",
+                    "an A/B rollout needs the winning variant named",
+                ));
+            }
+            None => self.variants.len() - 1,
+        };
+        if self.status == Status::Promoted && self.variants[target].weight == 100.0 {
+            return Err(ApiError::conflict(format!(
+                "`{}` is already promoted to {}",
+                self.name, self.variants[target].name
+            )));
+        }
+        Ok(self.change("promoted", by, now_ms, |r| {
+            for (i, v) in r.variants.iter_mut().enumerate() {
+                v.weight = if i == target { 100.0 } else { 0.0 };
+            }
+            r.status = Status::Promoted;
+            r.step = None;
+        }))
+    }
+
+    /// All traffic back to the baseline (listed first).
+    pub fn rollback(&self, by: &Attribution, now_ms: u64) -> Result<Change, ApiError> {
+        if self.status == Status::RolledBack {
+            return Err(ApiError::conflict(format!(
+                "`{}` is already rolled back",
+                self.name
+            )));
+        }
+        Ok(self.change("rolled_back", by, now_ms, |r| {
+            for (i, v) in r.variants.iter_mut().enumerate() {
+                v.weight = if i == 0 { 100.0 } else { 0.0 };
+            }
+            r.status = Status::RolledBack;
+            r.step = None;
+        }))
+    }
+
+    /// What the controller does at `now_ms`: move to the next step once the current
+    /// one has been held long enough, or complete the schedule after the last.
+    pub fn advance(&self, now_ms: u64) -> Option<Change> {
+        if self.status != Status::Active {
+            return None;
+        }
+        let current = self.step?;
+        let hold_ms = self.steps.get(current)?.hold_seconds.saturating_mul(1000);
+        if now_ms < self.step_started_ms.saturating_add(hold_ms) {
+            return None;
+        }
+        let by = Attribution {
+            actor: "controller".into(),
+            reason: format!("step {} held {} s", current + 1, hold_ms / 1000),
+        };
+        let names = self.variant_names();
+        match self.steps.get(current + 1) {
+            Some(next) => {
+                let weights = checked_weights("steps", &names, &next.weights).ok()?;
+                Some(self.change("step", &by, now_ms, |r| {
+                    for (v, weight) in r.variants.iter_mut().zip(weights) {
+                        v.weight = weight;
+                    }
+                    r.step = Some(current + 1);
+                    r.step_started_ms = now_ms;
+                }))
+            }
+            None => Some(self.change("completed", &by, now_ms, |r| {
+                r.status = Status::Completed;
+                r.step = None;
+            })),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn by() -> Attribution {
+        Attribution {
+            actor: "alice".into(),
+            reason: "test".into(),
+        }
+    }
+
+    fn create(json: serde_json::Value) -> Result<Change, ApiError> {
+        Rollout::create(serde_json::from_value(json).unwrap(), &by(), 1_000)
+    }
+
+    fn canary() -> Rollout {
+        create(serde_json::json!({"name": "fraud", "variants": [
+            {"name": "stable", "weight": 90}, {"name": "canary", "weight": 10}]}))
+        .unwrap()
+        .0
+    }
+
+    fn weights(r: &Rollout) -> Vec<f64> {
+        r.variants.iter().map(|v| v.weight).collect()
+    }
+
+    #[test]
+    fn creation_validates_names_and_weights() {
+        let (r, e) = create(serde_json::json!({"name": "fraud", "variants": [
+            {"name": "stable", "weight": 90}, {"name": "canary", "weight": 10}]}))
+        .unwrap();
+        assert_eq!(
+            (r.version, r.status, r.mode),
+            (1, Status::Active, Mode::Canary)
+        );
+        assert_eq!(
+            (e.kind.as_str(), e.actor.as_str(), e.version),
+            ("created", "alice", 1)
+        );
+        let bad = [
+            (
+                serde_json::json!({"name": "a.b", "variants": [{"name": "x", "weight": 100}]}),
+                "name",
+            ),
+            (serde_json::json!({"name": "r", "variants": []}), "variants"),
+            (
+                serde_json::json!({"name": "r", "variants": [{"name": "x", "weight": 60}, {"name": "y", "weight": 30}]}),
+                "variants",
+            ),
+            (
+                serde_json::json!({"name": "r", "variants": [{"name": "x", "weight": 50}, {"name": "x", "weight": 50}]}),
+                "variants[1].name",
+            ),
+            (
+                serde_json::json!({"name": "r", "variants": [{"name": "x", "weight": 100.001}]}),
+                "variants.x",
+            ),
+            (
+                serde_json::json!({"name": "r", "mode": "blue_green", "variants": [{"name": "x", "weight": 50}, {"name": "y", "weight": 50}]}),
+                "variants",
+            ),
+            (
+                serde_json::json!({"name": "r", "variants": [{"name": "x", "weight": 100}, {"name": "y", "weight": 0}],
+                "steps": [{"weights": {"x": 90, "z": 10}}]}),
+                "steps[0].weights.z",
+            ),
+        ];
+        for (json, field) in bad {
+            let err = create(json.clone()).unwrap_err();
+            assert_eq!(err.field.as_deref(), Some(field), "{json}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn weight_changes_bump_the_version_and_stop_the_schedule() {
+        let r = canary();
+        let (next, event) = r
+            .set_weights(
+                &[("canary".to_owned(), 30.0), ("stable".to_owned(), 70.0)].into(),
+                &by(),
+                2_000,
+            )
+            .unwrap();
+        assert_eq!(weights(&next), vec![70.0, 30.0]);
+        assert_eq!((next.version, event.kind.as_str()), (2, "weights_set"));
+        assert_eq!(event.details["weights"]["canary"], 30.0);
+        let missing_means_zero = r
+            .set_weights(&[("stable".to_owned(), 100.0)].into(), &by(), 2_000)
+            .unwrap()
+            .0;
+        assert_eq!(weights(&missing_means_zero), vec![100.0, 0.0]);
+        let err = r
+            .set_weights(&[("shadow".to_owned(), 100.0)].into(), &by(), 2_000)
+            .unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("weights.shadow"));
+    }
+
+    #[test]
+    fn pause_resume_promote_rollback() {
+        let r = canary();
+        let paused = r.pause(&by(), 2).unwrap().0;
+        assert_eq!(paused.status, Status::Paused);
+        assert_eq!(paused.pause(&by(), 3).unwrap_err().status, 409);
+        let resumed = paused.resume(&by(), 4).unwrap().0;
+        assert_eq!(resumed.status, Status::Active);
+        let promoted = resumed.promote(None, &by(), 5).unwrap().0;
+        assert_eq!(
+            (weights(&promoted), promoted.status),
+            (vec![0.0, 100.0], Status::Promoted)
+        );
+        assert_eq!(promoted.promote(None, &by(), 6).unwrap_err().status, 409);
+        let back = promoted.rollback(&by(), 7).unwrap().0;
+        assert_eq!(
+            (weights(&back), back.status, back.version),
+            (vec![100.0, 0.0], Status::RolledBack, 5)
+        );
+        assert_eq!(back.rollback(&by(), 8).unwrap_err().status, 409);
+    }
+
+    #[test]
+    fn the_schedule_advances_after_each_hold_and_then_completes() {
+        let (r, _) = create(serde_json::json!({"name": "fraud",
+            "variants": [{"name": "stable", "weight": 100}, {"name": "canary", "weight": 0}],
+            "steps": [{"weights": {"stable": 95, "canary": 5}, "hold_seconds": 10},
+                      {"weights": {"stable": 50, "canary": 50}, "hold_seconds": 10}]}))
+        .unwrap();
+        assert_eq!(
+            weights(&r),
+            vec![95.0, 5.0],
+            "the first step applies at once"
+        );
+        assert!(r.advance(1_000 + 9_999).is_none());
+        let (r2, e) = r.advance(11_000).unwrap();
+        assert_eq!(
+            (weights(&r2), r2.step, e.kind.as_str(), e.actor.as_str()),
+            (vec![50.0, 50.0], Some(1), "step", "controller")
+        );
+        assert!(r2.advance(20_999).is_none());
+        let (done, e) = r2.advance(21_000).unwrap();
+        assert_eq!(
+            (done.status, done.step, e.kind.as_str()),
+            (Status::Completed, None, "completed")
+        );
+        assert!(done.advance(99_000).is_none());
+        let paused = r2.pause(&by(), 12_000).unwrap().0;
+        assert!(
+            paused.advance(99_000).is_none(),
+            "paused rollouts hold their step"
+        );
+    }
+}

@@ -1,0 +1,187 @@
+//! Durable state: rollouts and their events, telemetry windows, samples, feedback.
+//! Two backends behind one trait: SQLite (a file, the default) and PostgreSQL (shared
+//! by several replicas). Both run the same SQL (`$n` placeholders work in both);
+//! only connecting, migrations and the decision lock differ.
+
+pub mod postgres;
+mod sql;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use outrider_protocol::{LATENCY_SLOTS, TelemetryBatch};
+use serde::{Deserialize, Serialize};
+
+use crate::rollout::{Event, Rollout};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The change lost a race or breaks a uniqueness rule.
+    #[error("{0}")]
+    Conflict(String),
+    /// The database cannot be reached or failed.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What happened to a telemetry batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ingest {
+    Applied,
+    /// Its id was applied before; nothing changed.
+    Duplicate,
+}
+
+/// Sums of one variant over one window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WindowCounts {
+    pub variant: String,
+    pub window_start_ms: u64,
+    pub requests: u64,
+    pub responses: outrider_protocol::ClassCounts,
+    pub grpc_errors: u64,
+    pub latency_sum_ms: u64,
+    pub latency_ms: Vec<u64>,
+}
+
+impl WindowCounts {
+    /// Adds `other` into `self` (same variant).
+    pub fn add(&mut self, other: &WindowCounts) {
+        self.requests += other.requests;
+        self.responses.success += other.responses.success;
+        self.responses.redirect += other.responses.redirect;
+        self.responses.client_error += other.responses.client_error;
+        self.responses.server_error += other.responses.server_error;
+        self.grpc_errors += other.grpc_errors;
+        self.latency_sum_ms += other.latency_sum_ms;
+        self.latency_ms.resize(LATENCY_SLOTS, 0);
+        for (a, b) in self.latency_ms.iter_mut().zip(&other.latency_ms) {
+            *a += b;
+        }
+    }
+}
+
+/// An outcome label for a request (by its id) or a user (by sticky key).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeedbackEvent {
+    /// Makes a post idempotent: a second event with the same id is ignored.
+    pub event_id: Option<String>,
+    pub rollout: Option<String>,
+    pub request_id: Option<String>,
+    pub user_key: Option<String>,
+    pub label: f64,
+    pub value: Option<f64>,
+    pub observed_ms: u64,
+}
+
+/// Inserted and ignored (already known event ids) feedback events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct FeedbackOutcome {
+    pub accepted: u64,
+    pub duplicates: u64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Stores a new rollout with its creation event; a conflict if the name exists.
+    async fn create_rollout(&self, rollout: &Rollout, event: &Event) -> StoreResult<()>;
+
+    /// Replaces a rollout if it is still at `expected_version`, and records the event,
+    /// in one transaction; a conflict if someone changed it meanwhile.
+    async fn update_rollout(
+        &self,
+        rollout: &Rollout,
+        expected_version: u64,
+        event: &Event,
+    ) -> StoreResult<()>;
+
+    async fn rollout(&self, name: &str) -> StoreResult<Option<Rollout>>;
+
+    async fn rollouts(&self) -> StoreResult<Vec<Rollout>>;
+
+    /// A rollout's events, oldest first.
+    async fn events(&self, name: &str) -> StoreResult<Vec<Event>>;
+
+    /// Applies a telemetry batch (counts into the window holding its end, samples)
+    /// once per batch id, in one transaction.
+    async fn ingest(
+        &self,
+        batch: &TelemetryBatch,
+        window_ms: u64,
+        received_ms: u64,
+    ) -> StoreResult<Ingest>;
+
+    /// Per-window counts of a rollout with `from_ms <= window start < to_ms`.
+    async fn windows(
+        &self,
+        rollout: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> StoreResult<Vec<WindowCounts>>;
+
+    /// Per-window counts of a rollout's shadow variants with `from_ms <= window start <
+    /// to_ms`, as (window start, counts).
+    async fn shadow_windows(
+        &self,
+        rollout: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> StoreResult<Vec<(u64, outrider_protocol::ShadowCounts)>>;
+
+    /// Stores feedback events, all or none.
+    async fn add_feedback(
+        &self,
+        events: &[FeedbackEvent],
+        received_ms: u64,
+    ) -> StoreResult<FeedbackOutcome>;
+
+    /// Feedback events stored (for a rollout, or all).
+    async fn feedback_count(&self, rollout: Option<&str>) -> StoreResult<u64>;
+
+    /// Samples stored for a rollout.
+    async fn sample_count(&self, rollout: &str) -> StoreResult<u64>;
+
+    /// The newest `limit` samples of a rollout, newest first.
+    async fn samples(
+        &self,
+        rollout: &str,
+        limit: u64,
+    ) -> StoreResult<Vec<outrider_protocol::Sample>>;
+
+    /// Tries to become (or stay) the replica that runs rollout decisions.
+    async fn try_lead(&self, holder: &str, now_ms: u64) -> StoreResult<bool>;
+
+    /// Gives leadership up (on shutdown), so another replica takes over at once.
+    async fn release_lead(&self, holder: &str) -> StoreResult<()>;
+}
+
+/// Opens the store a `--store` value names: a `postgres://` URL, a `sqlite:` URL, or a
+/// plain path to a SQLite file. Migrations run before it is returned.
+pub async fn open(location: &str) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(
+            postgres::PostgresStore::connect(location).await?,
+        ))
+    } else {
+        let path = location
+            .strip_prefix("sqlite://")
+            .or_else(|| location.strip_prefix("sqlite:"))
+            .unwrap_or(location);
+        Ok(std::sync::Arc::new(
+            sqlite::SqliteStore::open(std::path::Path::new(path)).await?,
+        ))
+    }
+}

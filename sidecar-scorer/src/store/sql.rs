@@ -1,0 +1,599 @@
+//! The SQL both backends run, and the queries written once for both pool types.
+
+use std::sync::OnceLock;
+
+use outrider_protocol::{LATENCY_SLOTS, SCORE_DIFF_SLOTS, ShadowCounts};
+
+/// Rows per multi-row INSERT: few statements, and well under both databases' limits
+/// on bound parameters (SQLite 32,766; PostgreSQL 65,535).
+pub const INSERT_CHUNK: usize = 1_000;
+
+pub const INSERT_ROLLOUT: &str = "INSERT INTO rollouts (name, version, body, updated_ms) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING";
+pub const UPDATE_ROLLOUT: &str =
+    "UPDATE rollouts SET version = $1, body = $2, updated_ms = $3 WHERE name = $4 AND version = $5";
+pub const INSERT_EVENT: &str = "INSERT INTO rollout_events (rollout, version, kind, actor, reason, at_ms, details) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+pub const SELECT_ROLLOUT: &str = "SELECT body FROM rollouts WHERE name = $1";
+pub const SELECT_ROLLOUTS: &str = "SELECT body FROM rollouts ORDER BY name";
+pub const SELECT_EVENTS: &str = "SELECT rollout, version, kind, actor, reason, at_ms, details FROM rollout_events \
+     WHERE rollout = $1 ORDER BY version";
+pub const INSERT_BATCH: &str = "INSERT INTO telemetry_batches (batch_id, rollout, proxy, received_ms) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (batch_id) DO NOTHING";
+pub const COUNT_FEEDBACK: &str = "SELECT COUNT(*) FROM feedback";
+pub const COUNT_FEEDBACK_ROLLOUT: &str = "SELECT COUNT(*) FROM feedback WHERE rollout = $1";
+pub const COUNT_SAMPLES: &str = "SELECT COUNT(*) FROM samples WHERE rollout = $1";
+pub const SELECT_SAMPLES: &str = "SELECT variant, at_ms, request_id, user_key, features, score FROM samples \
+     WHERE rollout = $1 ORDER BY id DESC LIMIT $2";
+pub const TAKE_LEASE: &str = "INSERT INTO leases (name, holder, expires_ms) VALUES ('controller', $1, $2) \
+     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms \
+     WHERE leases.holder = excluded.holder OR leases.expires_ms < $3";
+pub const RELEASE_LEASE: &str = "DELETE FROM leases WHERE name = 'controller' AND holder = $1";
+
+/// The columns of `variant_windows` that hold counts, in the order they are bound.
+pub fn window_count_columns() -> Vec<String> {
+    let mut columns: Vec<String> = [
+        "requests",
+        "rs_2xx",
+        "rs_3xx",
+        "rs_4xx",
+        "rs_5xx",
+        "grpc_errors",
+        "latency_sum_ms",
+    ]
+    .iter()
+    .map(|c| (*c).to_owned())
+    .collect();
+    columns.extend((0..LATENCY_SLOTS).map(|i| format!("l{i:02}")));
+    columns
+}
+
+/// Shadow skip reasons that have a column; others are not kept.
+pub const SHADOW_SKIPS: [&str; 4] = [
+    "body_too_large",
+    "in_flight_cap",
+    "primary_incomplete",
+    "dispatch_failed",
+];
+
+/// The columns of `shadow_windows` that hold counts, in the order of [`shadow_values`].
+pub fn shadow_columns() -> Vec<String> {
+    let mut columns: Vec<String> = [
+        "mirrored",
+        "completed",
+        "errors",
+        "timeouts",
+        "compared",
+        "no_prediction_primary",
+        "no_prediction_shadow",
+        "c00",
+        "c01",
+        "c10",
+        "c11",
+        "latency_delta_sum_ms",
+    ]
+    .iter()
+    .map(|c| (*c).to_owned())
+    .collect();
+    columns.extend(SHADOW_SKIPS.iter().map(|r| format!("skip_{r}")));
+    columns.extend((0..SCORE_DIFF_SLOTS).map(|i| format!("d{i:02}")));
+    columns.extend((0..LATENCY_SLOTS).map(|i| format!("s{i:02}")));
+    columns.extend((0..LATENCY_SLOTS).map(|i| format!("p{i:02}")));
+    columns
+}
+
+fn slots(values: &[u64], n: usize) -> impl Iterator<Item = i64> + '_ {
+    (0..n).map(move |i| db_int(values.get(i).copied().unwrap_or(0)))
+}
+
+/// A shadow's counts as the row values of [`shadow_columns`].
+pub fn shadow_values(s: &ShadowCounts) -> Vec<i64> {
+    let [[c00, c01], [c10, c11]] = s.confusion;
+    let mut values: Vec<i64> = [
+        s.mirrored,
+        s.completed,
+        s.errors,
+        s.timeouts,
+        s.compared,
+        s.no_prediction_primary,
+        s.no_prediction_shadow,
+        c00,
+        c01,
+        c10,
+        c11,
+    ]
+    .into_iter()
+    .map(db_int)
+    .collect();
+    values.push(s.latency_delta_sum_ms);
+    values.extend(
+        SHADOW_SKIPS
+            .iter()
+            .map(|r| db_int(s.skipped.get(*r).copied().unwrap_or(0))),
+    );
+    values.extend(slots(&s.score_diff, SCORE_DIFF_SLOTS));
+    values.extend(slots(&s.shadow_latency_ms, LATENCY_SLOTS));
+    values.extend(slots(&s.primary_latency_ms, LATENCY_SLOTS));
+    values
+}
+
+/// The inverse of [`shadow_values`].
+pub fn shadow_from_values(variant: String, values: &[i64]) -> ShadowCounts {
+    let mut it = values.iter().copied();
+    let mut take = |n: usize| -> Vec<i64> { (0..n).map(|_| it.next().unwrap_or(0)).collect() };
+    let counts = |v: Vec<i64>| -> Vec<u64> { v.into_iter().map(from_db_int).collect() };
+    let head = counts(take(11));
+    let at = |i: usize| head.get(i).copied().unwrap_or(0);
+    let delta = take(1).first().copied().unwrap_or(0);
+    let skips = counts(take(SHADOW_SKIPS.len()));
+    ShadowCounts {
+        variant,
+        mirrored: at(0),
+        completed: at(1),
+        errors: at(2),
+        timeouts: at(3),
+        compared: at(4),
+        no_prediction_primary: at(5),
+        no_prediction_shadow: at(6),
+        confusion: [[at(7), at(8)], [at(9), at(10)]],
+        latency_delta_sum_ms: delta,
+        skipped: SHADOW_SKIPS
+            .iter()
+            .zip(skips)
+            .filter(|(_, n)| *n > 0)
+            .map(|(r, n)| ((*r).to_owned(), n))
+            .collect(),
+        score_diff: counts(take(SCORE_DIFF_SLOTS)),
+        shadow_latency_ms: counts(take(LATENCY_SLOTS)),
+        primary_latency_ms: counts(take(LATENCY_SLOTS)),
+    }
+}
+
+/// Adds a shadow's counts into its window, creating the row if needed.
+pub fn upsert_shadow() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        let columns = shadow_columns();
+        let placeholders: Vec<String> = (0..columns.len()).map(|i| format!("${}", i + 4)).collect();
+        let sums: Vec<String> = columns.iter().map(|c| format!("{c} = shadow_windows.{c} + excluded.{c}")).collect();
+        format!(
+            "INSERT INTO shadow_windows (rollout, variant, window_start_ms, {}) VALUES ($1, $2, $3, {}) \
+             ON CONFLICT (rollout, variant, window_start_ms) DO UPDATE SET {}",
+            columns.join(", "),
+            placeholders.join(", "),
+            sums.join(", ")
+        )
+    })
+}
+
+pub fn select_shadows() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "SELECT variant, window_start_ms, {} FROM shadow_windows \
+             WHERE rollout = $1 AND window_start_ms >= $2 AND window_start_ms < $3 \
+             ORDER BY window_start_ms, variant",
+            shadow_columns().join(", ")
+        )
+    })
+}
+
+/// Adds one variant's counts into its window, creating the row if needed.
+pub fn upsert_window() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        let columns = window_count_columns();
+        let placeholders: Vec<String> = (0..columns.len()).map(|i| format!("${}", i + 4)).collect();
+        let sums: Vec<String> = columns
+            .iter()
+            .map(|c| format!("{c} = variant_windows.{c} + excluded.{c}"))
+            .collect();
+        format!(
+            "INSERT INTO variant_windows (rollout, variant, window_start_ms, {}) VALUES ($1, $2, $3, {}) \
+             ON CONFLICT (rollout, variant, window_start_ms) DO UPDATE SET {}",
+            columns.join(", "),
+            placeholders.join(", "),
+            sums.join(", ")
+        )
+    })
+}
+
+pub fn select_windows() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "SELECT variant, window_start_ms, {} FROM variant_windows \
+             WHERE rollout = $1 AND window_start_ms >= $2 AND window_start_ms < $3 \
+             ORDER BY window_start_ms, variant",
+            window_count_columns().join(", ")
+        )
+    })
+}
+
+/// The `$n` placeholders of `rows` rows of `columns` values each, for a multi-row
+/// INSERT: `($1, $2), ($3, $4)`.
+pub fn values_list(rows: usize, columns: usize) -> String {
+    let mut out = String::with_capacity(rows * columns * 6);
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for c in 0..columns {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push('$');
+            out.push_str(&(r * columns + c + 1).to_string());
+        }
+        out.push(')');
+    }
+    out
+}
+
+/// Milliseconds as a database integer (both backends store signed 64-bit).
+pub fn db_int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+pub fn from_db_int(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// The store methods that are the same SQL on both backends, for a type with `read`
+/// and `write` pools of database `$db`.
+macro_rules! shared_queries {
+    ($store:ty, $db:ty) => {
+        impl $store {
+            async fn shared_create_rollout(
+                &self,
+                rollout: &$crate::rollout::Rollout,
+                event: &$crate::rollout::Event,
+            ) -> $crate::store::StoreResult<()> {
+                use $crate::store::sql::*;
+                let body = serde_json::to_string(rollout).map_err(|e| $crate::store::StoreError::Unavailable(e.to_string()))?;
+                let mut tx = self.write.begin().await?;
+                let inserted = sqlx::query(INSERT_ROLLOUT)
+                    .bind(&rollout.name)
+                    .bind(db_int(rollout.version))
+                    .bind(body)
+                    .bind(db_int(rollout.updated_ms))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if inserted == 0 {
+                    return Err($crate::store::StoreError::Conflict(format!("a rollout named `{}` exists", rollout.name)));
+                }
+                Self::insert_event(&mut tx, event).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn shared_update_rollout(
+                &self,
+                rollout: &$crate::rollout::Rollout,
+                expected_version: u64,
+                event: &$crate::rollout::Event,
+            ) -> $crate::store::StoreResult<()> {
+                use $crate::store::sql::*;
+                let body = serde_json::to_string(rollout).map_err(|e| $crate::store::StoreError::Unavailable(e.to_string()))?;
+                let mut tx = self.write.begin().await?;
+                let updated = sqlx::query(UPDATE_ROLLOUT)
+                    .bind(db_int(rollout.version))
+                    .bind(body)
+                    .bind(db_int(rollout.updated_ms))
+                    .bind(&rollout.name)
+                    .bind(db_int(expected_version))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if updated == 0 {
+                    return Err($crate::store::StoreError::Conflict(format!(
+                        "`{}` changed meanwhile (expected version {expected_version}); read it again",
+                        rollout.name
+                    )));
+                }
+                Self::insert_event(&mut tx, event).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn insert_event(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                event: &$crate::rollout::Event,
+            ) -> $crate::store::StoreResult<()> {
+                use $crate::store::sql::*;
+                sqlx::query(INSERT_EVENT)
+                    .bind(&event.rollout)
+                    .bind(db_int(event.version))
+                    .bind(&event.kind)
+                    .bind(&event.actor)
+                    .bind(&event.reason)
+                    .bind(db_int(event.at_ms))
+                    .bind(event.details.to_string())
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
+            async fn shared_rollout(&self, name: &str) -> $crate::store::StoreResult<Option<$crate::rollout::Rollout>> {
+                use $crate::store::sql::*;
+                let body: Option<String> = sqlx::query_scalar(SELECT_ROLLOUT).bind(name).fetch_optional(&self.read).await?;
+                body.map(|b| serde_json::from_str(&b).map_err(|e| $crate::store::StoreError::Unavailable(format!("stored rollout `{name}` unreadable: {e}"))))
+                    .transpose()
+            }
+
+            async fn shared_rollouts(&self) -> $crate::store::StoreResult<Vec<$crate::rollout::Rollout>> {
+                use $crate::store::sql::*;
+                let bodies: Vec<String> = sqlx::query_scalar(SELECT_ROLLOUTS).fetch_all(&self.read).await?;
+                bodies
+                    .iter()
+                    .map(|b| serde_json::from_str(b).map_err(|e| $crate::store::StoreError::Unavailable(e.to_string())))
+                    .collect()
+            }
+
+            async fn shared_events(&self, name: &str) -> $crate::store::StoreResult<Vec<$crate::rollout::Event>> {
+                use $crate::store::sql::*;
+                use sqlx::Row;
+                let rows = sqlx::query(SELECT_EVENTS).bind(name).fetch_all(&self.read).await?;
+                rows.iter()
+                    .map(|row| {
+                        let details: String = row.try_get("details")?;
+                        Ok($crate::rollout::Event {
+                            rollout: row.try_get("rollout")?,
+                            version: from_db_int(row.try_get("version")?),
+                            kind: row.try_get("kind")?,
+                            actor: row.try_get("actor")?,
+                            reason: row.try_get("reason")?,
+                            at_ms: from_db_int(row.try_get("at_ms")?),
+                            details: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
+                        })
+                    })
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(Into::into)
+            }
+
+            async fn shared_ingest(
+                &self,
+                batch: &outrider_protocol::TelemetryBatch,
+                window_ms: u64,
+                received_ms: u64,
+            ) -> $crate::store::StoreResult<$crate::store::Ingest> {
+                use $crate::store::sql::*;
+                let mut tx = self.write.begin().await?;
+                let fresh = sqlx::query(INSERT_BATCH)
+                    .bind(&batch.batch_id)
+                    .bind(&batch.rollout)
+                    .bind(&batch.proxy)
+                    .bind(db_int(received_ms))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if fresh == 0 {
+                    return Ok($crate::store::Ingest::Duplicate);
+                }
+                let window = batch.window_end_ms - batch.window_end_ms % window_ms.max(1);
+                for v in &batch.variants {
+                    let mut query = sqlx::query(upsert_window())
+                        .bind(&batch.rollout)
+                        .bind(&v.variant)
+                        .bind(db_int(window))
+                        .bind(db_int(v.requests))
+                        .bind(db_int(v.responses.success))
+                        .bind(db_int(v.responses.redirect))
+                        .bind(db_int(v.responses.client_error))
+                        .bind(db_int(v.responses.server_error))
+                        .bind(db_int(v.grpc_errors))
+                        .bind(db_int(v.latency_sum_ms));
+                    for slot in 0..outrider_protocol::LATENCY_SLOTS {
+                        query = query.bind(db_int(v.latency_ms.get(slot).copied().unwrap_or(0)));
+                    }
+                    query.execute(&mut *tx).await?;
+                }
+                for shadow in &batch.shadows {
+                    let mut query = sqlx::query(upsert_shadow())
+                        .bind(&batch.rollout)
+                        .bind(&shadow.variant)
+                        .bind(db_int(window));
+                    for value in shadow_values(shadow) {
+                        query = query.bind(value);
+                    }
+                    query.execute(&mut *tx).await?;
+                }
+                for chunk in batch.samples.chunks(INSERT_CHUNK) {
+                    let sql = format!(
+                        "INSERT INTO samples (rollout, variant, at_ms, request_id, user_key, features, score) VALUES {}",
+                        values_list(chunk.len(), 7)
+                    );
+                    // Built from placeholders only; values are bound.
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for s in chunk {
+                        query = query
+                            .bind(&batch.rollout)
+                            .bind(&s.variant)
+                            .bind(db_int(s.at_ms))
+                            .bind(&s.request_id)
+                            .bind(&s.user_key)
+                            .bind(serde_json::to_string(&s.features).unwrap_or_default())
+                            .bind(s.score);
+                    }
+                    query.execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok($crate::store::Ingest::Applied)
+            }
+
+            async fn shared_windows(
+                &self,
+                rollout: &str,
+                from_ms: u64,
+                to_ms: u64,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::WindowCounts>> {
+                use $crate::store::sql::*;
+                use sqlx::Row;
+                let rows = sqlx::query(select_windows())
+                    .bind(rollout)
+                    .bind(db_int(from_ms))
+                    .bind(db_int(to_ms))
+                    .fetch_all(&self.read)
+                    .await?;
+                rows.iter()
+                    .map(|row| {
+                        let get = |c: &str| -> Result<u64, sqlx::Error> { Ok(from_db_int(row.try_get(c)?)) };
+                        let mut latency = Vec::with_capacity(outrider_protocol::LATENCY_SLOTS);
+                        for slot in 0..outrider_protocol::LATENCY_SLOTS {
+                            latency.push(get(&format!("l{slot:02}"))?);
+                        }
+                        Ok($crate::store::WindowCounts {
+                            variant: row.try_get("variant")?,
+                            window_start_ms: get("window_start_ms")?,
+                            requests: get("requests")?,
+                            responses: outrider_protocol::ClassCounts {
+                                success: get("rs_2xx")?,
+                                redirect: get("rs_3xx")?,
+                                client_error: get("rs_4xx")?,
+                                server_error: get("rs_5xx")?,
+                            },
+                            grpc_errors: get("grpc_errors")?,
+                            latency_sum_ms: get("latency_sum_ms")?,
+                            latency_ms: latency,
+                        })
+                    })
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(Into::into)
+            }
+
+            async fn shared_shadow_windows(
+                &self,
+                rollout: &str,
+                from_ms: u64,
+                to_ms: u64,
+            ) -> $crate::store::StoreResult<Vec<(u64, outrider_protocol::ShadowCounts)>> {
+                use $crate::store::sql::*;
+                use sqlx::Row;
+                let rows = sqlx::query(select_shadows())
+                    .bind(rollout)
+                    .bind(db_int(from_ms))
+                    .bind(db_int(to_ms))
+                    .fetch_all(&self.read)
+                    .await?;
+                let columns = shadow_columns();
+                rows.iter()
+                    .map(|row| {
+                        let values = columns.iter().map(|c| row.try_get::<i64, _>(c.as_str())).collect::<Result<Vec<i64>, _>>()?;
+                        let start = from_db_int(row.try_get("window_start_ms")?);
+                        Ok((start, shadow_from_values(row.try_get("variant")?, &values)))
+                    })
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(Into::into)
+            }
+
+            async fn shared_add_feedback(
+                &self,
+                events: &[$crate::store::FeedbackEvent],
+                received_ms: u64,
+            ) -> $crate::store::StoreResult<$crate::store::FeedbackOutcome> {
+                use $crate::store::sql::*;
+                let mut tx = self.write.begin().await?;
+                let mut accepted = 0;
+                for chunk in events.chunks(INSERT_CHUNK) {
+                    let sql = format!(
+                        "INSERT INTO feedback (event_id, rollout, request_id, user_key, label, value, observed_ms, received_ms) \
+                         VALUES {} ON CONFLICT (event_id) DO NOTHING",
+                        values_list(chunk.len(), 8)
+                    );
+                    // Built from placeholders only; values are bound.
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for e in chunk {
+                        query = query
+                            .bind(&e.event_id)
+                            .bind(&e.rollout)
+                            .bind(&e.request_id)
+                            .bind(&e.user_key)
+                            .bind(e.label)
+                            .bind(e.value)
+                            .bind(db_int(e.observed_ms))
+                            .bind(db_int(received_ms));
+                    }
+                    accepted += query.execute(&mut *tx).await?.rows_affected();
+                }
+                tx.commit().await?;
+                Ok($crate::store::FeedbackOutcome { accepted, duplicates: events.len() as u64 - accepted })
+            }
+
+            async fn shared_feedback_count(&self, rollout: Option<&str>) -> $crate::store::StoreResult<u64> {
+                use $crate::store::sql::*;
+                let n: i64 = match rollout {
+                    Some(r) => sqlx::query_scalar(COUNT_FEEDBACK_ROLLOUT).bind(r).fetch_one(&self.read).await?,
+                    None => sqlx::query_scalar(COUNT_FEEDBACK).fetch_one(&self.read).await?,
+                };
+                Ok(from_db_int(n))
+            }
+
+            async fn shared_samples(&self, rollout: &str, limit: u64) -> $crate::store::StoreResult<Vec<outrider_protocol::Sample>> {
+                use $crate::store::sql::*;
+                use sqlx::Row;
+                let rows = sqlx::query(SELECT_SAMPLES).bind(rollout).bind(db_int(limit)).fetch_all(&self.read).await?;
+                rows.iter()
+                    .map(|row| {
+                        let features: String = row.try_get("features")?;
+                        Ok(outrider_protocol::Sample {
+                            variant: row.try_get("variant")?,
+                            at_ms: from_db_int(row.try_get("at_ms")?),
+                            request_id: row.try_get("request_id")?,
+                            user_key: row.try_get("user_key")?,
+                            features: serde_json::from_str(&features).unwrap_or_default(),
+                            score: row.try_get("score")?,
+                        })
+                    })
+                    .collect::<Result<_, sqlx::Error>>()
+                    .map_err(Into::into)
+            }
+
+            async fn shared_sample_count(&self, rollout: &str) -> $crate::store::StoreResult<u64> {
+                use $crate::store::sql::*;
+                let n: i64 = sqlx::query_scalar(COUNT_SAMPLES).bind(rollout).fetch_one(&self.read).await?;
+                Ok(from_db_int(n))
+            }
+        }
+    };
+}
+
+pub(crate) use shared_queries;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shadow_rows_round_trip() {
+        let mut s = ShadowCounts {
+            variant: "v3".into(),
+            mirrored: 10,
+            completed: 9,
+            errors: 1,
+            timeouts: 0,
+            compared: 8,
+            no_prediction_primary: 0,
+            no_prediction_shadow: 1,
+            confusion: [[5, 1], [0, 2]],
+            latency_delta_sum_ms: -40,
+            score_diff: (0..SCORE_DIFF_SLOTS as u64).collect(),
+            shadow_latency_ms: (0..LATENCY_SLOTS as u64).collect(),
+            primary_latency_ms: (0..LATENCY_SLOTS as u64).rev().collect(),
+            ..ShadowCounts::default()
+        };
+        s.skipped.insert("in_flight_cap".into(), 3);
+        let values = shadow_values(&s);
+        assert_eq!(values.len(), shadow_columns().len());
+        assert_eq!(shadow_from_values("v3".into(), &values), s);
+        assert!(upsert_shadow().contains("p22 = shadow_windows.p22 + excluded.p22"));
+    }
+
+    #[test]
+    fn placeholders() {
+        assert_eq!(values_list(2, 2), "($1, $2), ($3, $4)");
+        assert!(upsert_window().contains("l22 = variant_windows.l22 + excluded.l22"));
+        assert!(upsert_window().contains("$33"));
+        assert!(!upsert_window().contains("$34"));
+    }
+}

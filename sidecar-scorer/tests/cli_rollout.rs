@@ -1,0 +1,132 @@
+//! `outrider-scorer rollout ...` against a running scorer, as an operator uses it.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use outrider_harness::scorer::ADMIN_TOKEN;
+
+fn cli(server: &str, token: Option<&str>, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_outrider-scorer"));
+    cmd.arg("rollout")
+        .args(args)
+        .env("OUTRIDER_SERVER", server)
+        .env_remove("OUTRIDER_ADMIN_TOKEN")
+        .env("USER", "alice");
+    if let Some(t) = token {
+        cmd.env("OUTRIDER_ADMIN_TOKEN", t);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_drives_a_rollout_from_the_command_line() {
+    let backend = Backend::sqlite();
+    let scorer = start_scorer(&backend, "cli").await;
+    let url = scorer.url();
+    let run = |token: Option<&str>, args: &[&str]| cli(&url, token, args);
+    let admin = Some(ADMIN_TOKEN);
+
+    let (code, out, _) = run(
+        admin,
+        &[
+            "create",
+            "fraud",
+            "--variant",
+            "stable=90",
+            "--variant",
+            "canary=10",
+            "--reason",
+            "first canary",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\"status\": \"active\""), "{out}");
+
+    let (code, out, _) = run(
+        admin,
+        &[
+            "set-weights",
+            "fraud",
+            "stable=70",
+            "canary=30",
+            "--reason",
+            "ramp",
+        ],
+    );
+    assert_eq!(code, 0);
+    let rollout: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rollout["variants"][1]["weight"], 30.0);
+    assert_eq!(rollout["version"], 2);
+
+    for (args, status) in [
+        (vec!["pause", "fraud"], "paused"),
+        (vec!["resume", "fraud"], "active"),
+        (vec!["promote", "fraud"], "promoted"),
+        (vec!["rollback", "fraud"], "rolled_back"),
+    ] {
+        let (code, out, err) = run(admin, &args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(
+            out.contains(&format!("\"status\": \"{status}\"")),
+            "{args:?}: {out}"
+        );
+    }
+
+    let (code, out, _) = run(None, &["list"]);
+    assert_eq!(code, 0);
+    let line = out.lines().find(|l| l.starts_with("fraud")).unwrap();
+    assert!(
+        line.contains("rolled_back") && line.contains("stable=100") && line.contains("canary=0"),
+        "{line}"
+    );
+
+    let (code, out, _) = run(None, &["events", "fraud"]);
+    assert_eq!(code, 0);
+    let events: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let kinds: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "created",
+            "weights_set",
+            "paused",
+            "resumed",
+            "promoted",
+            "rolled_back"
+        ]
+    );
+    let ramp = &events["events"][1];
+    assert_eq!(
+        (ramp["actor"].as_str(), ramp["reason"].as_str()),
+        (Some("alice"), Some("ramp"))
+    );
+
+    // Errors: a clear message on stderr and a failing exit status.
+    let (code, _, err) = run(None, &["pause", "fraud"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("401") && err.contains("Bearer"), "{err}");
+    let (code, _, err) = run(admin, &["set-weights", "fraud", "stable=70", "canary=20"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("add up to 90") && err.contains("field `weights`"),
+        "{err}"
+    );
+    let (code, _, err) = run(admin, &["set-weights", "fraud", "stable:70"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("NAME=WEIGHT"), "{err}");
+    let (code, _, err) = cli("http://127.0.0.1:9", admin, &["list"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("cannot reach the scorer"), "{err}");
+}

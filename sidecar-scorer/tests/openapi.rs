@@ -1,0 +1,462 @@
+//! The server against its OpenAPI document (docs/openapi.yaml): every documented
+//! operation is served; every answer has a documented status and a body that
+//! validates against the documented schema; every route the server answered is
+//! documented; docs/api.md covers every path.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+use common::*;
+use hyper::Method;
+use outrider_harness::client::{HttpClient, Reply};
+use outrider_harness::paths;
+use outrider_harness::scorer::{ADMIN_TOKEN, Scorer, TELEMETRY_TOKEN};
+use serde_json::{Value, json};
+
+struct Spec {
+    doc: Value,
+}
+
+/// A request: method, documented path, concrete path, token, body, extra headers.
+type Call = (
+    Method,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    Option<Value>,
+    Vec<(&'static str, &'static str)>,
+);
+
+impl Spec {
+    fn load() -> Self {
+        let text = std::fs::read_to_string(paths::repo_root().join("docs/openapi.yaml")).unwrap();
+        Self {
+            doc: serde_saphyr::from_str(&text).unwrap(),
+        }
+    }
+
+    fn operations(&self) -> BTreeSet<(String, String)> {
+        let mut ops = BTreeSet::new();
+        for (path, item) in self.doc["paths"].as_object().unwrap() {
+            for method in ["get", "put", "post", "delete", "patch"] {
+                if item.get(method).is_some() {
+                    ops.insert((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        ops
+    }
+
+    /// Checks an answer against the operation's documented responses.
+    fn check(&self, method: &str, template: &str, reply: &Reply) {
+        let op = &self.doc["paths"][template][method.to_lowercase()];
+        assert!(op.is_object(), "{method} {template} is not documented");
+        let status = reply.status.to_string();
+        let mut response = op["responses"]
+            .get(&status)
+            .unwrap_or_else(|| {
+                panic!("{method} {template} answered {status}, which is not documented")
+            })
+            .clone();
+        if let Some(reference) = response.get("$ref").and_then(Value::as_str) {
+            let name = reference.rsplit('/').next().unwrap();
+            response = self.doc["components"]["responses"][name].clone();
+        }
+        let Some(content) = response.get("content").and_then(Value::as_object) else {
+            assert!(
+                reply.body.is_empty(),
+                "{method} {template} {status}: a body where none is documented"
+            );
+            return;
+        };
+        let Some(json_schema) = content.get("application/json").map(|c| c["schema"].clone()) else {
+            return;
+        };
+        let mut schema = json_schema;
+        schema["components"] = self.doc["components"].clone();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let body: Value = serde_json::from_slice(&reply.body)
+            .unwrap_or_else(|_| panic!("{method} {template} {status}: body is not JSON"));
+        let errors: Vec<String> = validator
+            .iter_errors(&body)
+            .map(|e| format!("{}: {e}", e.instance_path()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{method} {template} {status}: {errors:#?}\n{body}"
+        );
+    }
+}
+
+async fn send(
+    scorer: &Scorer,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+    extra: &[(&str, &str)],
+) -> Reply {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("authorization", a.as_str()));
+    }
+    headers.extend_from_slice(extra);
+    let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+    HttpClient::new()
+        .request(method, &format!("{}{path}", scorer.url()), &headers, body)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_follows_its_openapi_document() {
+    let spec = Spec::load();
+    let backend = Backend::sqlite();
+    let scorer = start_scorer(&backend, "openapi").await;
+    let admin = Some(ADMIN_TOKEN);
+    let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
+    let batch = json!({"batch_id": "b1", "rollout": "fraud", "proxy": "p", "window_start_ms": 0, "window_end_ms": 1,
+        "shadows": [{"variant": "v3", "mirrored": 2, "completed": 2, "errors": 0, "timeouts": 0, "skipped": {"in_flight_cap": 1},
+            "compared": 2, "confusion": [[1, 0], [1, 0]], "score_diff": vec![1; 11], "shadow_latency_ms": vec![0; 23],
+            "primary_latency_ms": vec![0; 23], "latency_delta_sum_ms": -4}],
+        "variants": [{"variant": "canary", "requests": 2, "responses": {"2xx": 2}, "latency_ms": vec![1; 23], "latency_sum_ms": 3}],
+        "samples": [{"variant": "canary", "at_ms": 1, "request_id": "r1", "features": {"amount": 3.5}, "score": 0.2}]});
+    let ab = json!({"metric": "binomial", "alpha": 0.05, "control": "a", "correction": "none", "sequential": false, "tuning": 5000,
+        "variants": [{"name": "a", "n": 1000, "sum": 120, "sum_sq": 120, "expected_share": 0.5}, {"name": "b", "n": 1000, "sum": 150, "sum_sq": 150, "expected_share": 0.5}]});
+
+    let calls: Vec<Call> = vec![
+        (Method::GET, "/healthz", "/healthz", None, None, vec![]),
+        (Method::GET, "/readyz", "/readyz", None, None, vec![]),
+        (Method::GET, "/metrics", "/metrics", None, None, vec![]),
+        (
+            Method::POST,
+            "/v1/rollouts",
+            "/v1/rollouts",
+            admin,
+            Some(
+                json!({"name": "fraud", "variants": [{"name": "stable", "weight": 90}, {"name": "canary", "weight": 10}],
+            "steps": [{"weights": {"stable": 90, "canary": 10}, "hold_seconds": 3600}]}),
+            ),
+            vec![],
+        ),
+        (
+            Method::POST,
+            "/v1/rollouts",
+            "/v1/rollouts",
+            admin,
+            Some(json!({"name": "fraud", "variants": [{"name": "stable", "weight": 100}]})),
+            vec![],
+        ),
+        (
+            Method::POST,
+            "/v1/rollouts",
+            "/v1/rollouts",
+            None,
+            Some(json!({})),
+            vec![],
+        ),
+        (
+            Method::POST,
+            "/v1/rollouts",
+            "/v1/rollouts",
+            admin,
+            Some(json!({"name": 3})),
+            vec![],
+        ),
+        (
+            Method::GET,
+            "/v1/rollouts",
+            "/v1/rollouts",
+            None,
+            None,
+            vec![],
+        ),
+        (
+            Method::GET,
+            "/v1/rollouts/{name}",
+            "/v1/rollouts/fraud",
+            None,
+            None,
+            vec![],
+        ),
+        (
+            Method::GET,
+            "/v1/rollouts/{name}",
+            "/v1/rollouts/nope",
+            None,
+            None,
+            vec![],
+        ),
+        (
+            Method::PUT,
+            "/v1/rollouts/{name}/weights",
+            "/v1/rollouts/fraud/weights",
+            admin,
+            Some(json!({"weights": {"stable": 80, "canary": 20}, "reason": "ramp"})),
+            vec![],
+        ),
+        (
+            Method::PUT,
+            "/v1/rollouts/{name}/weights",
+            "/v1/rollouts/fraud/weights",
+            admin,
+            Some(json!({"weights": {"stable": 80}})),
+            vec![],
+        ),
+        (
+            Method::POST,
+            "/v1/rollouts/{name}/pause",
+            "/v1/rollouts/fraud/pause",
+            admin,
+            None,
+            vec![],
+        ),
+        (
+            Method::POST,
+            "/v1/rollouts/{name}/pause",
+            "/v1/rollouts/fraud/pause",
+            admin,
+            None,
+            vec![],
+        ),
+        (
+            Method::POST,
+            "/v1/rollouts/{name}/resume",
+            "/v1/rollouts/fraud/resume",
+            admin,
+            Some(json!({"reason": "looks fine"})),
+            vec![],
+        ),
+        (
+            Method::POST,
+            "/v1/rollouts/{name}/promote",
+            "/v1/rollouts/fraud/promote",
+            admin,
+            Some(json!({"variant": "canary"})),
+            vec![],
+        ),
+        (
+            Method::POST,
+            "/v1/rollouts/{name}/rollback",
+            "/v1/rollouts/fraud/rollback",
+            admin,
+            None,
+            vec![],
+        ),
+        (
+            Method::GET,
+            "/v1/rollouts/{name}/events",
+            "/v1/rollouts/fraud/events",
+            None,
+            None,
+            vec![],
+        ),
+        (
+            Method::GET,
+            "/v1/rollouts/{name}/state",
+            "/v1/rollouts/fraud/state",
+            None,
+            None,
+            vec![],
+        ),
+        (
+            Method::GET,
+            "/v1/rollouts/{name}/state",
+            "/v1/rollouts/fraud/state",
+            None,
+            None,
+            vec![("if-none-match", "\"fraud-7\"")],
+        ),
+        (
+            Method::GET,
+            "/v1/rollouts/{name}/state",
+            "/v1/rollouts/nope/state",
+            None,
+            None,
+            vec![],
+        ),
+        (
+            Method::POST,
+            "/v1/telemetry",
+            "/v1/telemetry",
+            Some(TELEMETRY_TOKEN),
+            Some(batch.clone()),
+            vec![],
+        ),
+        (
+            Method::POST,
+            "/v1/telemetry",
+            "/v1/telemetry",
+            Some(TELEMETRY_TOKEN),
+            Some(batch),
+            vec![],
+        ),
+        (
+            Method::POST,
+            "/v1/telemetry",
+            "/v1/telemetry",
+            admin,
+            Some(json!({})),
+            vec![],
+        ),
+        (
+            Method::GET,
+            "/v1/rollouts/{name}/telemetry",
+            "/v1/rollouts/fraud/telemetry",
+            None,
+            None,
+            vec![],
+        ),
+        (
+            Method::GET,
+            "/v1/rollouts/{name}/samples",
+            "/v1/rollouts/fraud/samples?limit=5",
+            None,
+            None,
+            vec![],
+        ),
+        (
+            Method::GET,
+            "/v1/rollouts/{name}/samples",
+            "/v1/rollouts/fraud/samples?limit=0",
+            None,
+            None,
+            vec![],
+        ),
+        (
+            Method::GET,
+            "/v1/rollouts/{name}/shadow",
+            "/v1/rollouts/fraud/shadow?min_comparisons=1",
+            None,
+            None,
+            vec![],
+        ),
+        (
+            Method::GET,
+            "/v1/rollouts/{name}/shadow",
+            "/v1/rollouts/fraud/shadow?min_agreement=2",
+            None,
+            None,
+            vec![],
+        ),
+        (
+            Method::POST,
+            "/v1/feedback",
+            "/v1/feedback",
+            admin,
+            Some(json!({"request_id": "r1", "label": 1, "event_id": "e1"})),
+            vec![],
+        ),
+        (
+            Method::POST,
+            "/v1/feedback",
+            "/v1/feedback",
+            admin,
+            Some(
+                json!({"events": [{"user_key": "u1", "label": 0, "value": 12.5}, {"request_id": "r1", "label": 1, "event_id": "e1"}]}),
+            ),
+            vec![],
+        ),
+        (
+            Method::POST,
+            "/v1/feedback",
+            "/v1/feedback",
+            None,
+            Some(json!({"request_id": "r1", "label": 1})),
+            vec![],
+        ),
+        (
+            Method::POST,
+            "/v1/stats/{analysis}",
+            "/v1/stats/ab",
+            None,
+            Some(ab),
+            vec![],
+        ),
+        (
+            Method::POST,
+            "/v1/stats/{analysis}",
+            "/v1/stats/drift",
+            None,
+            Some(
+                json!({"kind": "numeric", "reference": [1, 2, 3], "current": [2, 3, 4], "bins": 2}),
+            ),
+            vec![],
+        ),
+        (
+            Method::POST,
+            "/v1/stats/{analysis}",
+            "/v1/stats/judge",
+            None,
+            Some(json!({"metrics": "x"})),
+            vec![],
+        ),
+    ];
+    for (method, template, path, token, body, extra) in calls {
+        let reply = send(&scorer, method.clone(), path, token, body, &extra).await;
+        spec.check(method.as_str(), template, &reply);
+        seen.insert((method.to_string(), template.to_owned()));
+    }
+    let etag_reply = send(
+        &scorer,
+        Method::GET,
+        "/v1/rollouts/fraud/state",
+        None,
+        None,
+        &[],
+    )
+    .await;
+    let etag = etag_reply.header("etag").unwrap().to_owned();
+    let not_modified = send(
+        &scorer,
+        Method::GET,
+        "/v1/rollouts/fraud/state",
+        None,
+        None,
+        &[("if-none-match", &etag)],
+    )
+    .await;
+    assert_eq!(not_modified.status, 304);
+    spec.check("GET", "/v1/rollouts/{name}/state", &not_modified);
+
+    assert_eq!(
+        seen,
+        spec.operations(),
+        "every documented operation was exercised"
+    );
+
+    // Every route the server matched is documented.
+    let metrics = String::from_utf8(
+        send(&scorer, Method::GET, "/metrics", None, None, &[])
+            .await
+            .body
+            .to_vec(),
+    )
+    .unwrap();
+    let documented: BTreeSet<String> = spec.operations().into_iter().map(|(_, p)| p).collect();
+    for (labels, _) in outrider_harness::prom::Metrics::parse(&metrics)
+        .series("outrider_scorer_http_requests_total")
+    {
+        let route = labels
+            .iter()
+            .find(|(k, _)| k == "route")
+            .map(|(_, v)| v.clone())
+            .unwrap();
+        assert!(
+            documented.contains(&route),
+            "route {route} is served but not documented"
+        );
+    }
+
+    // The prose reference names every path.
+    let api_md = std::fs::read_to_string(paths::repo_root().join("docs/api.md")).unwrap();
+    for path in &documented {
+        assert!(
+            api_md.contains(path.as_str()),
+            "docs/api.md does not mention {path}"
+        );
+    }
+}
