@@ -77,7 +77,7 @@ struct Chunk<'a> {
 
 /// The output file in its format.
 enum Sink {
-    Csv(csv::Writer<BufWriter<File>>),
+    Csv(Box<csv::Writer<BufWriter<File>>>),
     Ndjson(BufWriter<File>),
 }
 
@@ -106,7 +106,7 @@ impl Sink {
                 header.push("score");
                 w.write_record(&header)
                     .map_err(|e| Error::invalid(path.display().to_string(), e.to_string()))?;
-                Self::Csv(w)
+                Self::Csv(Box::new(w))
             }
             Format::Ndjson => Self::Ndjson(file),
         })

@@ -29,7 +29,7 @@ pub struct ModelProfile {
 pub enum FeatureProfile {
     Numeric {
         name: String,
-        reference: ReferenceProfile,
+        reference: Box<ReferenceProfile>,
     },
     Categorical {
         name: String,
@@ -50,7 +50,7 @@ impl FeatureProfile {
 pub fn numeric(name: &str, values: &[f64]) -> Result<FeatureProfile> {
     Ok(FeatureProfile::Numeric {
         name: name.to_owned(),
-        reference: reference(name, values)?,
+        reference: Box::new(reference(name, values)?),
     })
 }
 

@@ -332,7 +332,7 @@ impl Elements {
     /// 4-byte little-endian length followed by that many bytes.
     pub fn from_raw(datatype: DataType, bytes: &[u8], field: &str) -> Result<Self> {
         if let Some(size) = datatype.byte_size()
-            && bytes.len() % size != 0
+            && !bytes.len().is_multiple_of(size)
         {
             return Err(Error::invalid(
                 field,
@@ -407,7 +407,7 @@ impl Elements {
 
     /// A tract tensor of `shape` (whose element count the caller checked).
     pub fn into_tract(self, shape: &[usize]) -> Result<Tensor> {
-        let tensor = match self {
+        match self {
             Self::Bytes(b) => {
                 let strings: Vec<String> = b
                     .into_iter()
@@ -428,8 +428,7 @@ impl Elements {
             Self::I64(v) => Tensor::from_shape(shape, &v).map_err(Error::model),
             Self::F32(v) => Tensor::from_shape(shape, &v).map_err(Error::model),
             Self::F64(v) => Tensor::from_shape(shape, &v).map_err(Error::model),
-        };
-        tensor
+        }
     }
 
     /// The elements of a tract tensor.

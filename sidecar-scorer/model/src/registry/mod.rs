@@ -117,13 +117,15 @@ pub trait Registry: Send + Sync {
 /// MLflow tracking URI.
 pub enum AnyRegistry {
     Embedded(embedded::EmbeddedRegistry),
-    Mlflow(mlflow::MlflowRegistry),
+    Mlflow(Box<mlflow::MlflowRegistry>),
 }
 
 impl AnyRegistry {
     pub fn open(location: &str) -> Result<Self> {
         if location.starts_with("http://") || location.starts_with("https://") {
-            Ok(Self::Mlflow(mlflow::MlflowRegistry::new(location)?))
+            Ok(Self::Mlflow(Box::new(mlflow::MlflowRegistry::new(
+                location,
+            )?)))
         } else {
             let dir = location.strip_prefix("file:").unwrap_or(location);
             Ok(Self::Embedded(embedded::EmbeddedRegistry::open(
