@@ -430,6 +430,7 @@ async fn bad_input_gets_a_protocol_error_and_the_server_keeps_serving() {
         assert_eq!(reply.status, 400);
         let text = reply.json()["error"].as_str().unwrap().to_owned();
         assert!(text.contains(message), "{text}");
+        still_serving(http.post_json("/v2/models/fraud/infer", &good).await);
     }
     let mut nan_row = rows_of(1, 5)[0];
     nan_row[3] = f32::NAN;
@@ -452,6 +453,7 @@ async fn bad_input_gets_a_protocol_error_and_the_server_keeps_serving() {
         reply.json()["error"],
         "transaction: element 3 is NaN; the model takes finite numbers"
     );
+    still_serving(http.post_json("/v2/models/fraud/infer", &good).await);
 
     // Unknown models and versions: 404.
     let reply = http.post_json("/v2/models/nope/infer", &good).await;
@@ -495,6 +497,27 @@ async fn bad_input_gets_a_protocol_error_and_the_server_keeps_serving() {
     let mut nan = grpc_request(&[nan_row], true);
     nan.id = "nan".into();
     cases.push((nan, tonic::Code::InvalidArgument, "element 3 is NaN"));
+    let mut infinite_row = rows_of(1, 7)[0];
+    infinite_row[8] = f32::INFINITY;
+    cases.push((
+        grpc_request(&[infinite_row], false),
+        tonic::Code::InvalidArgument,
+        "transaction: element 8 is inf; the model takes finite numbers",
+    ));
+    let mut typed_wrong = grpc_request(&rows, false);
+    typed_wrong.inputs[0].datatype = "FP64".into();
+    cases.push((
+        typed_wrong,
+        tonic::Code::InvalidArgument,
+        "datatype FP64 does not match the model's FP32",
+    ));
+    let mut too_few = grpc_request(&rows, false);
+    too_few.inputs[0].shape = vec![2, 10];
+    cases.push((
+        too_few,
+        tonic::Code::InvalidArgument,
+        "shape [2, 10] holds 20 elements, the data has 10",
+    ));
     let mut missing = grpc_request(&rows, false);
     missing.inputs.clear();
     cases.push((
@@ -614,6 +637,88 @@ async fn a_corrupt_model_or_a_dangling_uri_is_refused_while_the_current_model_se
     assert_eq!(
         client.model_infer(request).await.unwrap_err().code(),
         tonic::Code::Unavailable
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_started_on_a_dangling_uri_says_why_and_serves_once_it_resolves() {
+    let dir = tempfile::tempdir().unwrap();
+    let champion: ModelUri = "models:/fraud@champion".parse().unwrap();
+    let server = serve(
+        champion,
+        empty_registry(dir.path()),
+        Some(Duration::from_millis(100)),
+    )
+    .await;
+    let error = server.wait_ready(READY).await.unwrap_err().to_string();
+    assert!(
+        error.contains("models:/fraud@champion does not resolve: no registered model `fraud`"),
+        "{error}"
+    );
+    let http = Http::new(server.http_addr);
+    assert_eq!(http.get("/v2/health/live").await.status, 200);
+    assert_eq!(
+        http.get("/v2/health/ready").await.json(),
+        json!({"ready": false})
+    );
+    let reply = http
+        .post_json("/v2/models/fraud/infer", &infer_body(&rows_of(1, 1)))
+        .await;
+    assert_eq!(reply.status, 503);
+    let text = reply.json()["error"].as_str().unwrap().to_owned();
+    assert!(text.contains("does not resolve"), "{text}");
+    let mut client =
+        GrpcInferenceServiceClient::connect(format!("http://{}", server.grpc_addr.unwrap()))
+            .await
+            .unwrap();
+    let status = client
+        .model_infer(grpc_request(&rows_of(1, 1), false))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        status.code(),
+        tonic::Code::Unavailable,
+        "{}",
+        status.message()
+    );
+    assert!(
+        status.message().contains("does not resolve"),
+        "{}",
+        status.message()
+    );
+
+    // The alias appears: the registry watch loads it and the server serves.
+    let registry = empty_registry(dir.path());
+    let v1 = registry::publish(&registry, trained(), "fraud")
+        .await
+        .unwrap();
+    registry::promote(&registry, "fraud", v1.version)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + READY;
+    while !server.state.slot.is_ready() {
+        assert!(
+            Instant::now() < deadline,
+            "the promoted version never loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let reply = http
+        .post_json("/v2/models/fraud/infer", &infer_body(&rows_of(1, 1)))
+        .await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(reply.json()["model_version"], "1");
+    assert!(
+        client
+            .model_infer(grpc_request(&rows_of(1, 1), false))
+            .await
+            .is_ok()
     );
     server.shutdown().await;
 }
