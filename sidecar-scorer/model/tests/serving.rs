@@ -641,6 +641,53 @@ async fn a_corrupt_model_or_a_dangling_uri_is_refused_while_the_current_model_se
     server.shutdown().await;
 }
 
+/// Replies go out at once: with Nagle's algorithm on the server's sockets, a
+/// gRPC reply waits for the client's delayed ACK (40 ms) behind the flow
+/// control frames that a batch-sized request makes the server send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_grpc_and_rest_replies_are_not_held_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(
+        ModelUri::File(model_file(dir.path())),
+        empty_registry(dir.path()),
+        None,
+    )
+    .await;
+    server.wait_ready(READY).await.unwrap();
+    let rows = rows_of(64, 11);
+    let mut client =
+        GrpcInferenceServiceClient::connect(format!("http://{}", server.grpc_addr.unwrap()))
+            .await
+            .unwrap();
+    let http = Http::new(server.http_addr);
+    let body = infer_body(&rows);
+    // Warm up both connections.
+    client.model_infer(grpc_request(&rows, true)).await.unwrap();
+    assert_eq!(
+        http.post_json("/v2/models/fraud/infer", &body).await.status,
+        200
+    );
+    const CALLS: u32 = 30;
+    let start = Instant::now();
+    for _ in 0..CALLS {
+        client.model_infer(grpc_request(&rows, true)).await.unwrap();
+    }
+    let grpc = start.elapsed();
+    let start = Instant::now();
+    for _ in 0..CALLS {
+        assert_eq!(
+            http.post_json("/v2/models/fraud/infer", &body).await.status,
+            200
+        );
+    }
+    let rest = start.elapsed();
+    // Held back, 30 calls would take at least 1.2 s.
+    let limit = Duration::from_millis(600);
+    assert!(grpc < limit, "{CALLS} gRPC batch-64 calls took {grpc:?}");
+    assert!(rest < limit, "{CALLS} REST batch-64 calls took {rest:?}");
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_started_on_a_dangling_uri_says_why_and_serves_once_it_resolves() {
     let dir = tempfile::tempdir().unwrap();

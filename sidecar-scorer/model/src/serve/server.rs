@@ -6,10 +6,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use super::grpc::GrpcService;
 use super::slot::ModelSlot;
@@ -78,6 +79,11 @@ impl Server {
         let app = super::rest::router(state.clone(), options.max_request_bytes);
         let shutdown = stopped(stop.subscribe());
         tasks.spawn(async move {
+            let http = http.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!("cannot set TCP_NODELAY: {e}");
+                }
+            });
             if let Err(e) = axum::serve(http, app)
                 .with_graceful_shutdown(shutdown)
                 .await
@@ -97,9 +103,11 @@ impl Server {
                     .max_encoding_message_size(options.max_request_bytes);
                 let shutdown = stopped(stop.subscribe());
                 tasks.spawn(async move {
-                    let incoming = TcpListenerStream::new(listener);
+                    // Nagle's algorithm would hold a reply's frames back until
+                    // the client's delayed ACK (40 ms); the builder's own
+                    // nodelay applies only to listeners tonic binds itself.
+                    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
                     let served = tonic::transport::Server::builder()
-                        .tcp_nodelay(true)
                         .add_service(service)
                         .serve_with_incoming_shutdown(incoming, shutdown)
                         .await;
