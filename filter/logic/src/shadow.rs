@@ -256,9 +256,71 @@ pub fn random_point(seed: u64, n: u64) -> f64 {
     unit_interval(xxh3_64_with_seed(&n.to_le_bytes(), seed))
 }
 
+/// How often a worker's root context wakes to send the shadow copies its requests
+/// queued: every millisecond while copies flow, so they leave a few at a time rather
+/// than in bursts that hold up the primaries queued behind them on the worker; every
+/// 20 ms once none has been sent for a while, so an idle worker costs little.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    fast: bool,
+    last_sent_ms: u64,
+}
+
+pub const FAST_TICK_MS: u64 = 1;
+pub const SLOW_TICK_MS: u64 = 20;
+/// How long the fast tick outlasts the last copy sent.
+const FAST_LINGER_MS: u64 = 200;
+
+impl Default for Pace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Pace {
+    /// Starts slow: the root sets [`SLOW_TICK_MS`] when it is configured.
+    pub const fn new() -> Self {
+        Self {
+            fast: false,
+            last_sent_ms: 0,
+        }
+    }
+
+    /// After a tick that sent `sent` copies at `now_ms`: the new tick period in
+    /// milliseconds, when it changes.
+    pub fn after_tick(&mut self, now_ms: u64, sent: usize) -> Option<u64> {
+        if sent > 0 {
+            self.last_sent_ms = now_ms;
+        }
+        let fast = sent > 0 || now_ms.saturating_sub(self.last_sent_ms) < FAST_LINGER_MS;
+        if fast == self.fast {
+            return None;
+        }
+        self.fast = fast;
+        Some(if fast { FAST_TICK_MS } else { SLOW_TICK_MS })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tick_is_fast_while_copies_flow_and_slow_when_idle() {
+        let mut pace = Pace::new();
+        assert_eq!(pace.after_tick(1_000, 0), None, "idle stays slow");
+        assert_eq!(pace.after_tick(1_020, 3), Some(FAST_TICK_MS));
+        assert_eq!(pace.after_tick(1_021, 1), None);
+        assert_eq!(
+            pace.after_tick(1_022, 0),
+            None,
+            "a quiet moment keeps it fast"
+        );
+        assert_eq!(pace.after_tick(1_220, 0), None);
+        assert_eq!(pace.after_tick(1_221, 0), Some(SLOW_TICK_MS));
+        assert_eq!(pace.after_tick(1_241, 0), None);
+        assert_eq!(pace.after_tick(1_261, 1), Some(FAST_TICK_MS));
+    }
     use crate::config::Rollout;
 
     fn rollout(shadows: &str) -> Result<Rollout, ConfigError> {

@@ -4,9 +4,11 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::time::Duration;
 
 use outrider_filter_logic::Rollout;
 use outrider_filter_logic::assignment::RandomPoints;
+use outrider_filter_logic::shadow::{Pace, SLOW_TICK_MS};
 use outrider_filter_logic::telemetry::Aggregator;
 use outrider_protocol::TelemetryBatch;
 use proxy_wasm::hostcalls;
@@ -18,9 +20,6 @@ use crate::request::Request;
 use crate::scorer::Link;
 use crate::shadow::{Desk, Event};
 use crate::stats::{LinkStats, RolloutStats, ShadowStats};
-
-/// The tick while shadows are configured: how long a copy may wait to be sent.
-const SHADOW_TICK: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Configuration documents larger than this are refused unread.
 const MAX_CONFIG_BYTES: usize = 256 * 1024;
@@ -128,6 +127,8 @@ pub struct OutriderRoot {
     link: Option<Link>,
     /// When the link is next due (the tick may be faster for shadows).
     next_link_ms: u64,
+    /// The tick's period while shadows are configured.
+    pace: Pace,
     worker_id: u64,
 }
 
@@ -148,6 +149,7 @@ impl OutriderRoot {
             }),
             link: None,
             next_link_ms: 0,
+            pace: Pace::new(),
             worker_id: seed,
         }
     }
@@ -172,8 +174,11 @@ impl OutriderRoot {
             .map(|s| ShadowStats::define(&rollout.name, &s.name))
             .collect::<Result<Vec<_>, _>>()?;
         *self.worker.desk.borrow_mut() = Desk::new(rollout.shadows.len());
-        if !rollout.shadows.is_empty() && !host::set_tick(SHADOW_TICK) {
-            return Err("cannot set a tick period for shadow copies".to_owned());
+        if !rollout.shadows.is_empty() {
+            if !host::set_tick(Duration::from_millis(SLOW_TICK_MS)) {
+                return Err("cannot set a tick period for shadow copies".to_owned());
+            }
+            self.pace = Pace::new();
         }
         if let Some(config) = rollout.scorer.clone() {
             let now = now_ms();
@@ -281,7 +286,11 @@ impl RootContext for OutriderRoot {
         if !active.rollout.shadows.is_empty() {
             let mut events = Vec::new();
             if let Ok(mut desk) = self.worker.desk.try_borrow_mut() {
-                desk.dispatch(now, &mut events);
+                let sent = desk.dispatch(now, &mut events);
+                if let Some(ms) = self.pace.after_tick(now, sent) {
+                    // Not fatal if refused: the tick just keeps its period.
+                    host::set_tick(Duration::from_millis(ms));
+                }
                 let longest = active
                     .rollout
                     .shadows

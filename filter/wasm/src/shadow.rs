@@ -136,8 +136,9 @@ impl Desk {
         }
     }
 
-    /// Sends every queued copy.
-    pub fn dispatch(&mut self, now_ms: u64, events: &mut Vec<Event>) {
+    /// Sends every queued copy; returns how many it took from the queue.
+    pub fn dispatch(&mut self, now_ms: u64, events: &mut Vec<Event>) -> usize {
+        let taken = self.queue.len();
         while let Some(job) = self.queue.pop_front() {
             let headers: Vec<(&str, &str)> = job
                 .headers
@@ -168,6 +169,7 @@ impl Desk {
                 }
             }
         }
+        taken
     }
 
     /// Handles the answer to a shadow call; false if the token is not one of ours.
