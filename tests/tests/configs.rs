@@ -2,6 +2,8 @@
 //! names the field and the problem; every committed bootstrap in `envoy/` validates;
 //! the demo bootstrap routes and labels traffic as documented.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -12,6 +14,8 @@ use outrider_harness::fixture::{expected_variant, with_ports};
 use outrider_harness::paths;
 use outrider_harness::standin::StandIn;
 use serde_json::{Value, json};
+
+use common::embedded_filter_config;
 
 const SECRET_ENV: (&str, &str) = (
     "OUTRIDER_OVERRIDE_SECRET",
@@ -90,25 +94,6 @@ fn every_bootstrap_in_envoy_validates() {
         let output = Envoy::validate(&path, &[SECRET_ENV, TOKEN_ENV]).unwrap();
         assert!(output.contains("OK"), "{}: {output}", path.display());
     }
-}
-
-/// The filter configuration embedded in a committed bootstrap.
-fn embedded_filter_config(bootstrap: &Path) -> Value {
-    let yaml: Value = serde_saphyr::from_str(&std::fs::read_to_string(bootstrap).unwrap()).unwrap();
-    let filters = &yaml["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-        ["http_filters"];
-    let wasm = filters
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["name"] == "envoy.filters.http.wasm")
-        .unwrap();
-    serde_json::from_str(
-        wasm["typed_config"]["config"]["configuration"]["value"]
-            .as_str()
-            .unwrap(),
-    )
-    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,8 @@
 //! counts gRPC errors by status per variant, and keeps a gRPC stream on one
 //! variant for its whole life.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -24,6 +26,8 @@ use outrider_model::train::{self, TrainConfig, Trained};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tonic::transport::Channel;
+
+use common::embedded_filter_config;
 
 /// Two model versions, trained once per test binary.
 fn versions() -> &'static [Trained; 2] {
@@ -57,25 +61,6 @@ fn version_of(variant: &str) -> &'static str {
         "canary" => "2",
         other => panic!("unknown variant {other}"),
     }
-}
-
-/// The filter configuration embedded in the committed bootstrap.
-fn filter_config(bootstrap: &std::path::Path) -> Value {
-    let yaml: Value = serde_saphyr::from_str(&std::fs::read_to_string(bootstrap).unwrap()).unwrap();
-    let filters = &yaml["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-        ["http_filters"];
-    let wasm = filters
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["name"] == "envoy.filters.http.wasm")
-        .unwrap();
-    serde_json::from_str(
-        wasm["typed_config"]["config"]["configuration"]["value"]
-            .as_str()
-            .unwrap(),
-    )
-    .unwrap()
 }
 
 impl Mesh {
@@ -143,7 +128,7 @@ impl Mesh {
         Self {
             envoy,
             url,
-            config: filter_config(&bootstrap),
+            config: embedded_filter_config(&bootstrap),
             servers,
             _dir: dir,
         }

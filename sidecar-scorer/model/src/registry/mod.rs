@@ -228,6 +228,22 @@ pub async fn promote<R: Registry>(registry: &R, name: &str, version: u64) -> Res
         .await
 }
 
+/// The version a `models:/` URI names; when there is none, the error quotes the URI.
+pub async fn registered_version<R: Registry>(
+    registry: &R,
+    uri: &ModelUri,
+    name: &str,
+    selector: &Selector,
+) -> Result<ModelVersion> {
+    registry
+        .get_version(name, selector)
+        .await
+        .map_err(|e| match e {
+            Error::NotFound(why) => Error::NotFound(format!("{uri} does not resolve: {why}")),
+            other => other,
+        })
+}
+
 /// Resolves a model URI to its files (a registered version, or a local file).
 pub async fn resolve<R: Registry>(registry: &R, uri: &ModelUri) -> Result<ModelFiles> {
     match uri {
@@ -262,15 +278,7 @@ pub async fn resolve<R: Registry>(registry: &R, uri: &ModelUri) -> Result<ModelF
             })
         }
         ModelUri::Registered { name, selector } => {
-            let version = registry
-                .get_version(name, selector)
-                .await
-                .map_err(|e| match e {
-                    Error::NotFound(why) => {
-                        Error::NotFound(format!("{uri} does not resolve: {why}"))
-                    }
-                    other => other,
-                })?;
+            let version = registered_version(registry, uri, name, selector).await?;
             fetch(registry, version).await
         }
     }

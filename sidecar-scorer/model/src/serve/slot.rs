@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwapOption;
 
 use crate::error::{Error, Result};
-use crate::registry::{AnyRegistry, ModelUri, Registry, fetch, resolve};
+use crate::registry::{AnyRegistry, ModelUri, fetch, registered_version, resolve};
 use crate::serve::model::LoadedModel;
 
 pub struct ModelSlot {
@@ -92,15 +92,7 @@ impl ModelSlot {
     ) -> Result<Arc<LoadedModel>> {
         let files = match uri {
             ModelUri::Registered { name, selector } => {
-                let version = registry
-                    .get_version(name, selector)
-                    .await
-                    .map_err(|e| match e {
-                        Error::NotFound(why) => {
-                            Error::NotFound(format!("{uri} does not resolve: {why}"))
-                        }
-                        other => other,
-                    })?;
+                let version = registered_version(registry, uri, name, selector).await?;
                 if let Some(current) = self.current()
                     && !force
                     && current.version == version.version.to_string()
