@@ -18,7 +18,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use outrider_model::onnx::OnnxModel;
-use outrider_model::registry::ModelUri;
 use outrider_model::train;
 use serde_json::{Value, json};
 use support::*;
@@ -26,13 +25,7 @@ use support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_transaction_line_gets_its_score_line_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(
-        ModelUri::File(model_file(dir.path())),
-        empty_registry(dir.path()),
-        None,
-    )
-    .await;
-    server.wait_ready(Duration::from_secs(60)).await.unwrap();
+    let server = serve_trained(dir.path()).await;
     let http = Http::new(server.http_addr);
 
     let data = transactions(500, 21);
@@ -121,13 +114,7 @@ fn endless_lines(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_stops_the_server_reading() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(
-        ModelUri::File(model_file(dir.path())),
-        empty_registry(dir.path()),
-        None,
-    )
-    .await;
-    server.wait_ready(Duration::from_secs(60)).await.unwrap();
+    let server = serve_trained(dir.path()).await;
 
     // 1 GB would take minutes to score; a stalled server never asks for it.
     let limit: u64 = 1 << 30;

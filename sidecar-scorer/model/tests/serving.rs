@@ -82,13 +82,7 @@ fn grpc_scores(response: &ModelInferResponse) -> Vec<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rest_speaks_the_open_inference_protocol() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(
-        ModelUri::File(model_file(dir.path())),
-        empty_registry(dir.path()),
-        None,
-    )
-    .await;
-    server.wait_ready(READY).await.unwrap();
+    let server = serve_trained(dir.path()).await;
     let http = Http::new(server.http_addr);
 
     assert_eq!(
@@ -203,13 +197,7 @@ async fn rest_speaks_the_open_inference_protocol() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_speaks_the_protocol_and_streams_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(
-        ModelUri::File(model_file(dir.path())),
-        empty_registry(dir.path()),
-        None,
-    )
-    .await;
-    server.wait_ready(READY).await.unwrap();
+    let server = serve_trained(dir.path()).await;
     let mut client =
         GrpcInferenceServiceClient::connect(format!("http://{}", server.grpc_addr.unwrap()))
             .await
@@ -376,13 +364,7 @@ fn bad_rest_requests() -> Vec<(Value, u16, &'static str)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_protocol_error_and_the_server_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(
-        ModelUri::File(model_file(dir.path())),
-        empty_registry(dir.path()),
-        None,
-    )
-    .await;
-    server.wait_ready(READY).await.unwrap();
+    let server = serve_trained(dir.path()).await;
     let http = Http::new(server.http_addr);
     let good = infer_body(&rows_of(1, 4));
     let still_serving = |reply: support::Reply| {
@@ -647,13 +629,7 @@ async fn a_corrupt_model_or_a_dangling_uri_is_refused_while_the_current_model_se
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batched_grpc_and_rest_replies_are_not_held_back() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(
-        ModelUri::File(model_file(dir.path())),
-        empty_registry(dir.path()),
-        None,
-    )
-    .await;
-    server.wait_ready(READY).await.unwrap();
+    let server = serve_trained(dir.path()).await;
     let rows = rows_of(64, 11);
     let mut client =
         GrpcInferenceServiceClient::connect(format!("http://{}", server.grpc_addr.unwrap()))

@@ -113,6 +113,13 @@ pub async fn serve(model: ModelUri, registry: AnyRegistry, poll: Option<Duration
         .expect("server starts")
 }
 
+/// The trained model from a file in `dir`, served and ready.
+pub async fn serve_trained(dir: &Path) -> Server {
+    let server = serve(ModelUri::File(model_file(dir)), empty_registry(dir), None).await;
+    server.wait_ready(Duration::from_secs(60)).await.unwrap();
+    server
+}
+
 /// A registry folder that nothing was registered in.
 pub fn empty_registry(dir: &Path) -> AnyRegistry {
     AnyRegistry::open(dir.join("registry").to_str().unwrap()).unwrap()
