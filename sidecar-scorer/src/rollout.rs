@@ -5,9 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use outrider_filter_logic::config::{
-    MAX_VARIANTS, check_name, format_percent, weight_to_basis_points,
-};
+use outrider_protocol::rules::{MAX_VARIANTS, check_name, format_percent, weight_to_basis_points};
 use outrider_protocol::{RolloutState, VariantWeight};
 use serde::{Deserialize, Serialize};
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use outrider_protocol::ShadowCounts;
+use outrider_protocol::{ShadowCounts, ShadowSkip};
 use serde::{Deserialize, Serialize};
 
 use crate::histogram::{latency_quantile, score_diff_quantile};
@@ -103,7 +103,7 @@ pub struct ShadowReport {
     pub timeouts: u64,
     /// (errors + timeouts) / mirrored.
     pub error_rate: Proportion,
-    pub skipped: BTreeMap<String, u64>,
+    pub skipped: BTreeMap<ShadowSkip, u64>,
     pub compared: u64,
     pub no_prediction_primary: u64,
     pub no_prediction_shadow: u64,
@@ -147,7 +147,7 @@ pub fn total(windows: &[&ShadowCounts]) -> Option<ShadowCounts> {
         }
         sum.latency_delta_sum_ms += w.latency_delta_sum_ms;
         for (reason, n) in &w.skipped {
-            *sum.skipped.entry(reason.clone()).or_default() += n;
+            *sum.skipped.entry(*reason).or_default() += n;
         }
         add(&mut sum.score_diff, &w.score_diff);
         add(&mut sum.shadow_latency_ms, &w.shadow_latency_ms);
@@ -306,11 +306,11 @@ mod tests {
     fn windows_add_up() {
         let a = counts(10, 1, 1);
         let mut b = counts(20, 2, 0);
-        b.skipped.insert("in_flight_cap".into(), 4);
+        b.skipped.insert(ShadowSkip::InFlightCap, 4);
         let sum = total(&[&a, &b]).unwrap();
         assert_eq!((sum.mirrored, sum.compared, sum.errors), (34, 33, 1));
         assert_eq!(sum.confusion[0][1], 3);
-        assert_eq!(sum.skipped["in_flight_cap"], 4);
+        assert_eq!(sum.skipped[&ShadowSkip::InFlightCap], 4);
         assert!(total(&[]).is_none());
     }
 }

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use outrider_protocol::rules::{self, MAX_VARIANTS};
 use serde::Deserialize;
 
 use crate::assignment::{Split, salt_seed};
@@ -18,10 +19,6 @@ pub const DEFAULT_STICKY_HEADER: &str = "x-user-id";
 pub const DEFAULT_OVERRIDE_HEADER: &str = "x-outrider-override";
 pub const DEFAULT_OVERRIDE_MAX_TTL_SECONDS: u64 = 86_400;
 
-/// More variants than this is a misconfiguration, and the bound keeps the number of
-/// stats each worker defines small.
-pub const MAX_VARIANTS: usize = 16;
-const MAX_NAME_LEN: usize = 63;
 const MAX_SALT_LEN: usize = 256;
 const MAX_TTL_LIMIT_SECONDS: u64 = 366 * 86_400;
 const MIN_SECRET_LEN: usize = 16;
@@ -58,6 +55,12 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+impl From<outrider_protocol::FieldError> for ConfigError {
+    fn from(e: outrider_protocol::FieldError) -> Self {
+        Self::new(e.field, e.problem)
+    }
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -228,16 +231,7 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Roll
             header_value,
         });
     }
-    let total: u32 = variants.iter().map(|v| v.weight_bp).sum();
-    if total != 10_000 {
-        return Err(ConfigError::new(
-            "variants",
-            format!(
-                "weights must add up to 100, they add up to {}",
-                format_percent(total)
-            ),
-        ));
-    }
+    rules::check_total("variants", variants.iter().map(|v| v.weight_bp).sum())?;
     let split = Split::from_basis_points(variants.iter().map(|v| v.weight_bp));
 
     let sticky_key = match raw.sticky_key {
@@ -375,61 +369,14 @@ fn validate_override(
     })
 }
 
-/// Names end up in stat names and Prometheus labels, so they keep to a safe alphabet
-/// (no `.` or `=`, which the stats tag regexes use as separators). The scorer checks
-/// rollout and variant names with the same rule.
+/// The naming rule rollouts and variants share with the scorer.
 pub fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
-    if name.is_empty() {
-        return Err(ConfigError::new(field, "must not be empty"));
-    }
-    if name.len() > MAX_NAME_LEN {
-        return Err(ConfigError::new(
-            field,
-            format!(
-                "must be at most {MAX_NAME_LEN} characters, got {}",
-                name.len()
-            ),
-        ));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
-    {
-        return Err(ConfigError::new(
-            field,
-            format!("`{name}` has the character {c:?}; use letters, digits, `-` and `_`"),
-        ));
-    }
-    Ok(())
+    rules::check_name(field, name).map_err(ConfigError::from)
 }
 
 /// A weight in percent (0 to 100, at most two decimal places) as basis points.
 pub fn weight_to_basis_points(field: &str, weight: f64) -> Result<u32, ConfigError> {
-    if !weight.is_finite() || !(0.0..=100.0).contains(&weight) {
-        return Err(ConfigError::new(
-            field,
-            format!("must be a percentage between 0 and 100, got {weight}"),
-        ));
-    }
-    let scaled = weight * 100.0;
-    let rounded = scaled.round();
-    if (scaled - rounded).abs() > 1e-6 {
-        return Err(ConfigError::new(
-            field,
-            format!("at most two decimal places are allowed, got {weight}"),
-        ));
-    }
-    // In range by the check above: 0 <= rounded <= 10_000.
-    Ok(rounded as u32)
-}
-
-/// Basis points as a percentage (`1000` is `10`, `1050` is `10.50`).
-pub fn format_percent(bp: u32) -> String {
-    if bp.is_multiple_of(100) {
-        format!("{}", bp / 100)
-    } else {
-        format!("{}.{:02}", bp / 100, bp % 100)
-    }
+    rules::weight_to_basis_points(field, weight).map_err(ConfigError::from)
 }
 
 /// RFC 9110 token characters: what header and cookie names are made of.

@@ -4,7 +4,7 @@
 //! `outrider_rq_total{rollout="fraud",variant="canary"}`. Envoy prefixes stats that a
 //! wasm filter defines with `wasmcustom.` in `/stats`; `/stats/prometheus` strips it.
 
-use crate::response::StatusClass;
+use outrider_protocol::{ClosedSet, StatusClass};
 
 /// `(tag name, regex)` pairs for `stats_config.stats_tags`, in the order Envoy must
 /// apply them. The first group of each regex is cut from the name, the second is the
@@ -31,7 +31,7 @@ pub fn requests(rollout: &str, variant: &str) -> String {
 pub fn responses(rollout: &str, variant: &str, class: StatusClass) -> String {
     format!(
         "outrider.rs_total.rollout={rollout}.variant={variant}.class={}",
-        class.label()
+        class.name()
     )
 }
 

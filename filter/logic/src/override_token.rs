@@ -40,46 +40,7 @@ impl std::fmt::Debug for OverrideRule {
     }
 }
 
-/// Why an override was ignored; each is counted under its own `reason` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rejection {
-    /// Not of the form `<variant>.<expiry>.<hex signature>`.
-    Malformed,
-    /// Names no variant of this rollout.
-    UnknownVariant,
-    /// The signature matches none of the secrets.
-    BadSignature,
-    /// Authentic, but its expiry has passed.
-    Expired,
-    /// Authentic, but expires further ahead than `max_ttl_seconds`.
-    TtlTooLong,
-}
-
-impl Rejection {
-    pub const ALL: [Rejection; 5] = [
-        Rejection::Malformed,
-        Rejection::UnknownVariant,
-        Rejection::BadSignature,
-        Rejection::Expired,
-        Rejection::TtlTooLong,
-    ];
-
-    /// Position in [`Self::ALL`], for per-reason arrays.
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    /// The label value in stats.
-    pub fn reason(self) -> &'static str {
-        match self {
-            Rejection::Malformed => "malformed",
-            Rejection::UnknownVariant => "unknown_variant",
-            Rejection::BadSignature => "bad_signature",
-            Rejection::Expired => "expired",
-            Rejection::TtlTooLong => "ttl_too_long",
-        }
-    }
-}
+pub use outrider_protocol::OverrideRejection as Rejection;
 
 /// A parsed, not yet verified token.
 struct Token<'a> {
@@ -263,13 +224,6 @@ mod tests {
             check(&format!("nope.123.{sig}")),
             Err(Rejection::UnknownVariant)
         );
-    }
-
-    #[test]
-    fn indexes_follow_all() {
-        for (i, r) in Rejection::ALL.iter().enumerate() {
-            assert_eq!(r.index(), i);
-        }
     }
 
     #[test]

@@ -6,22 +6,14 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use outrider_protocol::{
-    LATENCY_SLOTS, SCORE_DIFF_SLOTS, Sample, ShadowCounts, TelemetryBatch, VariantCounts,
-    latency_slot, score_diff_slot,
+    LATENCY_SLOTS, SCORE_DIFF_SLOTS, Sample, ShadowCounts, ShadowSkip, TelemetryBatch,
+    VariantCounts, latency_slot, score_diff_slot,
 };
 
 use crate::response::StatusClass;
 use crate::shadow::Comparison;
 
-/// How a shadow call ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ShadowEnd {
-    /// Answered with a 2xx status.
-    Completed,
-    /// Answered with another status, or the call failed.
-    Error,
-    Timeout,
-}
+pub use outrider_protocol::ShadowEnd;
 
 fn fresh_shadow(name: &str) -> ShadowCounts {
     ShadowCounts {
@@ -127,9 +119,9 @@ impl Aggregator {
         }
     }
 
-    pub fn shadow_skipped(&mut self, shadow: usize, reason: &str) {
+    pub fn shadow_skipped(&mut self, shadow: usize, reason: ShadowSkip) {
         if let Some(s) = self.shadows.get_mut(shadow) {
-            *s.skipped.entry(reason.to_owned()).or_default() += 1;
+            *s.skipped.entry(reason).or_default() += 1;
             self.touched = true;
         }
     }
@@ -428,7 +420,7 @@ mod tests {
         let mut a = aggregator();
         a.shadow_mirrored(0);
         a.shadow_mirrored(0);
-        a.shadow_skipped(0, "in_flight_cap");
+        a.shadow_skipped(0, ShadowSkip::InFlightCap);
         a.shadow_ended(0, ShadowEnd::Completed, 12);
         a.shadow_ended(0, ShadowEnd::Timeout, 5_000);
         let agree = Comparison::Compared {
@@ -460,7 +452,7 @@ mod tests {
             ),
             (2, 1, 1, 2, 1)
         );
-        assert_eq!(s.skipped.get("in_flight_cap"), Some(&1));
+        assert_eq!(s.skipped.get(&ShadowSkip::InFlightCap), Some(&1));
         assert_eq!(s.confusion, [[0, 0], [1, 1]]);
         assert_eq!(s.score_diff[2], 1);
         assert_eq!(s.latency_delta_sum_ms, -2);

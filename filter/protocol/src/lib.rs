@@ -1,224 +1,33 @@
-//! What the outrider filter and the scorer say to each other, as JSON:
+//! The contract between the outrider filter and the scorer: the JSON they exchange,
+//! the names of what they count, and the rules both enforce.
 //!
-//! - the filter polls `GET /v1/rollouts/{name}/state` and gets a [`RolloutState`];
-//! - the filter posts a [`TelemetryBatch`] to `POST /v1/telemetry` on a timer.
+//! - [`state`]: the filter polls `GET /v1/rollouts/{name}/state` and gets a
+//!   [`RolloutState`];
+//! - [`telemetry`]: the filter posts a [`TelemetryBatch`] to `POST /v1/telemetry` on a
+//!   timer;
+//! - [`results`]: results and reasons (sample results, shadow skip reasons, batch
+//!   results, override rejections, status classes), each a [`ClosedSet`] with its list
+//!   and its names;
+//! - [`rules`]: names, weights and limits that a rollout must keep to on both sides;
+//! - [`json`]: parsing a document with the path of the first bad field in the error.
 //!
 //! Both sides compile these types, so a change here changes the contract.
 
-use std::collections::BTreeMap;
+mod closed_set;
+pub mod json;
+pub mod results;
+pub mod rules;
+pub mod state;
+pub mod telemetry;
 
-use serde::{Deserialize, Serialize};
-
-/// Upper bounds (ms) of the latency buckets, in the telemetry batches and in the
-/// Prometheus histogram of the filter. A value above the last bound falls in an
-/// overflow bucket, so a latency histogram has `LATENCY_BUCKETS_MS.len() + 1` counts.
-pub const LATENCY_BUCKETS_MS: [f64; 22] = [
-    0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 50.0, 75.0, 100.0, 150.0, 200.0, 300.0,
-    500.0, 750.0, 1000.0, 2000.0, 5000.0, 10000.0,
-];
-
-/// Number of counts in a latency histogram (the buckets and the overflow).
-pub const LATENCY_SLOTS: usize = LATENCY_BUCKETS_MS.len() + 1;
-
-/// The bucket a latency falls in: the first whose bound is at least `ms`.
-pub fn latency_slot(ms: f64) -> usize {
-    LATENCY_BUCKETS_MS
-        .iter()
-        .position(|bound| ms <= *bound)
-        .unwrap_or(LATENCY_BUCKETS_MS.len())
-}
-
-/// Upper bounds of the buckets of |primary score − shadow score|; a larger difference
-/// falls in an overflow bucket.
-pub const SCORE_DIFF_BUCKETS: [f64; 10] =
-    [0.0001, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0];
-
-/// Number of counts in a score-difference histogram (the buckets and the overflow).
-pub const SCORE_DIFF_SLOTS: usize = SCORE_DIFF_BUCKETS.len() + 1;
-
-/// The bucket a score difference falls in.
-pub fn score_diff_slot(diff: f64) -> usize {
-    SCORE_DIFF_BUCKETS
-        .iter()
-        .position(|bound| diff <= *bound)
-        .unwrap_or(SCORE_DIFF_BUCKETS.len())
-}
-
-/// What filters apply: the weights of a rollout at a version. The version only
-/// grows; a filter ignores a state older than the one it has.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RolloutState {
-    pub rollout: String,
-    pub version: u64,
-    /// `active`, `paused`, `completed`, `promoted` or `rolled_back`; filters route the
-    /// same way whatever it is.
-    pub status: String,
-    pub weights: Vec<VariantWeight>,
-}
-
-/// A variant's share of traffic, in percent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct VariantWeight {
-    pub variant: String,
-    pub weight: f64,
-}
-
-/// What one worker of one Envoy saw since its previous batch. `batch_id` makes the
-/// post idempotent: the scorer applies a batch once however often it is sent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TelemetryBatch {
-    pub batch_id: String,
-    pub rollout: String,
-    /// The Envoy (its node id, or a random id when it has none).
-    pub proxy: String,
-    pub window_start_ms: u64,
-    pub window_end_ms: u64,
-    pub variants: Vec<VariantCounts>,
-    #[serde(default)]
-    pub samples: Vec<Sample>,
-    /// Batches this worker dropped because the scorer could not be reached and its
-    /// buffer was full (a running total).
-    #[serde(default)]
-    pub dropped_batches: u64,
-    /// Shadow variants: mirrored requests and how their answers compare.
-    #[serde(default)]
-    pub shadows: Vec<ShadowCounts>,
-}
-
-/// How one shadow variant did since the previous batch.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ShadowCounts {
-    /// The shadow variant's name.
-    pub variant: String,
-    /// Requests sent to the shadow.
-    pub mirrored: u64,
-    /// Shadow answers with a 2xx status.
-    pub completed: u64,
-    /// Shadow answers with another status, or calls that failed.
-    pub errors: u64,
-    pub timeouts: u64,
-    /// Requests not mirrored, by reason (`body_too_large`, `in_flight_cap`,
-    /// `primary_incomplete`).
-    #[serde(default)]
-    pub skipped: BTreeMap<String, u64>,
-    /// Pairs of predictions compared.
-    pub compared: u64,
-    /// Answers without a readable prediction, by side.
-    #[serde(default)]
-    pub no_prediction_primary: u64,
-    #[serde(default)]
-    pub no_prediction_shadow: u64,
-    /// Label pairs: `confusion[primary][shadow]`, label 1 when the score reaches the
-    /// threshold.
-    pub confusion: [[u64; 2]; 2],
-    /// Counts per bucket of [`SCORE_DIFF_BUCKETS`], then the overflow.
-    pub score_diff: Vec<u64>,
-    /// Latency histograms (buckets of [`LATENCY_BUCKETS_MS`]) of the shadow, and of
-    /// the primary on the same requests.
-    pub shadow_latency_ms: Vec<u64>,
-    pub primary_latency_ms: Vec<u64>,
-    /// Sum over compared pairs of shadow latency minus primary latency.
-    #[serde(default)]
-    pub latency_delta_sum_ms: i64,
-}
-
-/// Per-variant counts of a batch.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VariantCounts {
-    pub variant: String,
-    pub requests: u64,
-    pub responses: ClassCounts,
-    #[serde(default)]
-    pub grpc_errors: u64,
-    /// Counts per bucket of [`LATENCY_BUCKETS_MS`], then the overflow.
-    pub latency_ms: Vec<u64>,
-    #[serde(default)]
-    pub latency_sum_ms: u64,
-}
-
-/// Responses by status class.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClassCounts {
-    #[serde(rename = "2xx", default)]
-    pub success: u64,
-    #[serde(rename = "3xx", default)]
-    pub redirect: u64,
-    #[serde(rename = "4xx", default)]
-    pub client_error: u64,
-    #[serde(rename = "5xx", default)]
-    pub server_error: u64,
-}
-
-/// One sampled request: the features read from its body, the score read from its
-/// response, and the keys that outcome labels (feedback) are joined on later.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Sample {
-    pub variant: String,
-    pub at_ms: u64,
-    #[serde(default)]
-    pub request_id: Option<String>,
-    #[serde(default)]
-    pub user_key: Option<String>,
-    #[serde(default)]
-    pub features: BTreeMap<String, f64>,
-    #[serde(default)]
-    pub score: Option<f64>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn score_diff_slots() {
-        assert_eq!(score_diff_slot(0.0), 0);
-        assert_eq!(score_diff_slot(0.01), 3);
-        assert_eq!(score_diff_slot(1.0), SCORE_DIFF_BUCKETS.len() - 1);
-        assert_eq!(score_diff_slot(3.0), SCORE_DIFF_BUCKETS.len());
-    }
-
-    #[test]
-    fn latency_slots() {
-        assert_eq!(latency_slot(0.0), 0);
-        assert_eq!(latency_slot(0.5), 0);
-        assert_eq!(latency_slot(0.6), 1);
-        assert_eq!(latency_slot(10_000.0), LATENCY_BUCKETS_MS.len() - 1);
-        assert_eq!(latency_slot(10_000.1), LATENCY_BUCKETS_MS.len());
-        assert_eq!(LATENCY_SLOTS, 23);
-    }
-
-    #[test]
-    fn a_batch_round_trips_and_names_classes_as_documented() {
-        let batch = TelemetryBatch {
-            batch_id: "p1-w1-7".into(),
-            rollout: "fraud".into(),
-            proxy: "p1".into(),
-            window_start_ms: 1,
-            window_end_ms: 2,
-            variants: vec![VariantCounts {
-                variant: "canary".into(),
-                requests: 3,
-                responses: ClassCounts {
-                    success: 2,
-                    server_error: 1,
-                    ..ClassCounts::default()
-                },
-                grpc_errors: 0,
-                latency_ms: vec![0; LATENCY_SLOTS],
-                latency_sum_ms: 12,
-            }],
-            samples: vec![],
-            dropped_batches: 0,
-            shadows: vec![],
-        };
-        let json = serde_json::to_value(&batch).unwrap();
-        assert_eq!(json["variants"][0]["responses"]["5xx"], 1);
-        let back: TelemetryBatch = serde_json::from_value(json).unwrap();
-        assert_eq!(back, batch);
-    }
-}
+pub use closed_set::ClosedSet;
+pub use results::{
+    BatchOutcome, BatchResult, ComparisonResult, LabelPair, OverrideRejection, PollResult,
+    SampleResult, ShadowEnd, ShadowSkip, StatusClass,
+};
+pub use rules::FieldError;
+pub use state::{RolloutState, VariantWeight};
+pub use telemetry::{
+    ClassCounts, LATENCY_BUCKETS_MS, LATENCY_SLOTS, SCORE_DIFF_BUCKETS, SCORE_DIFF_SLOTS, Sample,
+    ShadowCounts, TelemetryAck, TelemetryBatch, VariantCounts, latency_slot, score_diff_slot,
+};

@@ -9,7 +9,7 @@ use outrider_filter_logic::Via;
 use outrider_filter_logic::response::{StatusClass, grpc_error};
 use outrider_filter_logic::shadow::{Answer, SHADOW_HEADER, forwarded, read_score};
 use outrider_filter_logic::telemetry::{BoundedBody, features, score};
-use outrider_protocol::Sample;
+use outrider_protocol::{Sample, ShadowSkip};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
@@ -173,7 +173,7 @@ impl Request {
                 }
                 None => events.push(Event::Skipped {
                     shadow: i,
-                    reason: "in_flight_cap",
+                    reason: ShadowSkip::InFlightCap,
                 }),
             }
         }
@@ -226,7 +226,7 @@ impl Request {
                     desk.abandon(pair);
                     events.push(Event::Skipped {
                         shadow: i,
-                        reason: "body_too_large",
+                        reason: ShadowSkip::BodyTooLarge,
                     });
                     continue;
                 }

@@ -10,7 +10,7 @@ use outrider_filter_logic::Rollout;
 use outrider_filter_logic::assignment::RandomPoints;
 use outrider_filter_logic::shadow::{Pace, SLOW_TICK_MS};
 use outrider_filter_logic::telemetry::Aggregator;
-use outrider_protocol::TelemetryBatch;
+use outrider_protocol::{ShadowSkip, TelemetryBatch};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
@@ -70,8 +70,8 @@ impl Worker {
                     stats
                         .get(shadow)
                         .into_iter()
-                        .for_each(|s| s.skipped("dispatch_failed"));
-                    self.record(|t| t.shadow_skipped(shadow, "dispatch_failed"));
+                        .for_each(|s| s.skipped(ShadowSkip::DispatchFailed));
+                    self.record(|t| t.shadow_skipped(shadow, ShadowSkip::DispatchFailed));
                 }
                 Event::Skipped { shadow, reason } => {
                     stats

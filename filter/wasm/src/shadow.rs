@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use outrider_filter_logic::shadow::{Answer, Comparison, compare, read_score};
 use outrider_filter_logic::telemetry::ShadowEnd;
+use outrider_protocol::ShadowSkip;
 
 use crate::host;
 
@@ -63,7 +64,7 @@ pub enum Event {
     },
     Skipped {
         shadow: usize,
-        reason: &'static str,
+        reason: ShadowSkip,
     },
 }
 
@@ -230,7 +231,7 @@ impl Desk {
         {
             events.push(Event::Skipped {
                 shadow: p.shadow,
-                reason: "primary_incomplete",
+                reason: ShadowSkip::PrimaryIncomplete,
             });
             self.pairs.remove(&pair);
         }

@@ -10,6 +10,7 @@ use outrider_filter_logic::response::{GRPC_CODES, StatusClass, grpc_label};
 use outrider_filter_logic::shadow::Comparison;
 use outrider_filter_logic::telemetry::ShadowEnd;
 use outrider_filter_logic::{Rollout, Via};
+use outrider_protocol::{ClosedSet, ShadowSkip};
 use proxy_wasm::types::MetricType;
 
 use crate::host;
@@ -43,7 +44,7 @@ impl RolloutStats {
             let name = v.name.as_str();
             let mut responses = [0u32; StatusClass::ALL.len()];
             for (slot, class) in responses.iter_mut().zip(StatusClass::ALL) {
-                *slot = host::define_metric(Counter, &names::responses(r, name, class))?;
+                *slot = host::define_metric(Counter, &names::responses(r, name, *class))?;
             }
             let weight = host::define_metric(Gauge, &names::weight(r, name))?;
             host::record(weight, u64::from(v.weight_bp));
@@ -58,8 +59,7 @@ impl RolloutStats {
         }
         let mut rejected = [0u32; Rejection::ALL.len()];
         for (slot, rejection) in rejected.iter_mut().zip(Rejection::ALL) {
-            *slot =
-                host::define_metric(Counter, &names::overrides_rejected(r, rejection.reason()))?;
+            *slot = host::define_metric(Counter, &names::overrides_rejected(r, rejection.name()))?;
         }
         let mut samples = [0u32; SAMPLE_RESULTS.len()];
         for (slot, result) in samples.iter_mut().zip(SAMPLE_RESULTS) {
@@ -199,12 +199,6 @@ impl LinkStats {
 }
 
 const SHADOW_RESULTS: [&str; 3] = ["completed", "error", "timeout"];
-const SHADOW_SKIPS: [&str; 4] = [
-    "body_too_large",
-    "in_flight_cap",
-    "primary_incomplete",
-    "dispatch_failed",
-];
 const COMPARISON_RESULTS: [&str; 4] = [
     "agree",
     "disagree",
@@ -217,7 +211,7 @@ const LABEL_PAIRS: [&str; 4] = ["0_0", "0_1", "1_0", "1_1"];
 pub struct ShadowStats {
     mirrored: u32,
     responses: [u32; SHADOW_RESULTS.len()],
-    skipped: [u32; SHADOW_SKIPS.len()],
+    skipped: [u32; ShadowSkip::ALL.len()],
     comparisons: [u32; COMPARISON_RESULTS.len()],
     labels: [u32; LABEL_PAIRS.len()],
     score_diff: u32,
@@ -225,13 +219,13 @@ pub struct ShadowStats {
     primary_latency: u32,
 }
 
-fn define_all<const N: usize>(
-    names: [&str; N],
+fn define_all<const N: usize, T: std::fmt::Display>(
+    names: impl IntoIterator<Item = T>,
     name: impl Fn(&str) -> String,
 ) -> Result<[u32; N], String> {
     let mut ids = [0u32; N];
     for (slot, n) in ids.iter_mut().zip(names) {
-        *slot = host::define_metric(MetricType::Counter, &name(n))?;
+        *slot = host::define_metric(MetricType::Counter, &name(&n.to_string()))?;
     }
     Ok(ids)
 }
@@ -250,7 +244,9 @@ impl ShadowStats {
             responses: define_all(SHADOW_RESULTS, |r| {
                 names::shadow_responses(rollout, shadow, r)
             })?,
-            skipped: define_all(SHADOW_SKIPS, |r| names::shadow_skipped(rollout, shadow, r))?,
+            skipped: define_all(ShadowSkip::ALL, |r| {
+                names::shadow_skipped(rollout, shadow, r)
+            })?,
             comparisons: define_all(COMPARISON_RESULTS, |r| {
                 names::shadow_comparisons(rollout, shadow, r)
             })?,
@@ -268,8 +264,10 @@ impl ShadowStats {
         host::increment(self.mirrored);
     }
 
-    pub fn skipped(&self, reason: &str) {
-        increment_named(&self.skipped, &SHADOW_SKIPS, reason);
+    pub fn skipped(&self, reason: ShadowSkip) {
+        if let Some(id) = self.skipped.get(reason.index()) {
+            host::increment(*id);
+        }
     }
 
     pub fn ended(&self, end: ShadowEnd, latency_ms: u64) {

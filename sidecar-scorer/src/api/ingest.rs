@@ -64,7 +64,7 @@ fn validate(batch: &TelemetryBatch, variants: &[String]) -> Result<(), ApiError>
         }
     }
     for (i, s) in batch.shadows.iter().enumerate() {
-        outrider_filter_logic::config::check_name(&format!("shadows[{i}].variant"), &s.variant)
+        outrider_protocol::rules::check_name(&format!("shadows[{i}].variant"), &s.variant)
             .map_err(|e| ApiError::invalid(e.field, e.problem))?;
         let lengths = [
             (

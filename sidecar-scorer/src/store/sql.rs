@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use outrider_protocol::{LATENCY_SLOTS, SCORE_DIFF_SLOTS, ShadowCounts, VariantCounts};
+use outrider_protocol::{
+    ClosedSet, LATENCY_SLOTS, SCORE_DIFF_SLOTS, ShadowCounts, ShadowSkip, VariantCounts,
+};
 
 /// Rows per multi-row INSERT: few statements, and well under both databases' limits
 /// on bound parameters (SQLite 32,766; PostgreSQL 65,535).
@@ -48,14 +50,6 @@ pub fn window_count_columns() -> Vec<String> {
     columns
 }
 
-/// Shadow skip reasons that have a column; others are not kept.
-pub const SHADOW_SKIPS: [&str; 4] = [
-    "body_too_large",
-    "in_flight_cap",
-    "primary_incomplete",
-    "dispatch_failed",
-];
-
 /// The columns of `shadow_windows` that hold counts, in the order of [`shadow_values`].
 pub fn shadow_columns() -> Vec<String> {
     let mut columns: Vec<String> = [
@@ -75,7 +69,7 @@ pub fn shadow_columns() -> Vec<String> {
     .iter()
     .map(|c| (*c).to_owned())
     .collect();
-    columns.extend(SHADOW_SKIPS.iter().map(|r| format!("skip_{r}")));
+    columns.extend(ShadowSkip::names().map(|r| format!("skip_{r}")));
     columns.extend((0..SCORE_DIFF_SLOTS).map(|i| format!("d{i:02}")));
     columns.extend((0..LATENCY_SLOTS).map(|i| format!("s{i:02}")));
     columns.extend((0..LATENCY_SLOTS).map(|i| format!("p{i:02}")));
@@ -107,9 +101,9 @@ pub fn shadow_values(s: &ShadowCounts) -> Vec<i64> {
     .collect();
     values.push(s.latency_delta_sum_ms);
     values.extend(
-        SHADOW_SKIPS
+        ShadowSkip::ALL
             .iter()
-            .map(|r| db_int(s.skipped.get(*r).copied().unwrap_or(0))),
+            .map(|r| db_int(s.skipped.get(r).copied().unwrap_or(0))),
     );
     values.extend(slots(&s.score_diff, SCORE_DIFF_SLOTS));
     values.extend(slots(&s.shadow_latency_ms, LATENCY_SLOTS));
@@ -125,7 +119,7 @@ pub fn shadow_from_values(variant: String, values: &[i64]) -> ShadowCounts {
     let head = counts(take(11));
     let at = |i: usize| head.get(i).copied().unwrap_or(0);
     let delta = take(1).first().copied().unwrap_or(0);
-    let skips = counts(take(SHADOW_SKIPS.len()));
+    let skips = counts(take(ShadowSkip::ALL.len()));
     ShadowCounts {
         variant,
         mirrored: at(0),
@@ -137,11 +131,11 @@ pub fn shadow_from_values(variant: String, values: &[i64]) -> ShadowCounts {
         no_prediction_shadow: at(6),
         confusion: [[at(7), at(8)], [at(9), at(10)]],
         latency_delta_sum_ms: delta,
-        skipped: SHADOW_SKIPS
+        skipped: ShadowSkip::ALL
             .iter()
             .zip(skips)
             .filter(|(_, n)| *n > 0)
-            .map(|(r, n)| ((*r).to_owned(), n))
+            .map(|(r, n)| (*r, n))
             .collect(),
         score_diff: counts(take(SCORE_DIFF_SLOTS)),
         shadow_latency_ms: counts(take(LATENCY_SLOTS)),
@@ -697,7 +691,7 @@ mod tests {
             primary_latency_ms: (0..LATENCY_SLOTS as u64).rev().collect(),
             ..ShadowCounts::default()
         };
-        s.skipped.insert("in_flight_cap".into(), 3);
+        s.skipped.insert(ShadowSkip::InFlightCap, 3);
         let values = shadow_values(&s);
         assert_eq!(values.len(), shadow_columns().len());
         assert_eq!(shadow_from_values("v3".into(), &values), s);
