@@ -236,7 +236,7 @@ async fn one_poll_per_envoy_and_304_when_unchanged(backend: Backend) {
     assert_eq!(ok1 - ok0, 0.0, "nothing changed, so every poll was a 304");
     let envoy_side = rollout
         .envoy
-        .stat("wasmcustom.outrider.scorer_poll_total.rollout=fraud.result=not_modified")
+        .counter("wasmcustom.outrider.scorer_poll_total.rollout=fraud.result=not_modified")
         .await
         .unwrap();
     assert!(

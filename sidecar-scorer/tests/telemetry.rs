@@ -122,7 +122,7 @@ async fn sampled_requests_carry_features_and_scores() {
         let envoy = &rollout.envoy;
         async move {
             envoy
-                .stat(&format!(
+                .counter(&format!(
                     "wasmcustom.outrider.sample_total.rollout=fraud.result={result}"
                 ))
                 .await

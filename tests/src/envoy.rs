@@ -17,6 +17,12 @@ use crate::prom::Metrics;
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long the filter's counters may take to reach Envoy's: it keeps them in the
+/// worker and adds them on its tick, every `COUNTER_FLUSH_MS` (a tick is at most as
+/// long again).
+pub const COUNTERS_SETTLE: Duration =
+    Duration::from_millis(2 * outrider_filter_logic::stats::COUNTER_FLUSH_MS + 100);
+
 pub struct Envoy {
     child: Child,
     dir: TempDir,
@@ -261,9 +267,18 @@ impl Envoy {
         Ok(String::from_utf8_lossy(&reply.body).into_owned())
     }
 
-    /// Everything in `/stats/prometheus`.
+    /// Everything in `/stats/prometheus`, once the filter's counters of what happened
+    /// so far have reached Envoy.
     pub async fn prometheus(&self) -> Result<Metrics> {
+        tokio::time::sleep(COUNTERS_SETTLE).await;
         Ok(Metrics::parse(&self.admin_get("/stats/prometheus").await?))
+    }
+
+    /// A counter of `/stats`, once the filter's counts of what happened so far have
+    /// reached it.
+    pub async fn counter(&self, name: &str) -> Result<u64> {
+        tokio::time::sleep(COUNTERS_SETTLE).await;
+        self.stat(name).await
     }
 
     /// One counter or gauge of `/stats` by its full name (0 when absent).

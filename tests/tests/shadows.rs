@@ -92,7 +92,7 @@ async fn infer(
 async fn stat(rollout: &RolloutUnderTest, name: &str) -> u64 {
     rollout
         .envoy
-        .stat(&format!("wasmcustom.outrider.{name}"))
+        .counter(&format!("wasmcustom.outrider.{name}"))
         .await
         .unwrap()
 }

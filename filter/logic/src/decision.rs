@@ -1,13 +1,24 @@
 //! The per-request decision: an authentic override wins, then the sticky key, then
-//! per-request randomness.
+//! per-request randomness. The decision carries the sticky key, so nothing later in
+//! the request reads it again.
 
 use crate::assignment::sticky_point;
 use crate::config::Rollout;
+use crate::host::{Host, Map};
 use crate::override_token::Rejection;
 
 /// Read access to the request's headers (names are lowercase).
 pub trait RequestHeaders {
     fn get(&self, name: &str) -> Option<String>;
+}
+
+/// The request headers of a host.
+pub struct HostRequestHeaders<'a, H: Host>(pub &'a H);
+
+impl<H: Host> RequestHeaders for HostRequestHeaders<'_, H> {
+    fn get(&self, name: &str) -> Option<String> {
+        self.0.header(Map::RequestHeaders, name)
+    }
 }
 
 /// How the variant was chosen.
@@ -18,25 +29,30 @@ pub enum Via {
     Random,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     /// Index into [`Rollout::variants`].
     pub variant: usize,
     pub via: Via,
     /// Set when the request carried an override that was ignored.
     pub rejected_override: Option<Rejection>,
+    /// The request's sticky key, if it has one (also when an override decided).
+    pub sticky_key: Option<String>,
 }
 
 impl Rollout {
     /// Chooses the variant for one request. `now_unix` and `random_point` are only
     /// called when needed (an override to check; no sticky key), so the common path
-    /// makes no extra host call.
+    /// reads one header and nothing else.
     pub fn decide(
         &self,
         headers: &impl RequestHeaders,
         now_unix: impl FnOnce() -> u64,
         random_point: impl FnOnce() -> f64,
     ) -> Decision {
+        let sticky_key = headers
+            .get(self.sticky_key.header_name())
+            .and_then(|value| self.sticky_key.owned_key_from(value));
         let mut rejected_override = None;
         if let Some(rule) = &self.override_rule
             && let Some(token) = headers.get(&rule.header)
@@ -50,6 +66,7 @@ impl Rollout {
                             variant,
                             via: Via::Override,
                             rejected_override: None,
+                            sticky_key,
                         };
                     }
                     rejected_override = Some(Rejection::UnknownVariant);
@@ -57,12 +74,7 @@ impl Rollout {
                 Err(rejection) => rejected_override = Some(rejection),
             }
         }
-
-        let header = headers.get(self.sticky_key.header_name());
-        let key = header
-            .as_deref()
-            .and_then(|value| self.sticky_key.key_from(value));
-        let (point, via) = match key {
+        let (point, via) = match &sticky_key {
             Some(key) => (sticky_point(self.salt_seed, key.as_bytes()), Via::StickyKey),
             None => (random_point().clamp(0.0, 1.0), Via::Random),
         };
@@ -70,6 +82,7 @@ impl Rollout {
             variant: self.split.variant_at(point),
             via,
             rejected_override,
+            sticky_key,
         }
     }
 }
@@ -179,7 +192,8 @@ mod tests {
             Decision {
                 variant: 1,
                 via: Via::Override,
-                rejected_override: None
+                rejected_override: None,
+                sticky_key: Some(key.clone()),
             }
         );
 
@@ -194,7 +208,8 @@ mod tests {
             Decision {
                 variant: 0,
                 via: Via::StickyKey,
-                rejected_override: Some(Rejection::BadSignature)
+                rejected_override: Some(Rejection::BadSignature),
+                sticky_key: Some(key.clone()),
             }
         );
 
@@ -222,7 +237,8 @@ mod tests {
             Decision {
                 variant: 0,
                 via: Via::Random,
-                rejected_override: None
+                rejected_override: None,
+                sticky_key: None,
             }
         );
     }

@@ -1,31 +1,51 @@
-//! The decisions of the outrider filter, free of host calls so that they run and are
-//! tested natively (and, compiled to wasm32, under a WASI runner).
+//! The outrider filter, free of proxy-wasm: every decision and every state machine of
+//! the filter, over a small [`host::Host`] trait that `filter/wasm` implements with
+//! Envoy's host calls and tests implement with [`mock::MockHost`]. It runs and is
+//! tested natively, and compiled to wasm32 under a WASI runner.
 //!
+//! Parse time:
 //! - [`config`]: the JSON configuration, parsed and validated into a [`Rollout`].
-//! - [`assignment`]: salted hash of the sticky key onto the cumulative weights.
-//! - [`sticky_key`]: where the key comes from (a header or a cookie).
-//! - [`override_token`]: HMAC-signed tokens that force a variant.
-//! - [`decision`]: the per-request choice, combining the three above.
-//! - [`response`]: status classes and gRPC status of a response.
-//! - [`metric_names`]: stat names that Envoy's `stats_tags` turn into labels.
-//! - [`link`]: the link to the scorer, and which requests to sample for it.
-//! - [`lease`]: which worker of an Envoy polls the scorer.
-//! - [`state`]: applying the rollout state the scorer serves.
-//! - [`telemetry`]: per-worker counts and samples, batched for the scorer.
-//! - [`shadow`]: which requests to mirror to shadow variants, and comparing answers.
+//!
+//! Request time, one request's path in order:
+//! - [`root`]: the root context of a worker; hands the rollout in effect to requests;
+//! - [`request`]: one stream, whose plan is fixed when it is assigned;
+//! - [`decision`]: the per-request choice: override, sticky key, randomness
+//!   ([`override_token`], [`sticky_key`], [`assignment`]);
+//! - [`recorder`]: each fact once, to Envoy's stats ([`stats`], [`metric_names`]) and
+//!   to the scorer's telemetry ([`telemetry`]);
+//! - [`body`], [`json_body`], [`response`]: what is read from bodies and responses;
+//! - [`shadow`], [`desk`]: copies to shadow variants, sent and compared by the root.
+//!
+//! Off the request path, on the root's tick:
+//! - [`link`]: the link to the scorer ([`lease`], [`state`], [`outbox`]).
 
 pub mod assignment;
+pub mod body;
 pub mod config;
 pub mod decision;
+pub mod desk;
+pub mod host;
+pub mod json_body;
 pub mod lease;
 pub mod link;
 pub mod metric_names;
+#[cfg(any(test, feature = "mock"))]
+pub mod mock;
+pub mod outbox;
 pub mod override_token;
+pub mod recorder;
+pub mod request;
 pub mod response;
+pub mod root;
 pub mod shadow;
 pub mod state;
+pub mod stats;
 pub mod sticky_key;
 pub mod telemetry;
+pub mod worker;
 
 pub use config::{ConfigError, Rollout, Variant};
 pub use decision::{Decision, RequestHeaders, Via};
+pub use host::Host;
+pub use request::Request;
+pub use root::Root;

@@ -1,255 +1,364 @@
-//! The filter's link to the scorer (`scorer` in the configuration): which Envoy
-//! cluster reaches it, how often to poll the rollout state and flush telemetry; and
-//! which requests to sample for it (`telemetry`).
+//! The link to the scorer, driven by the root context's tick on every worker:
+//!
+//! - one worker per Envoy holds a lease in shared data ([`crate::lease`]) and polls the
+//!   rollout state (with `if-none-match`, so an unchanged state is an empty 304); it
+//!   stores what it gets in shared data;
+//! - every worker applies a newer stored state to its own requests at its next tick;
+//! - every worker flushes its telemetry on a timer, keeping unsent batches in a
+//!   bounded outbox while the scorer is unreachable.
+//!
+//! Nothing here runs on the request path, and a scorer that is down only makes the
+//! weights stale (the `state_age_ms` gauge shows by how much).
 
-use serde::Deserialize;
+use std::time::Duration;
 
-use crate::config::ConfigError;
+use outrider_protocol::{BatchResult, PollResult, RolloutState};
+use serde::{Deserialize, Serialize};
 
-pub const DEFAULT_POLL_INTERVAL_MS: u64 = 1_000;
-pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 1_000;
-pub const DEFAULT_TIMEOUT_MS: u64 = 1_000;
-pub const DEFAULT_MAX_PENDING_BATCHES: usize = 60;
-pub const DEFAULT_SAMPLE_BODY_BYTES: usize = 64 * 1024;
-pub const DEFAULT_SAMPLES_PER_BATCH: usize = 100;
-const MAX_SAMPLE_BODY_BYTES: usize = 1024 * 1024;
-const MAX_SAMPLES_PER_BATCH: usize = 10_000;
-const MAX_FEATURES: usize = 64;
+use crate::config::{Rollout, ScorerLink};
+use crate::host::{Buffer, Host, LogLevel, Map};
+use crate::lease::{Lease, LeaseAction, lease_action, lease_ms};
+use crate::outbox::Outbox;
+use crate::recorder::Recorder;
+use crate::stats::{Counters, LinkStats};
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawScorer {
-    cluster: String,
-    #[serde(default)]
-    authority: Option<String>,
-    #[serde(default)]
-    poll_interval_ms: Option<u64>,
-    #[serde(default)]
-    flush_interval_ms: Option<u64>,
-    #[serde(default)]
-    timeout_ms: Option<u64>,
-    #[serde(default)]
-    token: Option<String>,
-    #[serde(default)]
-    token_env: Option<String>,
-    #[serde(default)]
-    max_pending_batches: Option<usize>,
+/// Largest state document read from the scorer.
+pub const MAX_STATE_BYTES: usize = 64 * 1024;
+
+/// What the polling worker leaves in shared data for the others.
+#[derive(Serialize, Deserialize)]
+struct StoredState {
+    etag: Option<String>,
+    state: RolloutState,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawTelemetry {
-    #[serde(default)]
-    sample_rate: Option<f64>,
-    #[serde(default)]
-    features: std::collections::BTreeMap<String, String>,
-    #[serde(default)]
-    score: Option<String>,
-    #[serde(default)]
-    max_body_bytes: Option<usize>,
-    #[serde(default)]
-    max_samples_per_batch: Option<usize>,
+/// An HTTP call in flight.
+#[derive(Debug)]
+enum Call {
+    Poll,
+    Flush(String),
 }
 
-/// How the filter reaches the scorer.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ScorerLink {
-    /// The Envoy cluster the calls go through.
-    pub cluster: String,
-    /// `:authority` of the calls.
-    pub authority: String,
-    pub poll_interval_ms: u64,
-    pub flush_interval_ms: u64,
-    pub timeout_ms: u64,
-    /// Bearer token for telemetry.
-    pub token: Option<String>,
-    /// Batches kept while the scorer is unreachable; the oldest go first.
-    pub max_pending_batches: usize,
+/// Shared-data keys of one rollout.
+fn key(rollout: &str, what: &str) -> String {
+    format!("outrider/{rollout}/{what}")
 }
 
-impl std::fmt::Debug for ScorerLink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScorerLink")
-            .field("cluster", &self.cluster)
-            .field("authority", &self.authority)
-            .field("poll_interval_ms", &self.poll_interval_ms)
-            .field("flush_interval_ms", &self.flush_interval_ms)
-            .field("timeout_ms", &self.timeout_ms)
-            .field("token", &self.token.as_ref().map(|_| "redacted"))
-            .field("max_pending_batches", &self.max_pending_batches)
-            .finish()
-    }
+pub struct Link {
+    config: ScorerLink,
+    rollout: String,
+    worker_id: u64,
+    proxy: String,
+    lease_key: String,
+    state_key: String,
+    polled_key: String,
+    /// When our lease runs out, if we hold it.
+    lease_until_ms: Option<u64>,
+    next_poll_ms: u64,
+    next_flush_ms: u64,
+    in_flight: Vec<(u32, Call)>,
+    /// Shared-data token of the stored state last looked at.
+    seen_cas: Option<u32>,
+    applied_version: u64,
+    configured_ms: u64,
+    outbox: Outbox,
+    reported_drops: u64,
+    stats: LinkStats,
 }
 
-/// Which requests are sampled, and what is read from them.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SampleRule {
-    /// Share of requests sampled, 0 to 1.
-    pub rate: f64,
-    /// Feature name and the JSON pointer to it in the request body.
-    pub features: Vec<(String, String)>,
-    /// JSON pointer to the score in the response body.
-    pub score: Option<String>,
-    /// Bodies longer than this are not sampled.
-    pub max_body_bytes: usize,
-    pub max_samples_per_batch: usize,
-}
-
-impl SampleRule {
-    pub fn reads_request_body(&self) -> bool {
-        !self.features.is_empty()
-    }
-
-    pub fn reads_response_body(&self) -> bool {
-        self.score.is_some()
-    }
-}
-
-fn within(
-    field: &str,
-    value: Option<u64>,
-    default: u64,
-    min: u64,
-    max: u64,
-) -> Result<u64, ConfigError> {
-    let v = value.unwrap_or(default);
-    if !(min..=max).contains(&v) {
-        return Err(ConfigError::new(
-            field,
-            format!("must be between {min} and {max}, got {v}"),
-        ));
-    }
-    Ok(v)
-}
-
-fn pointer(field: &str, p: &str) -> Result<String, ConfigError> {
-    if !p.is_empty() && !p.starts_with('/') {
-        return Err(ConfigError::new(
-            field,
-            format!("`{p}` is not a JSON pointer (it starts with `/`, as in `/outputs/0/data/0`)"),
-        ));
-    }
-    Ok(p.to_owned())
-}
-
-pub(crate) fn validate_scorer(
-    raw: RawScorer,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<ScorerLink, ConfigError> {
-    if raw.cluster.is_empty() {
-        return Err(ConfigError::new(
-            "scorer.cluster",
-            "must name the Envoy cluster that reaches the scorer",
-        ));
-    }
-    let token = match (raw.token, raw.token_env) {
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::new(
-                "scorer",
-                "give `token` or `token_env`, not both",
-            ));
+impl Link {
+    pub fn new(
+        config: ScorerLink,
+        rollout: &str,
+        worker_id: u64,
+        proxy: String,
+        stats: LinkStats,
+        now_ms: u64,
+    ) -> Self {
+        let outbox = Outbox::new(config.max_pending_batches);
+        Self {
+            lease_key: key(rollout, "lease"),
+            state_key: key(rollout, "state"),
+            polled_key: key(rollout, "polled"),
+            rollout: rollout.to_owned(),
+            worker_id,
+            proxy,
+            lease_until_ms: None,
+            next_poll_ms: now_ms,
+            next_flush_ms: now_ms + config.flush_interval_ms,
+            in_flight: Vec::new(),
+            seen_cas: None,
+            applied_version: 0,
+            configured_ms: now_ms,
+            outbox,
+            reported_drops: 0,
+            stats,
+            config,
         }
-        (Some(t), None) => Some(t),
-        (None, Some(name)) => Some(env(&name).ok_or_else(|| {
-            ConfigError::new(
-                "scorer.token_env",
-                format!("environment variable `{name}` is not set in the VM"),
-            )
-        })?),
-        (None, None) => None,
-    };
-    if token
-        .as_ref()
-        .is_some_and(|t| t.is_empty() || t.len() > 512 || !t.chars().all(|c| c.is_ascii_graphic()))
-    {
-        return Err(ConfigError::new(
-            "scorer.token",
-            "must be 1 to 512 visible ASCII characters",
-        ));
     }
-    let pending = raw
-        .max_pending_batches
-        .unwrap_or(DEFAULT_MAX_PENDING_BATCHES);
-    if !(1..=1000).contains(&pending) {
-        return Err(ConfigError::new(
-            "scorer.max_pending_batches",
-            format!("must be between 1 and 1000, got {pending}"),
-        ));
-    }
-    Ok(ScorerLink {
-        authority: raw.authority.unwrap_or_else(|| raw.cluster.clone()),
-        cluster: raw.cluster,
-        poll_interval_ms: within(
-            "scorer.poll_interval_ms",
-            raw.poll_interval_ms,
-            DEFAULT_POLL_INTERVAL_MS,
-            100,
-            60_000,
-        )?,
-        flush_interval_ms: within(
-            "scorer.flush_interval_ms",
-            raw.flush_interval_ms,
-            DEFAULT_FLUSH_INTERVAL_MS,
-            100,
-            60_000,
-        )?,
-        timeout_ms: within(
-            "scorer.timeout_ms",
-            raw.timeout_ms,
-            DEFAULT_TIMEOUT_MS,
-            10,
-            60_000,
-        )?,
-        token,
-        max_pending_batches: pending,
-    })
-}
 
-pub(crate) fn validate_telemetry(raw: RawTelemetry) -> Result<SampleRule, ConfigError> {
-    let rate = raw.sample_rate.unwrap_or(0.0);
-    if !rate.is_finite() || !(0.0..=1.0).contains(&rate) {
-        return Err(ConfigError::new(
-            "telemetry.sample_rate",
-            format!("must be between 0 and 1, got {rate}"),
-        ));
+    /// How often the link wants a tick: fast enough that a new state reaches every
+    /// worker well within a poll interval, slow enough to cost nothing.
+    pub fn tick_period(&self) -> Duration {
+        Duration::from_millis((self.config.poll_interval_ms / 4).clamp(20, 250))
     }
-    if raw.features.len() > MAX_FEATURES {
-        return Err(ConfigError::new(
-            "telemetry.features",
-            format!("at most {MAX_FEATURES} features"),
-        ));
+
+    /// One tick: keep or take the lease, poll if due, pick up a newer state (returned
+    /// as the rollout to use from now on), report staleness, flush telemetry if due.
+    pub fn tick(
+        &mut self,
+        host: &impl Host,
+        now_ms: u64,
+        current: &Rollout,
+        recorder: &mut Recorder,
+    ) -> Option<Rollout> {
+        let counters = &mut recorder.counters;
+        if self.lead(host, now_ms) && now_ms >= self.next_poll_ms && !self.polling() {
+            self.next_poll_ms = now_ms + self.config.poll_interval_ms;
+            self.poll(host, counters);
+        }
+        let updated = self.pick_up_state(host, current, counters);
+        self.report_age(host, now_ms);
+        if now_ms >= self.next_flush_ms {
+            self.next_flush_ms = now_ms + self.config.flush_interval_ms;
+            self.flush(host, now_ms, recorder);
+        }
+        updated
     }
-    let mut features = Vec::new();
-    for (name, p) in raw.features {
-        let field = format!("telemetry.features.{name}");
-        crate::config::check_name(&field, &name)?;
-        features.push((name, pointer(&field, &p)?));
+
+    fn polling(&self) -> bool {
+        self.in_flight.iter().any(|(_, c)| matches!(c, Call::Poll))
     }
-    let score = raw
-        .score
-        .map(|p| pointer("telemetry.score", &p))
-        .transpose()?;
-    let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_SAMPLE_BODY_BYTES);
-    if max_body_bytes == 0 || max_body_bytes > MAX_SAMPLE_BODY_BYTES {
-        return Err(ConfigError::new(
-            "telemetry.max_body_bytes",
-            format!("must be between 1 and {MAX_SAMPLE_BODY_BYTES}"),
-        ));
+
+    fn flushing(&self) -> bool {
+        self.in_flight
+            .iter()
+            .any(|(_, c)| matches!(c, Call::Flush(_)))
     }
-    let max_samples_per_batch = raw
-        .max_samples_per_batch
-        .unwrap_or(DEFAULT_SAMPLES_PER_BATCH);
-    if max_samples_per_batch == 0 || max_samples_per_batch > MAX_SAMPLES_PER_BATCH {
-        return Err(ConfigError::new(
-            "telemetry.max_samples_per_batch",
-            format!("must be between 1 and {MAX_SAMPLES_PER_BATCH}"),
-        ));
+
+    /// Whether this worker holds the polling lease after this tick.
+    fn lead(&mut self, host: &impl Host, now_ms: u64) -> bool {
+        let ttl = lease_ms(self.config.poll_interval_ms);
+        // Renew only when half the lease is gone: fewer writes, same safety.
+        if self
+            .lease_until_ms
+            .is_some_and(|until| until > now_ms + ttl / 2)
+        {
+            return true;
+        }
+        let (value, cas) = host.shared_get(&self.lease_key);
+        let current = value.as_deref().and_then(Lease::decode);
+        let leading = match lease_action(current.as_ref(), self.worker_id, now_ms) {
+            LeaseAction::Follow => false,
+            LeaseAction::Renew | LeaseAction::Take => {
+                let lease = Lease {
+                    holder: self.worker_id,
+                    expires_ms: now_ms + ttl,
+                };
+                host.shared_set(&self.lease_key, lease.encode().as_bytes(), cas)
+            }
+        };
+        self.lease_until_ms = leading.then_some(now_ms + ttl);
+        leading
     }
-    Ok(SampleRule {
-        rate,
-        features,
-        score,
-        max_body_bytes,
-        max_samples_per_batch,
-    })
+
+    fn poll(&mut self, host: &impl Host, counters: &mut Counters) {
+        let path = format!("/v1/rollouts/{}/state", self.rollout);
+        let etag = host
+            .shared_get(&self.state_key)
+            .0
+            .and_then(|bytes| serde_json::from_slice::<StoredState>(&bytes).ok())
+            .and_then(|s| s.etag);
+        let mut headers = vec![
+            (":method", "GET"),
+            (":path", path.as_str()),
+            (":authority", self.config.authority.as_str()),
+            ("x-outrider-proxy", self.proxy.as_str()),
+        ];
+        if let Some(etag) = &etag {
+            headers.push(("if-none-match", etag.as_str()));
+        }
+        let timeout = Duration::from_millis(self.config.timeout_ms);
+        match host.http_call(&self.config.cluster, &headers, None, timeout) {
+            Some(token) => self.in_flight.push((token, Call::Poll)),
+            None => self.stats.poll(counters, PollResult::Failed),
+        }
+    }
+
+    /// Applies the stored state if it is newer than the one in effect.
+    fn pick_up_state(
+        &mut self,
+        host: &impl Host,
+        current: &Rollout,
+        counters: &mut Counters,
+    ) -> Option<Rollout> {
+        let (value, cas) = host.shared_get(&self.state_key);
+        if cas.is_none() || cas == self.seen_cas {
+            return None;
+        }
+        self.seen_cas = cas;
+        let stored: StoredState = serde_json::from_slice(&value?).ok()?;
+        if stored.state.version <= self.applied_version {
+            return None;
+        }
+        self.applied_version = stored.state.version;
+        match current.with_state(&stored.state) {
+            Ok(next) => {
+                self.stats.version(host, stored.state.version);
+                Some(next)
+            }
+            Err(e) => {
+                self.stats.rejected(counters);
+                host.log(
+                    LogLevel::Warn,
+                    &format!(
+                        "rollout `{}`: state version {} not applied: {e}",
+                        self.rollout, stored.state.version
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn report_age(&self, host: &impl Host, now_ms: u64) {
+        let polled = host
+            .shared_get(&self.polled_key)
+            .0
+            .and_then(|b| {
+                std::str::from_utf8(&b)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+            })
+            .unwrap_or(self.configured_ms);
+        self.stats.age(host, now_ms.saturating_sub(polled));
+    }
+
+    fn flush(&mut self, host: &impl Host, now_ms: u64, recorder: &mut Recorder) {
+        if let Some(batch) = recorder.take_batch(
+            &self.rollout,
+            &self.proxy,
+            self.worker_id,
+            self.outbox.dropped(),
+            now_ms,
+        ) {
+            self.outbox.push(&batch);
+        }
+        let counters = &mut recorder.counters;
+        let drops = self.outbox.dropped();
+        if drops > self.reported_drops {
+            self.stats
+                .batches(counters, BatchResult::Dropped, drops - self.reported_drops);
+            self.reported_drops = drops;
+        }
+        if self.flushing() {
+            return;
+        }
+        let Some(next) = self.outbox.next() else {
+            return;
+        };
+        let authorization = self.config.token.as_ref().map(|t| format!("Bearer {t}"));
+        let mut headers = vec![
+            (":method", "POST"),
+            (":path", "/v1/telemetry"),
+            (":authority", self.config.authority.as_str()),
+            ("content-type", "application/json"),
+        ];
+        if let Some(a) = &authorization {
+            headers.push(("authorization", a.as_str()));
+        }
+        let id = next.id.clone();
+        let timeout = Duration::from_millis(self.config.timeout_ms);
+        match host.http_call(&self.config.cluster, &headers, Some(&next.body), timeout) {
+            Some(token) => self.in_flight.push((token, Call::Flush(id))),
+            None => self.stats.batches(counters, BatchResult::Failed, 1),
+        }
+    }
+
+    /// Handles the answer to one of our calls; false if the token is not ours.
+    pub fn on_response(
+        &mut self,
+        host: &impl Host,
+        token: u32,
+        body_size: usize,
+        now_ms: u64,
+        counters: &mut Counters,
+    ) -> bool {
+        let Some(position) = self.in_flight.iter().position(|(t, _)| *t == token) else {
+            return false;
+        };
+        let (_, call) = self.in_flight.swap_remove(position);
+        // A call that never reached the scorer (no upstream, timeout) has no status.
+        let status = host
+            .header(Map::CallResponseHeaders, ":status")
+            .and_then(|s| s.parse::<u16>().ok())
+            .unwrap_or(0);
+        match call {
+            Call::Poll => self.polled(host, status, body_size, now_ms, counters),
+            Call::Flush(id) => match status {
+                200..=299 => {
+                    self.outbox.done(&id);
+                    self.stats.batches(counters, BatchResult::Sent, 1);
+                }
+                // The scorer will never take this batch (unknown rollout, a variant it
+                // does not know): keeping it would block the ones behind it.
+                400..=499 if status != 408 && status != 429 => {
+                    self.outbox.done(&id);
+                    self.stats.batches(counters, BatchResult::Rejected, 1);
+                    host.log(
+                        LogLevel::Warn,
+                        &format!(
+                            "rollout `{}`: the scorer refused telemetry batch {id} ({status})",
+                            self.rollout
+                        ),
+                    );
+                }
+                _ => self.stats.batches(counters, BatchResult::Failed, 1),
+            },
+        }
+        true
+    }
+
+    fn polled(
+        &mut self,
+        host: &impl Host,
+        status: u16,
+        body_size: usize,
+        now_ms: u64,
+        counters: &mut Counters,
+    ) {
+        let ok = match status {
+            200 => {
+                let etag = host.header(Map::CallResponseHeaders, "etag");
+                let state = (body_size <= MAX_STATE_BYTES)
+                    .then(|| host.buffer(Buffer::CallResponseBody, body_size))
+                    .flatten()
+                    .and_then(|body| serde_json::from_slice::<RolloutState>(&body).ok())
+                    .filter(|s| s.rollout == self.rollout);
+                match state.and_then(|state| serde_json::to_vec(&StoredState { etag, state }).ok())
+                {
+                    Some(stored) => host.shared_set(&self.state_key, &stored, None),
+                    None => false,
+                }
+            }
+            304 => true,
+            _ => false,
+        };
+        if ok {
+            host.shared_set(&self.polled_key, now_ms.to_string().as_bytes(), None);
+        }
+        self.stats.poll(
+            counters,
+            match (ok, status) {
+                (true, 304) => PollResult::NotModified,
+                (true, _) => PollResult::Ok,
+                (false, _) => PollResult::Failed,
+            },
+        );
+    }
+
+    /// Batches waiting in the outbox.
+    pub fn pending_batches(&self) -> usize {
+        self.outbox.len()
+    }
 }

@@ -24,6 +24,16 @@ impl StickyKey {
         };
         (!key.is_empty()).then_some(key)
     }
+
+    /// [`Self::key_from`] for a value the caller owns: usually the value is the key,
+    /// and is kept without a copy.
+    pub fn owned_key_from(&self, header_value: String) -> Option<String> {
+        let key = self.key_from(&header_value)?;
+        if key.len() == header_value.len() {
+            return Some(header_value);
+        }
+        Some(key.to_owned())
+    }
 }
 
 /// The value of cookie `name` in a `Cookie` header (`a=1; b=2`), unquoted. The first
@@ -54,6 +64,9 @@ mod tests {
         assert_eq!(s.key_from(" u42 "), Some("u42"));
         assert_eq!(s.key_from("   "), None);
         assert_eq!(s.key_from(""), None);
+        assert_eq!(s.owned_key_from(" u42 ".into()).as_deref(), Some("u42"));
+        assert_eq!(s.owned_key_from("u42".into()).as_deref(), Some("u42"));
+        assert_eq!(s.owned_key_from(" ".into()), None);
     }
 
     #[test]

@@ -1,19 +1,13 @@
-//! Telemetry for the scorer, gathered per worker: counts per variant since the last
-//! flush, a bounded set of sampled requests, and an outbox of batches waiting to be
-//! sent. While the scorer is unreachable the outbox keeps the newest batches and
-//! drops (and counts) the oldest; requests never wait for any of it.
-
-use std::collections::{BTreeMap, VecDeque};
+//! Telemetry for the scorer, gathered per worker: counts per variant and per shadow
+//! since the last flush, and a bounded set of sampled requests, taken as one batch at
+//! each flush ([`crate::outbox`] keeps the batches until the scorer has them).
 
 use outrider_protocol::{
-    LATENCY_SLOTS, SCORE_DIFF_SLOTS, Sample, ShadowCounts, ShadowSkip, TelemetryBatch,
-    VariantCounts, latency_slot, score_diff_slot,
+    LATENCY_SLOTS, SCORE_DIFF_SLOTS, Sample, SampleResult, ShadowCounts, ShadowEnd, ShadowSkip,
+    StatusClass, TelemetryBatch, VariantCounts, latency_slot, score_diff_slot,
 };
 
-use crate::response::StatusClass;
 use crate::shadow::Comparison;
-
-pub use outrider_protocol::ShadowEnd;
 
 fn fresh_shadow(name: &str) -> ShadowCounts {
     ShadowCounts {
@@ -81,12 +75,8 @@ impl Aggregator {
         let Some(c) = self.counts.get_mut(variant) else {
             return;
         };
-        match class {
-            Some(StatusClass::Success) => c.responses.success += 1,
-            Some(StatusClass::Redirect) => c.responses.redirect += 1,
-            Some(StatusClass::ClientError) => c.responses.client_error += 1,
-            Some(StatusClass::ServerError) => c.responses.server_error += 1,
-            None => {}
+        if let Some(class) = class {
+            c.responses.count(class);
         }
         if let Some(slot) = c.latency_ms.get_mut(latency_slot(latency_ms as f64)) {
             *slot += 1;
@@ -103,12 +93,14 @@ impl Aggregator {
     }
 
     /// Keeps a sample unless this batch already has its share.
-    pub fn sample(&mut self, sample: Sample) {
+    pub fn sample(&mut self, sample: Sample) -> SampleResult {
         if self.samples.len() < self.max_samples {
             self.samples.push(sample);
             self.touched = true;
+            SampleResult::Taken
         } else {
             self.dropped_samples += 1;
+            SampleResult::Dropped
         }
     }
 
@@ -238,125 +230,10 @@ impl Aggregator {
     }
 }
 
-/// A batch ready to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pending {
-    pub id: String,
-    pub body: Vec<u8>,
-}
-
-/// Batches waiting for the scorer, oldest first, at most `capacity` of them.
-#[derive(Debug)]
-pub struct Outbox {
-    batches: VecDeque<Pending>,
-    capacity: usize,
-    dropped: u64,
-}
-
-impl Outbox {
-    pub fn new(capacity: usize) -> Self {
-        Self {
-            batches: VecDeque::new(),
-            capacity: capacity.max(1),
-            dropped: 0,
-        }
-    }
-
-    /// Queues a batch; when full, the oldest is dropped and counted.
-    pub fn push(&mut self, batch: &TelemetryBatch) {
-        let Ok(body) = serde_json::to_vec(batch) else {
-            self.dropped += 1;
-            return;
-        };
-        if self.batches.len() >= self.capacity {
-            self.batches.pop_front();
-            self.dropped += 1;
-        }
-        self.batches.push_back(Pending {
-            id: batch.batch_id.clone(),
-            body,
-        });
-    }
-
-    /// The batch to send next.
-    pub fn next(&self) -> Option<&Pending> {
-        self.batches.front()
-    }
-
-    /// The scorer took batch `id` (or refused it for good): it leaves the outbox.
-    pub fn done(&mut self, id: &str) {
-        if self.batches.front().is_some_and(|b| b.id == id) {
-            self.batches.pop_front();
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.batches.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.batches.is_empty()
-    }
-
-    /// Batches dropped since the worker started.
-    pub fn dropped(&self) -> u64 {
-        self.dropped
-    }
-}
-
-/// A body read as it streams by, up to a limit (beyond it the read is abandoned).
-#[derive(Debug, Default)]
-pub struct BoundedBody {
-    bytes: Vec<u8>,
-    overflowed: bool,
-}
-
-impl BoundedBody {
-    pub fn push(&mut self, chunk: &[u8], limit: usize) {
-        if self.overflowed {
-            return;
-        }
-        if self.bytes.len() + chunk.len() > limit {
-            self.overflowed = true;
-            self.bytes = Vec::new();
-        } else {
-            self.bytes.extend_from_slice(chunk);
-        }
-    }
-
-    /// The whole body, unless it went over the limit.
-    pub fn complete(&self) -> Option<&[u8]> {
-        (!self.overflowed).then_some(self.bytes.as_slice())
-    }
-}
-
-/// The number at a JSON pointer of a JSON body (booleans count as 0 and 1).
-pub fn number_at(document: &serde_json::Value, pointer: &str) -> Option<f64> {
-    match document.pointer(pointer)? {
-        serde_json::Value::Number(n) => n.as_f64().filter(|v| v.is_finite()),
-        serde_json::Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
-        _ => None,
-    }
-}
-
-/// The named features found in a request body; missing or non-numeric ones are left out.
-pub fn features(body: &[u8], pointers: &[(String, String)]) -> BTreeMap<String, f64> {
-    let Ok(document) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return BTreeMap::new();
-    };
-    pointers
-        .iter()
-        .filter_map(|(name, pointer)| number_at(&document, pointer).map(|v| (name.clone(), v)))
-        .collect()
-}
-
-/// The score in a response body.
-pub fn score(body: &[u8], pointer: &str) -> Option<f64> {
-    number_at(&serde_json::from_slice(body).ok()?, pointer)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use outrider_protocol::ClassCounts;
 
     use super::*;
@@ -480,57 +357,5 @@ mod tests {
         }
         assert_eq!(a.take("fraud", "p", 1, 0, 2).unwrap().samples.len(), 2);
         assert_eq!(a.dropped_samples(), 3);
-    }
-
-    #[test]
-    fn the_outbox_drops_the_oldest_when_full() {
-        let mut a = aggregator();
-        let mut out = Outbox::new(2);
-        for _ in 0..3 {
-            a.request(0);
-            out.push(&a.take("fraud", "p", 1, 0, 9).unwrap());
-        }
-        assert_eq!((out.len(), out.dropped()), (2, 1));
-        assert_eq!(out.next().unwrap().id, "p-0000000000000001-2");
-        out.done("something-else");
-        assert_eq!(out.len(), 2);
-        out.done("p-0000000000000001-2");
-        assert_eq!(out.next().unwrap().id, "p-0000000000000001-3");
-        let body: TelemetryBatch = serde_json::from_slice(&out.next().unwrap().body).unwrap();
-        assert_eq!(body.variants[0].requests, 1);
-    }
-
-    #[test]
-    fn bodies_are_read_within_their_limit() {
-        let mut body = BoundedBody::default();
-        body.push(b"{\"inputs\": [{\"data\": ", 64);
-        body.push(b"[12.5, true]}]}", 64);
-        let bytes = body.complete().unwrap();
-        let f = features(
-            bytes,
-            &[
-                ("amount".into(), "/inputs/0/data/0".into()),
-                ("card_present".into(), "/inputs/0/data/1".into()),
-                ("missing".into(), "/nope".into()),
-            ],
-        );
-        assert_eq!(
-            f,
-            BTreeMap::from([
-                ("amount".to_owned(), 12.5),
-                ("card_present".to_owned(), 1.0)
-            ])
-        );
-        let mut big = BoundedBody::default();
-        big.push(&[b'x'; 40], 64);
-        big.push(&[b'x'; 40], 64);
-        assert_eq!(big.complete(), None);
-        assert_eq!(
-            score(br#"{"outputs": [{"data": [0.93]}]}"#, "/outputs/0/data/0"),
-            Some(0.93)
-        );
-        assert_eq!(score(b"not json", "/outputs/0/data/0"), None);
-        assert_eq!(score(br#"{"outputs": "x"}"#, "/outputs/0/data/0"), None);
-        assert!(features(b"[", &[("a".into(), "/0".into())]).is_empty());
     }
 }

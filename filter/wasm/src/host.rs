@@ -1,138 +1,144 @@
-//! Host calls with their results handled. The SDK's `Context` helpers unwrap host
-//! results (and `get_map_value` unwraps UTF-8), so this filter uses only these.
+//! Envoy as the filter's host: each method is one proxy-wasm host call with its result
+//! handled. The SDK's `Context` helpers unwrap host results (and `get_map_value`
+//! unwraps UTF-8), so this filter calls `proxy_wasm::hostcalls` only.
 
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
-use outrider_filter_logic::RequestHeaders;
+use outrider_filter_logic::host::{Buffer, Host, LogLevel, Map, MetricKind};
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{MapType, MetricType, Status};
+use proxy_wasm::types::{self, BufferType, MapType, MetricType};
 
-pub fn log(level: proxy_wasm::types::LogLevel, message: &str) {
-    // Nothing sensible is left to do if logging itself fails.
-    let _ = hostcalls::log(level, message);
-}
+/// The host: Envoy, through the proxy-wasm ABI.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProxyHost;
 
-/// A header value, decoded lossily: clients may send bytes that are not UTF-8.
-pub fn header(map: MapType, name: &str) -> Option<String> {
-    match hostcalls::get_map_value_bytes(map, name) {
-        // No copy in the usual case of a valid UTF-8 value.
-        Ok(Some(bytes)) => Some(
-            String::from_utf8(bytes)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-        ),
-        _ => None,
+fn map_type(map: Map) -> MapType {
+    match map {
+        Map::RequestHeaders => MapType::HttpRequestHeaders,
+        Map::RequestTrailers => MapType::HttpRequestTrailers,
+        Map::ResponseHeaders => MapType::HttpResponseHeaders,
+        Map::ResponseTrailers => MapType::HttpResponseTrailers,
+        Map::CallResponseHeaders => MapType::HttpCallResponseHeaders,
     }
 }
 
-pub fn set_header(map: MapType, name: &str, value: &str) {
-    // Only called from the callback that owns `map`, where the host accepts it.
-    let _ = hostcalls::set_map_value(map, name, Some(value));
-}
-
-pub fn remove_header(map: MapType, name: &str) {
-    let _ = hostcalls::remove_map_value(map, name);
-}
-
-/// Wall-clock time in nanoseconds since the Unix epoch (0 if the host cannot say).
-pub fn now_nanos() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
-pub fn define_metric(kind: MetricType, name: &str) -> Result<u32, String> {
-    hostcalls::define_metric(kind, name)
-        .map_err(|status| format!("cannot define stat `{name}`: {status:?}"))
-}
-
-/// Counter and histogram updates are best effort: a failed one must not affect the
-/// request, and there is nowhere better to report it on the request path.
-pub fn increment(metric: u32) {
-    let _ = hostcalls::increment_metric(metric, 1);
-}
-
-pub fn add(metric: u32, n: u64) {
-    let _ = hostcalls::increment_metric(metric, i64::try_from(n).unwrap_or(i64::MAX));
-}
-
-pub fn record(metric: u32, value: u64) {
-    let _ = hostcalls::record_metric(metric, value);
-}
-
-/// Asks Envoy to pick the route again after the routing header changed. Returns
-/// false when the host has no such function, so the caller stops asking.
-pub fn clear_route_cache() -> bool {
-    !matches!(
-        hostcalls::call_foreign_function("clear_route_cache", None),
-        Err(Status::NotFound)
-    )
-}
-
-/// The current request's headers, for the decision logic.
-pub struct RequestHeaderMap;
-
-impl RequestHeaders for RequestHeaderMap {
-    fn get(&self, name: &str) -> Option<String> {
-        header(MapType::HttpRequestHeaders, name)
+fn buffer_type(buffer: Buffer) -> BufferType {
+    match buffer {
+        Buffer::RequestBody => BufferType::HttpRequestBody,
+        Buffer::ResponseBody => BufferType::HttpResponseBody,
+        Buffer::CallResponseBody => BufferType::HttpCallResponseBody,
+        Buffer::PluginConfiguration => BufferType::PluginConfiguration,
     }
 }
 
-/// A value in the VM's shared data (shared by every worker of this Envoy) and its
-/// compare-and-swap token.
-pub fn shared_get(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-    hostcalls::get_shared_data(key).unwrap_or((None, None))
+/// Bytes from the host as text; clients may send bytes that are not UTF-8.
+fn text(bytes: Vec<u8>) -> String {
+    // No copy in the usual case of valid UTF-8.
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-/// Writes shared data; with `cas`, only if nobody wrote it since that token.
-pub fn shared_set(key: &str, value: &[u8], cas: Option<u32>) -> bool {
-    hostcalls::set_shared_data(key, Some(value), cas).is_ok()
-}
-
-/// Envoy's node id, which names this proxy to the scorer.
-pub fn node_id() -> Option<String> {
-    match hostcalls::get_property(vec!["node", "id"]) {
-        Ok(Some(bytes)) if !bytes.is_empty() => String::from_utf8(bytes).ok(),
-        _ => None,
+impl Host for ProxyHost {
+    fn log(&self, level: LogLevel, message: &str) {
+        let level = match level {
+            LogLevel::Debug => types::LogLevel::Debug,
+            LogLevel::Info => types::LogLevel::Info,
+            LogLevel::Warn => types::LogLevel::Warn,
+            LogLevel::Error => types::LogLevel::Error,
+            LogLevel::Critical => types::LogLevel::Critical,
+        };
+        // Nothing sensible is left to do if logging itself fails.
+        let _ = hostcalls::log(level, message);
     }
-}
 
-pub fn set_tick(period: std::time::Duration) -> bool {
-    hostcalls::set_tick_period(period).is_ok()
-}
-
-/// Starts an HTTP call through an Envoy cluster; its answer arrives in the root
-/// context's `on_http_call_response` with the returned token.
-pub fn http_call(
-    cluster: &str,
-    headers: Vec<(&str, &str)>,
-    body: Option<&[u8]>,
-    timeout: std::time::Duration,
-) -> Option<u32> {
-    hostcalls::dispatch_http_call(cluster, headers, body, vec![], timeout).ok()
-}
-
-/// A header of the HTTP call response being delivered.
-pub fn call_response_header(name: &str) -> Option<String> {
-    header(MapType::HttpCallResponseHeaders, name)
-}
-
-/// The body of the HTTP call response being delivered, if it is at most `limit` bytes.
-pub fn call_response_body(size: usize, limit: usize) -> Option<Vec<u8>> {
-    if size > limit {
-        return None;
+    fn now_nanos(&self) -> u64 {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
     }
-    match hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpCallResponseBody, 0, size) {
-        Ok(Some(bytes)) => Some(bytes),
-        Ok(None) => Some(Vec::new()),
-        Err(_) => None,
-    }
-}
 
-/// The chunk of a request or response body passing through now.
-pub fn body_chunk(kind: proxy_wasm::types::BufferType, size: usize) -> Option<Vec<u8>> {
-    match hostcalls::get_buffer(kind, 0, size) {
-        Ok(Some(bytes)) => Some(bytes),
-        _ => None,
+    fn header(&self, map: Map, name: &str) -> Option<String> {
+        match hostcalls::get_map_value_bytes(map_type(map), name) {
+            Ok(Some(bytes)) => Some(text(bytes)),
+            _ => None,
+        }
+    }
+
+    fn headers(&self, map: Map) -> Vec<(String, String)> {
+        hostcalls::get_map_bytes(map_type(map))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, value)| (name, text(value)))
+            .collect()
+    }
+
+    fn set_header(&self, map: Map, name: &str, value: &str) {
+        // Only called from the callback that owns `map`, where the host accepts it.
+        let _ = hostcalls::set_map_value(map_type(map), name, Some(value));
+    }
+
+    fn remove_header(&self, map: Map, name: &str) {
+        let _ = hostcalls::remove_map_value(map_type(map), name);
+    }
+
+    fn buffer(&self, buffer: Buffer, size: usize) -> Option<Vec<u8>> {
+        match hostcalls::get_buffer(buffer_type(buffer), 0, size) {
+            Ok(Some(bytes)) => Some(bytes),
+            Ok(None) => Some(Vec::new()),
+            Err(_) => None,
+        }
+    }
+
+    fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        hostcalls::get_shared_data(key).unwrap_or((None, None))
+    }
+
+    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        hostcalls::set_shared_data(key, Some(value), cas).is_ok()
+    }
+
+    fn http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Option<u32> {
+        hostcalls::dispatch_http_call(cluster, headers.to_vec(), body, vec![], timeout).ok()
+    }
+
+    fn define_metric(&self, kind: MetricKind, name: &str) -> Result<u32, String> {
+        let kind = match kind {
+            MetricKind::Counter => MetricType::Counter,
+            MetricKind::Gauge => MetricType::Gauge,
+            MetricKind::Histogram => MetricType::Histogram,
+        };
+        hostcalls::define_metric(kind, name)
+            .map_err(|status| format!("cannot define stat `{name}`: {status:?}"))
+    }
+
+    /// Stat updates are best effort: a failed one must not affect the request, and
+    /// there is nowhere better to report it.
+    fn increment(&self, metric: u32, by: u64) {
+        let _ = hostcalls::increment_metric(metric, i64::try_from(by).unwrap_or(i64::MAX));
+    }
+
+    fn record(&self, metric: u32, value: u64) {
+        let _ = hostcalls::record_metric(metric, value);
+    }
+
+    fn set_tick(&self, period: Duration) -> bool {
+        hostcalls::set_tick_period(period).is_ok()
+    }
+
+    fn node_id(&self) -> Option<String> {
+        match hostcalls::get_property(vec!["node", "id"]) {
+            Ok(Some(bytes)) if !bytes.is_empty() => String::from_utf8(bytes).ok(),
+            _ => None,
+        }
+    }
+
+    fn env(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
     }
 }

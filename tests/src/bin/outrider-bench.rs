@@ -6,7 +6,10 @@
 //!   empty filter setting the routing header;
 //! - `outrider-bench shadow` (`make bench-shadow`): the outrider filter with a shadow
 //!   variant mirroring (f) 0% and (g) 100% of requests, the shadow on its own upstream,
-//!   and (h) Envoy's fire-and-forget `request_mirror_policies` at 100% for reference.
+//!   and (h) Envoy's fire-and-forget `request_mirror_policies` at 100% for reference;
+//! - `outrider-bench hostcalls` (`make bench-hostcalls`): what one host call of each
+//!   kind costs in Envoy's V8: the empty filter, and the empty filter making 20 extra
+//!   calls of one kind per request.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,6 +40,8 @@ enum Bench {
     Filter(RunArgs),
     /// The primary's latency and throughput with no mirroring and with all of it.
     Shadow(RunArgs),
+    /// Envoy CPU per host call of each kind (the CPU phase only).
+    Hostcalls(RunArgs),
 }
 
 #[derive(clap::Args)]
@@ -88,6 +93,58 @@ const SHADOW_TARGETS: [(&str, &str); 3] = [
     ("(h) Envoy's own mirror 100%", "h-native-mirror-100.yaml"),
 ];
 
+/// Host calls per request of the hostcalls benchmark, and what each config makes.
+const HOSTCALLS_PER_REQUEST: u32 = 20;
+const HOSTCALL_KINDS: [(&str, &str); 8] = [
+    ("time", "read the clock"),
+    (
+        "header",
+        "read a request header that is present (the host copies it into the VM)",
+    ),
+    ("no_header", "read a request header that is absent"),
+    ("set_header", "set a request header"),
+    ("counter", "increment a counter"),
+    ("histogram", "record a histogram value"),
+    ("status", "read `:status` of the response"),
+    ("route", "clear_route_cache"),
+];
+
+/// The empty filter, and the empty filter making [`HOSTCALLS_PER_REQUEST`] calls of one
+/// kind per request: bootstraps written from (e)'s into target/bench/hostcalls/.
+fn hostcall_targets() -> Result<Vec<Target>> {
+    let template = std::fs::read_to_string(
+        paths::envoy_configs().join("bench/e-passthrough-sets-header.yaml"),
+    )?;
+    let dir = paths::repo_root().join("target/bench/hostcalls");
+    std::fs::create_dir_all(&dir)?;
+    let mut targets = Vec::new();
+    let configs = std::iter::once(("none".to_owned(), String::new())).chain(
+        HOSTCALL_KINDS.iter().map(|(kind, _)| {
+            (
+                (*kind).to_owned(),
+                format!("{kind}*{HOSTCALLS_PER_REQUEST}"),
+            )
+        }),
+    );
+    for (i, (kind, config)) in configs.enumerate() {
+        let yaml = template
+            .replace("port_value: 9105", &format!("port_value: {}", 9200 + i))
+            .replace("port_value: 10105", &format!("port_value: {}", 10200 + i))
+            .replace("'x-outrider-variant=stable'", &format!("'{config}'"));
+        let path = dir.join(format!("{kind}.yaml"));
+        std::fs::write(&path, yaml)?;
+        targets.push(Target {
+            label: if config.is_empty() {
+                "(c) pass-through wasm".to_owned()
+            } else {
+                format!("+{HOSTCALLS_PER_REQUEST} {kind}")
+            },
+            path,
+        });
+    }
+    Ok(targets)
+}
+
 #[derive(Default)]
 struct Samples {
     cpu_us: Vec<f64>,
@@ -117,6 +174,12 @@ fn main() -> Result<()> {
                 let targets = targets(&args, &FILTER_TARGETS);
                 let samples = measure(&targets, &args, envoy_cpu, None).await?;
                 report_filter(&args, &targets, &samples)
+            }
+            Bench::Hostcalls(mut args) => {
+                args.seconds = 0;
+                let targets = hostcall_targets()?;
+                let samples = measure(&targets, &args, envoy_cpu, None).await?;
+                report_hostcalls(&args, &targets, &samples)
             }
             Bench::Shadow(args) => {
                 // The shadow answers like the primaries, on its own upstream.
@@ -270,6 +333,11 @@ async fn measure(
     let name = targets.first().map_or("bench", |t| {
         if t.path.ends_with("f-shadow-0.yaml") {
             "shadow"
+        } else if t
+            .path
+            .starts_with(paths::repo_root().join("target/bench/hostcalls"))
+        {
+            "hostcalls"
         } else {
             "filter"
         }
@@ -350,6 +418,22 @@ fn report_filter(args: &RunArgs, targets: &[Target], samples: &[Samples]) -> Res
         wasm_size("outrider")?,
         wasm_size("passthrough")?
     );
+    Ok(())
+}
+
+fn report_hostcalls(args: &RunArgs, targets: &[Target], samples: &[Samples]) -> Result<()> {
+    table(args, targets, samples);
+    let Some((base, rest)) = samples.split_first() else {
+        return Ok(());
+    };
+    let base = median(&base.cpu_us);
+    println!("| host call | Envoy CPU µs per call |\n|---|---|");
+    for ((kind, what), s) in HOSTCALL_KINDS.iter().zip(rest) {
+        println!(
+            "| `{kind}`: {what} | {:.2} |",
+            (median(&s.cpu_us) - base) / f64::from(HOSTCALLS_PER_REQUEST)
+        );
+    }
     Ok(())
 }
 

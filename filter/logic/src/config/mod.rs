@@ -1,66 +1,43 @@
 //! The filter's JSON configuration (Envoy `configuration`, Istio `pluginConfig`), parsed
-//! with serde and validated into a [`Rollout`] that the request path uses as is.
+//! with serde and validated, once, into a [`Rollout`] that the request path uses as is.
+//! Each section has its module: its raw form, its validated form and its checks.
 
-use std::fmt;
+mod error;
+mod fields;
+mod override_rule;
+mod scorer;
+mod shadow;
+mod telemetry;
 
+use outrider_protocol::json;
 use outrider_protocol::rules::{self, MAX_VARIANTS};
 use serde::Deserialize;
 
-use crate::assignment::{Split, salt_seed};
-use crate::link::{
-    RawScorer, RawTelemetry, SampleRule, ScorerLink, validate_scorer, validate_telemetry,
+pub use error::ConfigError;
+pub use fields::{check_name, weight_to_basis_points};
+pub use scorer::{
+    DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_MAX_PENDING_BATCHES, DEFAULT_POLL_INTERVAL_MS,
+    DEFAULT_TIMEOUT_MS, ScorerLink,
 };
+pub use shadow::{
+    DEFAULT_SHADOW_BODY_BYTES, DEFAULT_SHADOW_IN_FLIGHT, DEFAULT_SHADOW_TIMEOUT_MS, MAX_SHADOWS,
+    Prediction, Shadow,
+};
+pub use telemetry::{DEFAULT_SAMPLE_BODY_BYTES, DEFAULT_SAMPLES_PER_BATCH, SampleRule};
+
+use crate::assignment::{Split, salt_seed};
 use crate::override_token::OverrideRule;
-use crate::shadow::{RawShadow, Shadow, validate_shadows};
 use crate::sticky_key::StickyKey;
+use fields::{check_header_value, check_token, header_name};
+use override_rule::RawOverride;
+use scorer::RawScorer;
+use shadow::RawShadow;
+use telemetry::RawTelemetry;
 
 pub const DEFAULT_ROUTING_HEADER: &str = "x-outrider-variant";
 pub const DEFAULT_STICKY_HEADER: &str = "x-user-id";
-pub const DEFAULT_OVERRIDE_HEADER: &str = "x-outrider-override";
-pub const DEFAULT_OVERRIDE_MAX_TTL_SECONDS: u64 = 86_400;
 
 const MAX_SALT_LEN: usize = 256;
-const MAX_TTL_LIMIT_SECONDS: u64 = 366 * 86_400;
-const MIN_SECRET_LEN: usize = 16;
-
-/// A refused configuration: which field, and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// Path of the field, e.g. `variants[1].weight`; empty for the document itself.
-    pub field: String,
-    pub problem: String,
-}
-
-impl ConfigError {
-    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            problem: problem.into(),
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.field.is_empty() {
-            write!(f, "invalid configuration: {}", self.problem)
-        } else {
-            write!(
-                f,
-                "invalid configuration: field `{}`: {}",
-                self.field, self.problem
-            )
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-impl From<outrider_protocol::FieldError> for ConfigError {
-    fn from(e: outrider_protocol::FieldError) -> Self {
-        Self::new(e.field, e.problem)
-    }
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -103,19 +80,6 @@ struct RawStickyKey {
     cookie: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawOverride {
-    #[serde(default)]
-    header: Option<String>,
-    #[serde(default)]
-    secrets: Vec<String>,
-    #[serde(default)]
-    secrets_env: Vec<String>,
-    #[serde(default)]
-    max_ttl_seconds: Option<u64>,
-}
-
 /// One model variant of a rollout.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Variant {
@@ -155,27 +119,7 @@ impl Rollout {
         document: &[u8],
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let mut de = serde_json::Deserializer::from_slice(document);
-        let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-            let path = err.path().to_string();
-            let path = if path == "." { String::new() } else { path };
-            let problem = err.into_inner().to_string();
-            // serde names a missing field in the message, at its parent's path: point
-            // at the field itself.
-            let missing = problem
-                .strip_prefix("missing field `")
-                .and_then(|rest| rest.split_once('`'))
-                .map(|(name, _)| name.to_owned());
-            let field = match missing {
-                Some(name) if path.is_empty() => name,
-                Some(name) => format!("{path}.{name}"),
-                None => path,
-            };
-            ConfigError::new(field, problem)
-        })?;
-        de.end().map_err(|err| {
-            ConfigError::new("", format!("trailing data after the document: {err}"))
-        })?;
+        let raw: RawConfig = json::from_slice(document)?;
         validate(raw, &env)
     }
 
@@ -284,10 +228,10 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Roll
 
     let override_rule = raw
         .override_rule
-        .map(|o| validate_override(o, &routing_header, &sticky_key, env))
+        .map(|o| override_rule::validate(o, &routing_header, &sticky_key, env))
         .transpose()?;
-    let scorer = raw.scorer.map(|s| validate_scorer(s, env)).transpose()?;
-    let telemetry = raw.telemetry.map(validate_telemetry).transpose()?;
+    let scorer = raw.scorer.map(|s| scorer::validate(s, env)).transpose()?;
+    let telemetry = raw.telemetry.map(telemetry::validate).transpose()?;
     if telemetry.is_some() && scorer.is_none() {
         return Err(ConfigError::new(
             "telemetry",
@@ -296,7 +240,7 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Roll
     }
     let variant_names: Vec<&str> = variants.iter().map(|v| v.name.as_str()).collect();
     let seed = salt_seed(&salt);
-    let shadows = validate_shadows(raw.shadows, &variant_names, seed)?;
+    let shadows = shadow::validate(raw.shadows, &variant_names, seed)?;
 
     Ok(Rollout {
         name: raw.rollout,
@@ -312,125 +256,6 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Roll
         telemetry,
         shadows,
     })
-}
-
-fn validate_override(
-    raw: RawOverride,
-    routing_header: &str,
-    sticky_key: &StickyKey,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<OverrideRule, ConfigError> {
-    let header = header_name(
-        "override.header",
-        raw.header.as_deref().unwrap_or(DEFAULT_OVERRIDE_HEADER),
-    )?;
-    let clashes_with_sticky = matches!(sticky_key, StickyKey::Header(h) if *h == header);
-    if header == routing_header || clashes_with_sticky {
-        return Err(ConfigError::new(
-            "override.header",
-            "must differ from the routing header and the sticky key header",
-        ));
-    }
-    let mut secrets = Vec::new();
-    for (i, secret) in raw.secrets.into_iter().enumerate() {
-        check_secret(&format!("override.secrets[{i}]"), &secret)?;
-        secrets.push(secret.into_bytes());
-    }
-    for (i, name) in raw.secrets_env.iter().enumerate() {
-        let field = format!("override.secrets_env[{i}]");
-        let secret = env(name).ok_or_else(|| {
-            ConfigError::new(
-                &field,
-                format!("environment variable `{name}` is not set in the VM"),
-            )
-        })?;
-        check_secret(&field, &secret)?;
-        secrets.push(secret.into_bytes());
-    }
-    if secrets.is_empty() {
-        return Err(ConfigError::new(
-            "override",
-            "an override needs at least one secret (`secrets` or `secrets_env`)",
-        ));
-    }
-    let max_ttl_seconds = raw
-        .max_ttl_seconds
-        .unwrap_or(DEFAULT_OVERRIDE_MAX_TTL_SECONDS);
-    if max_ttl_seconds == 0 || max_ttl_seconds > MAX_TTL_LIMIT_SECONDS {
-        return Err(ConfigError::new(
-            "override.max_ttl_seconds",
-            format!("must be between 1 and {MAX_TTL_LIMIT_SECONDS}, got {max_ttl_seconds}"),
-        ));
-    }
-    Ok(OverrideRule {
-        header,
-        secrets,
-        max_ttl_seconds,
-    })
-}
-
-/// The naming rule rollouts and variants share with the scorer.
-pub fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
-    rules::check_name(field, name).map_err(ConfigError::from)
-}
-
-/// A weight in percent (0 to 100, at most two decimal places) as basis points.
-pub fn weight_to_basis_points(field: &str, weight: f64) -> Result<u32, ConfigError> {
-    rules::weight_to_basis_points(field, weight).map_err(ConfigError::from)
-}
-
-/// RFC 9110 token characters: what header and cookie names are made of.
-fn is_tchar(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
-}
-
-fn check_token(field: &str, token: &str) -> Result<(), ConfigError> {
-    if token.is_empty() {
-        return Err(ConfigError::new(field, "must not be empty"));
-    }
-    if let Some(c) = token.chars().find(|c| !is_tchar(*c)) {
-        return Err(ConfigError::new(
-            field,
-            format!("`{token}` is not a valid name: it has the character {c:?}"),
-        ));
-    }
-    Ok(())
-}
-
-/// Header names are case-insensitive; Envoy stores them in lowercase.
-fn header_name(field: &str, name: &str) -> Result<String, ConfigError> {
-    check_token(field, name)?;
-    let lower = name.to_ascii_lowercase();
-    if lower == "host" || lower == "content-length" || lower == "transfer-encoding" {
-        return Err(ConfigError::new(
-            field,
-            format!("`{lower}` is managed by Envoy and cannot be used"),
-        ));
-    }
-    Ok(lower)
-}
-
-fn check_header_value(field: &str, value: &str) -> Result<(), ConfigError> {
-    if value.is_empty() {
-        return Err(ConfigError::new(field, "must not be empty"));
-    }
-    if let Some(c) = value.chars().find(|c| !c.is_ascii_graphic()) {
-        return Err(ConfigError::new(
-            field,
-            format!("`{value}` has the character {c:?}; use visible ASCII without spaces"),
-        ));
-    }
-    Ok(())
-}
-
-fn check_secret(field: &str, secret: &str) -> Result<(), ConfigError> {
-    if secret.len() < MIN_SECRET_LEN {
-        return Err(ConfigError::new(
-            field,
-            format!("a secret must be at least {MIN_SECRET_LEN} bytes long"),
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
