@@ -227,6 +227,19 @@ mod tests {
     }
 
     #[test]
+    fn spellings_that_are_accepted() {
+        let token = mint(SECRET, "fraud", "canary", NOW + 60).unwrap();
+        let (head, signature) = token.rsplit_once('.').unwrap();
+        let upper = format!("{head}.{}", signature.to_ascii_uppercase());
+        assert_eq!(check(&upper), Ok("canary"), "uppercase hex");
+        assert_eq!(check(&format!("  {token}\t")), Ok("canary"), "surrounding space");
+        // The expiry is signed as the plain number, however the token writes it.
+        let padded = token.replacen(".18", ".0018", 1);
+        assert_ne!(padded, token);
+        assert_eq!(check(&padded), Ok("canary"));
+    }
+
+    #[test]
     fn secrets_do_not_show_in_debug_output() {
         let shown = format!("{:?}", rule());
         assert!(!shown.contains("0123456789abcdef"), "{shown}");

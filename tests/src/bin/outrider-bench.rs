@@ -76,7 +76,7 @@ struct Target {
     path: PathBuf,
 }
 
-const FILTER_TARGETS: [(&str, &str); 5] = [
+const FILTER_TARGETS: [(&str, &str); 7] = [
     ("(a) plain route", "a-plain.yaml"),
     ("(b) weighted_clusters", "b-weighted-clusters.yaml"),
     ("(c) pass-through wasm", "c-passthrough-wasm.yaml"),
@@ -85,6 +85,8 @@ const FILTER_TARGETS: [(&str, &str); 5] = [
         "(e) pass-through sets header",
         "e-passthrough-sets-header.yaml",
     ),
+    ("(g) outrider, one shadow at 100%", "g-shadow-100.yaml"),
+    ("(i) outrider, sampling 10%", "i-outrider-sampling-10.yaml"),
 ];
 
 const SHADOW_TARGETS: [(&str, &str); 3] = [
@@ -171,6 +173,14 @@ fn main() -> Result<()> {
     runtime.block_on(async {
         match args.bench {
             Bench::Filter(args) => {
+                // (g) copies every request to a shadow; (i) posts telemetry to a scorer
+                // stand-in. Both answer at once.
+                let _shadow = StandIn::start_on("shadow", SocketAddr::from(([127, 0, 0, 1], 18093)), echo())
+                    .await
+                    .context("shadow upstream port 18093")?;
+                let _scorer = StandIn::start_on("scorer", SocketAddr::from(([127, 0, 0, 1], 18094)), echo())
+                    .await
+                    .context("scorer stand-in port 18094")?;
                 let targets = targets(&args, &FILTER_TARGETS);
                 let samples = measure(&targets, &args, envoy_cpu, None).await?;
                 report_filter(&args, &targets, &samples)
@@ -389,29 +399,52 @@ fn wasm_size(file: &str) -> Result<u64> {
 
 fn report_filter(args: &RunArgs, targets: &[Target], samples: &[Samples]) -> Result<()> {
     table(args, targets, samples);
-    let cpu: Vec<f64> = samples.iter().map(|s| median(&s.cpu_us)).collect();
-    let p50: Vec<f64> = samples.iter().map(|s| median(&s.p50_ms)).collect();
-    let p99: Vec<f64> = samples.iter().map(|s| median(&s.p99_ms)).collect();
-    if cpu.len() >= 4 {
-        let (passthrough, outrider) = (cpu[2] - cpu[0], cpu[3] - cpu[0]);
+    let find = |file: &str| {
+        targets
+            .iter()
+            .position(|t| t.path.ends_with(file))
+            .and_then(|i| samples.get(i))
+    };
+    let cpu = |s: &Samples| median(&s.cpu_us);
+    if let (Some(a), Some(c), Some(d)) = (
+        find("a-plain.yaml"),
+        find("c-passthrough-wasm.yaml"),
+        find("d-outrider.yaml"),
+    ) {
+        let (passthrough, outrider) = (cpu(c) - cpu(a), cpu(d) - cpu(a));
         println!(
             "- outrider's added CPU over (a) / the pass-through filter's: {outrider:.1} / {passthrough:.1} = {:.2} (target ≤ 1.5)",
             outrider / passthrough
         );
-        println!(
-            "- latency at {} req/s, (d) / (c): p50 {:.3}, p99 {:.3} (target within 5%: ≤ 1.05)",
-            args.rate,
-            p50[3] / p50[2],
-            p99[3] / p99[2]
-        );
-    }
-    if cpu.len() >= 5 {
-        println!(
-            "- of outrider's added CPU: wasm filter {:.1}, setting the routing header and re-selecting the route (e) − (c) {:.1}, outrider's own work (d) − (e) {:.1}",
-            cpu[2] - cpu[0],
-            cpu[4] - cpu[2],
-            cpu[3] - cpu[4]
-        );
+        if args.seconds > 0 {
+            println!(
+                "- latency at {} req/s, (d) / (c): p50 {:.3}, p99 {:.3} (target ≤ 1.05)",
+                args.rate,
+                median(&d.p50_ms) / median(&c.p50_ms),
+                median(&d.p99_ms) / median(&c.p99_ms)
+            );
+        }
+        if let Some(e) = find("e-passthrough-sets-header.yaml") {
+            println!(
+                "- of outrider's added CPU: wasm filter {:.1}, setting the routing header (Envoy then selects the route again) (e) − (c) {:.1}, outrider's own work (d) − (e) {:.1}",
+                cpu(c) - cpu(a),
+                cpu(e) - cpu(c),
+                cpu(d) - cpu(e)
+            );
+        }
+        for (file, what) in [
+            ("g-shadow-100.yaml", "one shadow at 100% (g)"),
+            ("i-outrider-sampling-10.yaml", "sampling 10% (i)"),
+        ] {
+            if let Some(x) = find(file) {
+                println!(
+                    "- with {what}: added CPU over (a) {:.1} µs, {:.2} × the pass-through filter's; {:+.1} µs over (d)",
+                    cpu(x) - cpu(a),
+                    (cpu(x) - cpu(a)) / passthrough,
+                    cpu(x) - cpu(d)
+                );
+            }
+        }
     }
     println!(
         "- .wasm sizes: outrider_filter.wasm {} bytes (target < 400 KB), outrider_passthrough.wasm {} bytes",
