@@ -2,9 +2,10 @@
 //! tells every filter the current weights, takes in what filters observe and the
 //! outcomes that arrive later, and runs rollout decisions.
 //!
-//! - [`rollout`]: rollouts and the changes allowed to them (pure);
+//! - [`rollout`]: rollouts and the changes allowed to them (pure), refused with a
+//!   [`rollout::RolloutError`] that [`api`] turns into an answer;
 //! - [`store`]: durable state, SQLite or PostgreSQL;
-//! - [`api`]: the HTTP API v1;
+//! - [`api`]: the HTTP API v1, and [`api::ApiError`], its one error type;
 //! - [`controller`]: the replica that holds the decision lock advances step schedules;
 //! - [`server`]: `outrider-scorer serve`;
 //! - [`client`]: the command line's client of a running server;
@@ -15,7 +16,6 @@ pub mod api;
 pub mod client;
 pub mod config;
 pub mod controller;
-pub mod error;
 pub mod histogram;
 pub mod metrics;
 pub mod rollout;

@@ -4,8 +4,8 @@
 use axum::http::HeaderMap;
 use subtle::ConstantTimeEq;
 
+use super::error::ApiError;
 use crate::config::ServeConfig;
-use crate::error::ApiError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {

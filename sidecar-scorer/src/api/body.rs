@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::http::HeaderMap;
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use super::error::ApiError;
 
 /// Reads the whole body, refusing it if it is larger than `limit` or not JSON.
 pub async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Result<String, ApiError> {

@@ -13,8 +13,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::{Role, require};
+use super::error::ApiError;
 use super::{AppState, body, load_rollout, now_ms};
-use crate::error::ApiError;
 use crate::histogram::latency_quantile;
 use crate::metrics::{ResultLabels, VariantLabels};
 use crate::shadow_report::{ShadowReport, report, total};

@@ -4,6 +4,7 @@
 
 mod auth;
 mod body;
+pub mod error;
 mod ingest;
 mod ops;
 mod rollouts;
@@ -19,10 +20,10 @@ use axum::response::Response;
 use axum::routing::{get, post, put};
 
 use crate::config::ServeConfig;
-use crate::error::ApiError;
 use crate::metrics::{HttpLabels, Metrics};
 use crate::store::Store;
 
+pub use error::ApiError;
 pub use state_cache::StateCache;
 
 /// What every handler shares.

@@ -7,8 +7,8 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::error::ApiError;
 use super::{AppState, body};
-use crate::error::ApiError;
 use crate::stats::{self, Analysis};
 
 pub async fn healthz() -> Response {

@@ -12,10 +12,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::{Role, require};
+use super::error::ApiError;
 use super::{AppState, body, load_rollout, now_ms};
-use crate::error::ApiError;
 use crate::metrics::PollLabels;
-use crate::rollout::{Attribution, Change, CreateRequest, Rollout};
+use crate::rollout::{Attribution, Change, CreateRequest, Rollout, RolloutError};
 
 /// Who changes a rollout: the `actor` of the body, else the `x-outrider-actor`
 /// header, else `api`.
@@ -136,7 +136,7 @@ async fn act(
     name: String,
     headers: HeaderMap,
     body: Body,
-    action: fn(&Rollout, &Attribution, u64) -> Result<Change, ApiError>,
+    action: fn(&Rollout, &Attribution, u64) -> Result<Change, RolloutError>,
 ) -> Result<Response, ApiError> {
     let request = action_request(&app, &headers, body).await?;
     if request.variant.is_some() {
