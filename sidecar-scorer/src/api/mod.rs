@@ -1,9 +1,15 @@
 //! HTTP API v1 (see docs/api.md and docs/openapi.yaml). JSON in and out; errors are
 //! `{"error": {"code", "message", "field"}}` with a 4xx status; mutating endpoints
 //! need a bearer token.
+//!
+//! - [`auth`]: the token a handler needs, as an extractor;
+//! - [`body`]: JSON bodies as extractors (size limit, content type, field paths);
+//! - [`error`]: [`ApiError`], and how domain and store errors become answers;
+//! - `rollouts`, `ingest`, `ops`: the handlers;
+//! - [`StateCache`]: what filters poll, kept in memory for a moment.
 
-mod auth;
-mod body;
+pub mod auth;
+pub mod body;
 pub mod error;
 mod ingest;
 mod ops;
