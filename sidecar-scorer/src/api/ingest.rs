@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use outrider_protocol::{FieldError, LATENCY_SLOTS, TelemetryBatch};
+use outrider_protocol::{BatchOutcome, FieldError, LATENCY_SLOTS, TelemetryAck, TelemetryBatch};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -15,9 +15,9 @@ use super::body::{JsonBody, JsonText, parse};
 use super::error::ApiError;
 use super::{AppState, load_rollout, now_ms};
 use crate::histogram::latency_quantile;
-use crate::metrics::{ResultLabels, VariantLabels};
+use crate::metrics::{BatchLabels, FeedbackLabels, FeedbackResult, Named, VariantLabels};
 use crate::shadow_report::{ShadowReport, report, total};
-use crate::store::{FeedbackEvent, Ingest, WindowCounts};
+use crate::store::{FeedbackEvent, WindowCounts};
 
 const MAX_ID_LEN: usize = 256;
 const MAX_SAMPLES: usize = 10_000;
@@ -134,26 +134,28 @@ pub async fn telemetry(
         .store
         .ingest(&batch, app.config.window_ms, now_ms())
         .await?;
-    let label = match result {
-        Ingest::Applied => {
-            for v in &batch.variants {
-                app.metrics
-                    .ingested_requests
-                    .get_or_create(&VariantLabels {
-                        rollout: batch.rollout.clone(),
-                        variant: v.variant.clone(),
-                    })
-                    .inc_by(v.requests);
-            }
-            "applied"
+    if result == BatchOutcome::Applied {
+        for v in &batch.variants {
+            app.metrics
+                .ingested_requests
+                .get_or_create(&VariantLabels {
+                    rollout: batch.rollout.clone(),
+                    variant: v.variant.clone(),
+                })
+                .inc_by(v.requests);
         }
-        Ingest::Duplicate => "duplicate",
-    };
+    }
     app.metrics
         .telemetry_batches
-        .get_or_create(&ResultLabels { result: label })
+        .get_or_create(&BatchLabels {
+            result: Named(result),
+        })
         .inc();
-    Ok(Json(json!({ "batch_id": batch.batch_id, "result": result })).into_response())
+    Ok(Json(TelemetryAck {
+        batch_id: batch.batch_id,
+        result,
+    })
+    .into_response())
 }
 
 /// One feedback event as posted.
@@ -272,16 +274,17 @@ pub async fn feedback(
         vec![feedback_event(None, parse(&text)?, now)?]
     };
     let outcome = app.store.add_feedback(&events, now).await?;
-    app.metrics
-        .feedback_events
-        .get_or_create(&ResultLabels { result: "accepted" })
-        .inc_by(outcome.accepted);
-    app.metrics
-        .feedback_events
-        .get_or_create(&ResultLabels {
-            result: "duplicate",
-        })
-        .inc_by(outcome.duplicates);
+    for (result, n) in [
+        (FeedbackResult::Accepted, outcome.accepted),
+        (FeedbackResult::Duplicate, outcome.duplicates),
+    ] {
+        app.metrics
+            .feedback_events
+            .get_or_create(&FeedbackLabels {
+                result: Named(result),
+            })
+            .inc_by(n);
+    }
     Ok(Json(outcome).into_response())
 }
 

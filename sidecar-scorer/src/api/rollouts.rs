@@ -7,6 +7,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use outrider_protocol::PollResult;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -14,7 +15,7 @@ use super::auth::Admin;
 use super::body::JsonBody;
 use super::error::ApiError;
 use super::{AppState, load_rollout, now_ms};
-use crate::metrics::PollLabels;
+use crate::metrics::{Named, PollLabels};
 use crate::rollout::{Attribution, Change, CreateRequest, Rollout, RolloutError};
 
 /// Who changes a rollout: the `actor` of the body, else the `x-outrider-actor`
@@ -196,12 +197,16 @@ pub async fn state(
                 .split(',')
                 .any(|tag| tag.trim() == state.etag || tag.trim() == "*")
         });
-    let result = if unchanged { "not_modified" } else { "ok" };
+    let result = if unchanged {
+        PollResult::NotModified
+    } else {
+        PollResult::Ok
+    };
     app.metrics
         .state_polls
         .get_or_create(&PollLabels {
             rollout: name,
-            result,
+            result: Named(result),
         })
         .inc();
     let mut response = if unchanged {

@@ -8,7 +8,7 @@ mod sql;
 pub mod sqlite;
 
 use async_trait::async_trait;
-use outrider_protocol::{LATENCY_SLOTS, TelemetryBatch};
+use outrider_protocol::{BatchOutcome, LATENCY_SLOTS, TelemetryBatch};
 use serde::{Deserialize, Serialize};
 
 use crate::rollout::{Event, Rollout};
@@ -30,15 +30,6 @@ impl From<sqlx::Error> for StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
-
-/// What happened to a telemetry batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Ingest {
-    Applied,
-    /// Its id was applied before; nothing changed.
-    Duplicate,
-}
 
 /// Sums of one variant over one window.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -122,7 +113,7 @@ pub trait Store: Send + Sync {
         batch: &TelemetryBatch,
         window_ms: u64,
         received_ms: u64,
-    ) -> StoreResult<Ingest>;
+    ) -> StoreResult<BatchOutcome>;
 
     /// Per-window counts of a rollout with `from_ms <= window start < to_ms`.
     async fn windows(

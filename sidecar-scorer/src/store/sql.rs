@@ -316,7 +316,7 @@ macro_rules! store_impl {
                 self.shared_events(name).await
             }
 
-            async fn ingest(&self, batch: &outrider_protocol::TelemetryBatch, window_ms: u64, received_ms: u64) -> $crate::store::StoreResult<$crate::store::Ingest> {
+            async fn ingest(&self, batch: &outrider_protocol::TelemetryBatch, window_ms: u64, received_ms: u64) -> $crate::store::StoreResult<outrider_protocol::BatchOutcome> {
                 self.shared_ingest(batch, window_ms, received_ms).await
             }
 
@@ -461,7 +461,7 @@ macro_rules! store_impl {
                 batch: &outrider_protocol::TelemetryBatch,
                 window_ms: u64,
                 received_ms: u64,
-            ) -> $crate::store::StoreResult<$crate::store::Ingest> {
+            ) -> $crate::store::StoreResult<outrider_protocol::BatchOutcome> {
                 use $crate::store::sql::*;
                 let mut tx = self.write.begin().await?;
                 let fresh = sqlx::query(INSERT_BATCH)
@@ -473,7 +473,7 @@ macro_rules! store_impl {
                     .await?
                     .rows_affected();
                 if fresh == 0 {
-                    return Ok($crate::store::Ingest::Duplicate);
+                    return Ok(outrider_protocol::BatchOutcome::Duplicate);
                 }
                 let window = batch.window_end_ms - batch.window_end_ms % window_ms.max(1);
                 let rows = by_variant(&batch.variants);
@@ -528,7 +528,7 @@ macro_rules! store_impl {
                     query.execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
-                Ok($crate::store::Ingest::Applied)
+                Ok(outrider_protocol::BatchOutcome::Applied)
             }
 
             async fn shared_windows(
