@@ -1,10 +1,15 @@
 //! Durable state: rollouts and their events, telemetry windows, samples, feedback.
 //! Two backends behind one trait: SQLite (a file, the default) and PostgreSQL (shared
-//! by several replicas). Both run the same SQL (`$n` placeholders work in both);
-//! only connecting, migrations and the decision lock differ.
+//! by several replicas). Both run the same SQL, written once in [`SqlStore`]; a
+//! [`Dialect`] holds what differs (placeholders of generated statements, leadership).
+//!
+//! - `sql`: the statements and the conversion of counts to and from rows;
+//! - [`SqlStore`]: the [`Store`] over any SQL [`Dialect`];
+//! - [`sqlite`], [`postgres`]: opening each database, and how each picks a leader.
 
 pub mod postgres;
 mod sql;
+mod sql_store;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -12,6 +17,9 @@ use outrider_protocol::{BatchOutcome, LATENCY_SLOTS, TelemetryBatch};
 use serde::{Deserialize, Serialize};
 
 use crate::rollout::{Event, Rollout};
+
+pub use sql::Placeholders;
+pub use sql_store::{Dialect, SqlStore};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
