@@ -44,6 +44,19 @@ pub struct App {
 
 pub type AppState = Arc<App>;
 
+impl App {
+    /// A replica that does not lead yet, with fresh metrics and an empty state cache.
+    pub fn new(store: Arc<dyn Store>, config: ServeConfig) -> AppState {
+        Arc::new(App {
+            store,
+            config,
+            metrics: Metrics::new(),
+            states: StateCache::default(),
+            leading: AtomicBool::new(false),
+        })
+    }
+}
+
 pub fn router(app: AppState) -> Router {
     Router::new()
         .route("/healthz", get(ops::healthz))
