@@ -2,20 +2,26 @@
 //! tells every filter the current weights, takes in what filters observe and the
 //! outcomes that arrive later, and runs rollout decisions.
 //!
-//! - [`rollout`]: rollouts and the changes allowed to them (pure);
-//! - [`store`]: durable state, SQLite or PostgreSQL;
-//! - [`api`]: the HTTP API v1;
-//! - [`controller`]: the replica that holds the decision lock advances step schedules;
-//! - [`server`]: `outrider-scorer serve`;
-//! - [`client`]: the command line's client of a running server;
+//! The domain knows nothing of HTTP: it returns its own errors, and [`api`] turns them
+//! (and the store's) into answers.
+//!
+//! - [`rollout`]: rollouts and the changes allowed to them (pure), refused with a
+//!   [`rollout::RolloutError`];
 //! - [`shadow_report`]: how shadow variants compare, against the shadow gate;
+//! - [`histogram`]: quantiles from the latency and score-difference histograms;
+//! - [`store`]: durable state behind the [`store::Store`] trait, one SQL implementation
+//!   for SQLite and PostgreSQL;
+//! - [`api`]: the HTTP API v1: token and body extractors, handlers, [`api::ApiError`];
+//! - [`metrics`]: the scorer's own Prometheus metrics;
+//! - [`controller`]: the replica that holds the decision lock advances step schedules;
+//! - [`config`], [`server`]: `outrider-scorer serve`, its settings and its start-up;
+//! - [`client`]: the command line's client of a running server;
 //! - [`stats`]: the statistics engine's JSON contract (CLI and `POST /v1/stats/...`).
 
 pub mod api;
 pub mod client;
 pub mod config;
 pub mod controller;
-pub mod error;
 pub mod histogram;
 pub mod metrics;
 pub mod rollout;

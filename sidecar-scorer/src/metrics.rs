@@ -1,10 +1,33 @@
 //! The scorer's own metrics, served at `/metrics` in the Prometheus text format.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::fmt::Write;
+
+use outrider_protocol::{BatchOutcome, ClosedSet, PollResult};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+
+outrider_protocol::closed_set! {
+    /// What became of a posted feedback event.
+    pub enum FeedbackResult {
+        /// Stored.
+        Accepted => "accepted",
+        /// Its `event_id` was stored before; nothing changed.
+        Duplicate => "duplicate",
+    }
+}
+
+/// A member of a closed set as a label value: its name.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct Named<T>(pub T);
+
+impl<T: ClosedSet> EncodeLabelValue for Named<T> {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.0.name())
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
@@ -14,14 +37,19 @@ pub struct HttpLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ResultLabels {
-    pub result: &'static str,
+pub struct BatchLabels {
+    pub result: Named<BatchOutcome>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FeedbackLabels {
+    pub result: Named<FeedbackResult>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PollLabels {
     pub rollout: String,
-    pub result: &'static str,
+    pub result: Named<PollResult>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -33,9 +61,9 @@ pub struct VariantLabels {
 pub struct Metrics {
     registry: Registry,
     pub http_requests: Family<HttpLabels, Counter>,
-    pub telemetry_batches: Family<ResultLabels, Counter>,
+    pub telemetry_batches: Family<BatchLabels, Counter>,
     pub ingested_requests: Family<VariantLabels, Counter>,
-    pub feedback_events: Family<ResultLabels, Counter>,
+    pub feedback_events: Family<FeedbackLabels, Counter>,
     pub state_polls: Family<PollLabels, Counter>,
     pub leader: Gauge,
     pub controller_steps: Counter,
@@ -109,5 +137,43 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Typed labels are written as the names of their members.
+    #[test]
+    fn labels_are_the_names_of_results() {
+        let metrics = Metrics::new();
+        metrics
+            .state_polls
+            .get_or_create(&PollLabels {
+                rollout: "fraud".into(),
+                result: Named(PollResult::NotModified),
+            })
+            .inc();
+        metrics
+            .telemetry_batches
+            .get_or_create(&BatchLabels {
+                result: Named(BatchOutcome::Duplicate),
+            })
+            .inc_by(2);
+        metrics
+            .feedback_events
+            .get_or_create(&FeedbackLabels {
+                result: Named(FeedbackResult::Accepted),
+            })
+            .inc_by(3);
+        let text = metrics.encode();
+        for line in [
+            "outrider_scorer_state_polls_total{rollout=\"fraud\",result=\"not_modified\"} 1",
+            "outrider_scorer_telemetry_batches_total{result=\"duplicate\"} 2",
+            "outrider_scorer_feedback_events_total{result=\"accepted\"} 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
     }
 }

@@ -5,11 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use outrider_protocol::rules::{MAX_VARIANTS, check_name, format_percent, weight_to_basis_points};
-use outrider_protocol::{RolloutState, VariantWeight};
+use outrider_protocol::rules::{MAX_VARIANTS, check_name, check_total, weight_to_basis_points};
+use outrider_protocol::{FieldError, RolloutState, VariantWeight};
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
 use crate::shadow_report::ShadowGate;
 
 /// How the variants share traffic.
@@ -34,6 +33,12 @@ pub enum Status {
     Completed,
     Promoted,
     RolledBack,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Status {
@@ -136,14 +141,26 @@ pub struct Attribution {
 /// A rollout after a change, and the event that records the change.
 pub type Change = (Rollout, Event);
 
-const MAX_STEPS: usize = 64;
-
-fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
-    ApiError::invalid(field, message)
+/// Why a rollout cannot be created or changed as asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RolloutError {
+    /// A value the rules refuse, with the path of its field.
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    #[error("only an active rollout can be paused; `{rollout}` is {status}")]
+    NotActive { rollout: String, status: Status },
+    #[error("only a paused rollout can be resumed; `{rollout}` is {status}")]
+    NotPaused { rollout: String, status: Status },
+    #[error("`{rollout}` is already promoted to {variant}")]
+    AlreadyPromoted { rollout: String, variant: String },
+    #[error("`{rollout}` is already rolled back")]
+    AlreadyRolledBack { rollout: String },
 }
 
-fn name_rule(field: &str, name: &str) -> Result<(), ApiError> {
-    check_name(field, name).map_err(|e| invalid(e.field, e.problem))
+const MAX_STEPS: usize = 64;
+
+fn invalid(field: impl Into<String>, problem: impl Into<String>) -> RolloutError {
+    RolloutError::Invalid(FieldError::new(field, problem))
 }
 
 /// Checks a full assignment of weights to `variants` (missing ones are 0) and returns
@@ -152,10 +169,10 @@ fn checked_weights(
     field: &str,
     variants: &[String],
     weights: &BTreeMap<String, f64>,
-) -> Result<Vec<f64>, ApiError> {
+) -> Result<Vec<f64>, FieldError> {
     for name in weights.keys() {
         if !variants.contains(name) {
-            return Err(invalid(
+            return Err(FieldError::new(
                 format!("{field}.{name}"),
                 format!("no variant `{name}` in this rollout"),
             ));
@@ -165,25 +182,16 @@ fn checked_weights(
     let mut out = Vec::with_capacity(variants.len());
     for name in variants {
         let weight = weights.get(name).copied().unwrap_or(0.0);
-        total += weight_to_basis_points(&format!("{field}.{name}"), weight)
-            .map_err(|e| invalid(e.field, e.problem))?;
+        total += weight_to_basis_points(&format!("{field}.{name}"), weight)?;
         out.push(weight);
     }
-    if total != 10_000 {
-        return Err(invalid(
-            field,
-            format!(
-                "weights must add up to 100, they add up to {}",
-                format_percent(total)
-            ),
-        ));
-    }
+    check_total(field, total)?;
     Ok(out)
 }
 
-fn check_mode(mode: Mode, field: &str, weights: &[f64]) -> Result<(), ApiError> {
+fn check_mode(mode: Mode, field: &str, weights: &[f64]) -> Result<(), FieldError> {
     if mode == Mode::BlueGreen && weights.iter().any(|w| *w != 0.0 && *w != 100.0) {
-        return Err(invalid(
+        return Err(FieldError::new(
             field,
             "a blue-green rollout sends all traffic to one variant: use weights of 0 and 100",
         ));
@@ -248,8 +256,12 @@ impl Rollout {
 
     /// Validates a creation request into version 1 of a rollout. With steps, the
     /// first step's weights apply at once.
-    pub fn create(req: CreateRequest, by: &Attribution, now_ms: u64) -> Result<Change, ApiError> {
-        name_rule("name", &req.name)?;
+    pub fn create(
+        req: CreateRequest,
+        by: &Attribution,
+        now_ms: u64,
+    ) -> Result<Change, RolloutError> {
+        check_name("name", &req.name)?;
         if req.variants.is_empty() || req.variants.len() > MAX_VARIANTS {
             return Err(invalid(
                 "variants",
@@ -261,7 +273,7 @@ impl Rollout {
         }
         let mut names: Vec<String> = Vec::new();
         for (i, v) in req.variants.iter().enumerate() {
-            name_rule(&format!("variants[{i}].name"), &v.name)?;
+            check_name(&format!("variants[{i}].name"), &v.name)?;
             if names.contains(&v.name) {
                 return Err(invalid(
                     format!("variants[{i}].name"),
@@ -340,7 +352,7 @@ impl Rollout {
         weights: &BTreeMap<String, f64>,
         by: &Attribution,
         now_ms: u64,
-    ) -> Result<Change, ApiError> {
+    ) -> Result<Change, RolloutError> {
         let w = checked_weights("weights", &self.variant_names(), weights)?;
         check_mode(self.mode, "weights", &w)?;
         Ok(self.change("weights_set", by, now_ms, |r| {
@@ -354,25 +366,23 @@ impl Rollout {
         }))
     }
 
-    pub fn pause(&self, by: &Attribution, now_ms: u64) -> Result<Change, ApiError> {
+    pub fn pause(&self, by: &Attribution, now_ms: u64) -> Result<Change, RolloutError> {
         if self.status != Status::Active {
-            return Err(ApiError::conflict(format!(
-                "only an active rollout can be paused; `{}` is {}",
-                self.name,
-                self.status.as_str()
-            )));
+            return Err(RolloutError::NotActive {
+                rollout: self.name.clone(),
+                status: self.status,
+            });
         }
         Ok(self.change("paused", by, now_ms, |r| r.status = Status::Paused))
     }
 
     /// Resumes a paused rollout; a running step's hold starts again from now.
-    pub fn resume(&self, by: &Attribution, now_ms: u64) -> Result<Change, ApiError> {
+    pub fn resume(&self, by: &Attribution, now_ms: u64) -> Result<Change, RolloutError> {
         if self.status != Status::Paused {
-            return Err(ApiError::conflict(format!(
-                "only a paused rollout can be resumed; `{}` is {}",
-                self.name,
-                self.status.as_str()
-            )));
+            return Err(RolloutError::NotPaused {
+                rollout: self.name.clone(),
+                status: self.status,
+            });
         }
         Ok(self.change("resumed", by, now_ms, |r| {
             r.status = Status::Active;
@@ -386,7 +396,7 @@ impl Rollout {
         variant: Option<&str>,
         by: &Attribution,
         now_ms: u64,
-    ) -> Result<Change, ApiError> {
+    ) -> Result<Change, RolloutError> {
         let target = match variant {
             Some(name) => self
                 .variants
@@ -404,10 +414,10 @@ impl Rollout {
             None => self.variants.len() - 1,
         };
         if self.status == Status::Promoted && self.variants[target].weight == 100.0 {
-            return Err(ApiError::conflict(format!(
-                "`{}` is already promoted to {}",
-                self.name, self.variants[target].name
-            )));
+            return Err(RolloutError::AlreadyPromoted {
+                rollout: self.name.clone(),
+                variant: self.variants[target].name.clone(),
+            });
         }
         Ok(self.change("promoted", by, now_ms, |r| {
             for (i, v) in r.variants.iter_mut().enumerate() {
@@ -419,12 +429,11 @@ impl Rollout {
     }
 
     /// All traffic back to the baseline (listed first).
-    pub fn rollback(&self, by: &Attribution, now_ms: u64) -> Result<Change, ApiError> {
+    pub fn rollback(&self, by: &Attribution, now_ms: u64) -> Result<Change, RolloutError> {
         if self.status == Status::RolledBack {
-            return Err(ApiError::conflict(format!(
-                "`{}` is already rolled back",
-                self.name
-            )));
+            return Err(RolloutError::AlreadyRolledBack {
+                rollout: self.name.clone(),
+            });
         }
         Ok(self.change("rolled_back", by, now_ms, |r| {
             for (i, v) in r.variants.iter_mut().enumerate() {
@@ -481,8 +490,16 @@ mod tests {
         }
     }
 
-    fn create(json: serde_json::Value) -> Result<Change, ApiError> {
+    fn create(json: serde_json::Value) -> Result<Change, RolloutError> {
         Rollout::create(serde_json::from_value(json).unwrap(), &by(), 1_000)
+    }
+
+    /// The field an `Invalid` error names; other errors name none.
+    fn field_of(err: &RolloutError) -> Option<&str> {
+        match err {
+            RolloutError::Invalid(e) => Some(e.field.as_str()),
+            _ => None,
+        }
     }
 
     fn canary() -> Rollout {
@@ -539,7 +556,7 @@ mod tests {
         ];
         for (json, field) in bad {
             let err = create(json.clone()).unwrap_err();
-            assert_eq!(err.field.as_deref(), Some(field), "{json}: {err:?}");
+            assert_eq!(field_of(&err), Some(field), "{json}: {err:?}");
         }
     }
 
@@ -564,7 +581,7 @@ mod tests {
         let err = r
             .set_weights(&[("shadow".to_owned(), 100.0)].into(), &by(), 2_000)
             .unwrap_err();
-        assert_eq!(err.field.as_deref(), Some("weights.shadow"));
+        assert_eq!(field_of(&err), Some("weights.shadow"));
     }
 
     #[test]
@@ -572,7 +589,17 @@ mod tests {
         let r = canary();
         let paused = r.pause(&by(), 2).unwrap().0;
         assert_eq!(paused.status, Status::Paused);
-        assert_eq!(paused.pause(&by(), 3).unwrap_err().status, 409);
+        assert_eq!(
+            paused.pause(&by(), 3).unwrap_err().to_string(),
+            "only an active rollout can be paused; `fraud` is paused"
+        );
+        assert_eq!(
+            r.resume(&by(), 3).unwrap_err(),
+            RolloutError::NotPaused {
+                rollout: "fraud".into(),
+                status: Status::Active
+            }
+        );
         let resumed = paused.resume(&by(), 4).unwrap().0;
         assert_eq!(resumed.status, Status::Active);
         let promoted = resumed.promote(None, &by(), 5).unwrap().0;
@@ -580,13 +607,19 @@ mod tests {
             (weights(&promoted), promoted.status),
             (vec![0.0, 100.0], Status::Promoted)
         );
-        assert_eq!(promoted.promote(None, &by(), 6).unwrap_err().status, 409);
+        assert_eq!(
+            promoted.promote(None, &by(), 6).unwrap_err().to_string(),
+            "`fraud` is already promoted to canary"
+        );
         let back = promoted.rollback(&by(), 7).unwrap().0;
         assert_eq!(
             (weights(&back), back.status, back.version),
             (vec![100.0, 0.0], Status::RolledBack, 5)
         );
-        assert_eq!(back.rollback(&by(), 8).unwrap_err().status, 409);
+        assert_eq!(
+            back.rollback(&by(), 8).unwrap_err().to_string(),
+            "`fraud` is already rolled back"
+        );
     }
 
     #[test]

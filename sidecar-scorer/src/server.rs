@@ -1,16 +1,12 @@
 //! `outrider-scorer serve`: open the store, serve the API, run the controller, and
 //! stop cleanly on SIGTERM or Ctrl-C.
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::api::{self, App, StateCache};
+use crate::api::{self, App};
 use crate::config::ServeConfig;
-use crate::metrics::Metrics;
 use crate::{controller, store};
 
 pub async fn serve(config: ServeConfig) -> Result<()> {
@@ -30,13 +26,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let app = Arc::new(App {
-        store,
-        metrics: Metrics::new(),
-        states: StateCache::default(),
-        leading: AtomicBool::new(false),
-        config,
-    });
+    let app = App::new(store, config);
 
     let (stop, stopped) = watch::channel(false);
     let decisions = tokio::spawn(controller::run(app.clone(), stopped));

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use outrider_protocol::{ShadowCounts, ShadowSkip};
+use outrider_protocol::{FieldError, ShadowCounts, ShadowSkip};
 use serde::{Deserialize, Serialize};
 
 use crate::histogram::{latency_quantile, score_diff_quantile};
@@ -50,10 +50,8 @@ impl Default for ShadowGate {
 
 impl ShadowGate {
     /// Checks the gate's own values; `field` prefixes the error's field path.
-    pub fn check(&self, field: &str) -> Result<(), crate::error::ApiError> {
-        let bad = |name: &str, message: &str| {
-            crate::error::ApiError::invalid(format!("{field}{name}"), message)
-        };
+    pub fn check(&self, field: &str) -> Result<(), FieldError> {
+        let bad = |name: &str, problem: &str| FieldError::new(format!("{field}{name}"), problem);
         if !(0.0..=1.0).contains(&self.min_agreement) {
             return Err(bad("min_agreement", "must be between 0 and 1"));
         }
@@ -300,6 +298,25 @@ mod tests {
             (r.verdict, r.error_rate.rate.map(|e| (e * 1100.0).round())),
             ("fail", Some(100.0))
         );
+    }
+
+    #[test]
+    fn a_gate_refuses_rates_outside_0_to_1() {
+        assert_eq!(ShadowGate::default().check("shadow_gate."), Ok(()));
+        let gate = ShadowGate {
+            min_agreement: 1.5,
+            ..ShadowGate::default()
+        };
+        let err = gate.check("shadow_gate.").unwrap_err();
+        assert_eq!(
+            (err.field.as_str(), err.problem.as_str()),
+            ("shadow_gate.min_agreement", "must be between 0 and 1")
+        );
+        let gate = ShadowGate {
+            max_error_rate: -0.1,
+            ..ShadowGate::default()
+        };
+        assert_eq!(gate.check("").unwrap_err().field, "max_error_rate");
     }
 
     #[test]

@@ -1,17 +1,59 @@
-//! Bearer tokens: admin (rollout changes), telemetry (filters), feedback. Compared in
+//! Bearer tokens: admin (rollout changes), telemetry (filters), feedback. Each role a
+//! handler accepts is an extractor ([`Admin`], [`Telemetry`], [`FeedbackOrAdmin`]), so
+//! a handler that names one cannot run without the token. Tokens are compared in
 //! constant time.
 
+use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
+use axum::http::request::Parts;
 use subtle::ConstantTimeEq;
 
+use super::AppState;
+use super::error::ApiError;
 use crate::config::ServeConfig;
-use crate::error::ApiError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+enum Role {
     Admin,
     Telemetry,
     Feedback,
+}
+
+/// The request carries the admin token.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin;
+
+/// The request carries the telemetry token (filters send it).
+#[derive(Debug, Clone, Copy)]
+pub struct Telemetry;
+
+/// The request carries the feedback token or the admin token.
+#[derive(Debug, Clone, Copy)]
+pub struct FeedbackOrAdmin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        require(&parts.headers, &app.config, &[Role::Admin]).map(|_| Admin)
+    }
+}
+
+impl FromRequestParts<AppState> for Telemetry {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        require(&parts.headers, &app.config, &[Role::Telemetry]).map(|_| Telemetry)
+    }
+}
+
+impl FromRequestParts<AppState> for FeedbackOrAdmin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        require(&parts.headers, &app.config, &[Role::Feedback, Role::Admin])
+            .map(|_| FeedbackOrAdmin)
+    }
 }
 
 fn matches(given: &str, expected: &str) -> bool {
@@ -20,11 +62,7 @@ fn matches(given: &str, expected: &str) -> bool {
 
 /// The role the request's token proves, if it is one of `allowed`: 401 without a
 /// valid token, 403 with a valid token for another role.
-pub fn require(
-    headers: &HeaderMap,
-    config: &ServeConfig,
-    allowed: &[Role],
-) -> Result<Role, ApiError> {
+fn require(headers: &HeaderMap, config: &ServeConfig, allowed: &[Role]) -> Result<Role, ApiError> {
     let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
         return Err(ApiError::unauthorized(
             "this endpoint needs `authorization: Bearer <token>`",

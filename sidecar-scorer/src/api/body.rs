@@ -1,14 +1,58 @@
-//! Request bodies: read up to the configured limit (413 beyond), parsed with the path
-//! of the first bad field in the error (400), nothing applied unless all of it is good.
+//! Request bodies as extractors: read up to `--max-body-bytes` (413 beyond), JSON by
+//! their content type (415 otherwise), parsed with the path of the first bad field in
+//! the error (400). They run after the token extractors, so a request without a valid
+//! token is refused before its body is read.
 
 use axum::body::Body;
+use axum::extract::{FromRequest, OptionalFromRequest, Request};
 use axum::http::HeaderMap;
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use super::AppState;
+use super::error::ApiError;
+
+/// The whole body as text, for endpoints that look at it before parsing it.
+#[derive(Debug)]
+pub struct JsonText(pub String);
+
+/// The body parsed into `T`. As `Option<JsonBody<T>>`, an empty body is `None`.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl FromRequest<AppState> for JsonText {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, app: &AppState) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
+        read(&parts.headers, body, app.config.max_body_bytes)
+            .await
+            .map(JsonText)
+    }
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, app: &AppState) -> Result<Self, ApiError> {
+        let JsonText(text) = JsonText::from_request(request, app).await?;
+        parse(&text).map(JsonBody)
+    }
+}
+
+impl<T: DeserializeOwned> OptionalFromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, app: &AppState) -> Result<Option<Self>, ApiError> {
+        let JsonText(text) = JsonText::from_request(request, app).await?;
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        parse(&text).map(|value| Some(JsonBody(value)))
+    }
+}
 
 /// Reads the whole body, refusing it if it is larger than `limit` or not JSON.
-pub async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Result<String, ApiError> {
+async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Result<String, ApiError> {
     if let Some(content_type) = headers.get("content-type").and_then(|v| v.to_str().ok())
         && !content_type.trim_start().starts_with("application/json")
     {
@@ -30,16 +74,7 @@ pub async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Result<Strin
         .map_err(|_| ApiError::malformed("invalid_json", None, "the body is not UTF-8"))
 }
 
-/// Reads and parses a JSON body into `T`.
-pub async fn json<T: DeserializeOwned>(
-    headers: &HeaderMap,
-    body: Body,
-    limit: usize,
-) -> Result<T, ApiError> {
-    let text = read(headers, body, limit).await?;
-    parse(&text)
-}
-
+/// Parses a JSON document into `T`; an error names the field at fault.
 pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, ApiError> {
     if text.trim().is_empty() {
         return Err(ApiError::malformed(

@@ -4,21 +4,20 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use outrider_protocol::{LATENCY_SLOTS, TelemetryBatch};
+use outrider_protocol::{BatchOutcome, FieldError, LATENCY_SLOTS, TelemetryAck, TelemetryBatch};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::{Role, require};
-use super::{AppState, body, load_rollout, now_ms};
-use crate::error::ApiError;
+use super::auth::{FeedbackOrAdmin, Telemetry};
+use super::body::{JsonBody, JsonText, parse};
+use super::error::ApiError;
+use super::{AppState, load_rollout, now_ms};
 use crate::histogram::latency_quantile;
-use crate::metrics::{ResultLabels, VariantLabels};
+use crate::metrics::{BatchLabels, FeedbackLabels, FeedbackResult, Named, VariantLabels};
 use crate::shadow_report::{ShadowReport, report, total};
-use crate::store::{FeedbackEvent, Ingest, WindowCounts};
+use crate::store::{FeedbackEvent, WindowCounts};
 
 const MAX_ID_LEN: usize = 256;
 const MAX_SAMPLES: usize = 10_000;
@@ -29,32 +28,32 @@ fn id_problem(value: &str) -> Option<String> {
         .then(|| format!("must be 1 to {MAX_ID_LEN} characters"))
 }
 
-fn check_id(field: &str, value: &str) -> Result<(), ApiError> {
+fn check_id(field: &str, value: &str) -> Result<(), FieldError> {
     match id_problem(value) {
-        Some(problem) => Err(ApiError::invalid(field, problem)),
+        Some(problem) => Err(FieldError::new(field, problem)),
         None => Ok(()),
     }
 }
 
 /// Everything wrong with a batch is found before anything is stored.
-fn validate(batch: &TelemetryBatch, variants: &[String]) -> Result<(), ApiError> {
+fn validate(batch: &TelemetryBatch, variants: &[String]) -> Result<(), FieldError> {
     check_id("batch_id", &batch.batch_id)?;
     check_id("proxy", &batch.proxy)?;
     if batch.window_end_ms < batch.window_start_ms {
-        return Err(ApiError::invalid(
+        return Err(FieldError::new(
             "window_end_ms",
             "ends before window_start_ms",
         ));
     }
     for (i, v) in batch.variants.iter().enumerate() {
         if !variants.contains(&v.variant) {
-            return Err(ApiError::invalid(
+            return Err(FieldError::new(
                 format!("variants[{i}].variant"),
                 format!("no variant `{}` in rollout `{}`", v.variant, batch.rollout),
             ));
         }
         if v.latency_ms.len() != LATENCY_SLOTS {
-            return Err(ApiError::invalid(
+            return Err(FieldError::new(
                 format!("variants[{i}].latency_ms"),
                 format!(
                     "needs {LATENCY_SLOTS} counts (one per bucket and the overflow), got {}",
@@ -64,8 +63,7 @@ fn validate(batch: &TelemetryBatch, variants: &[String]) -> Result<(), ApiError>
         }
     }
     for (i, s) in batch.shadows.iter().enumerate() {
-        outrider_protocol::rules::check_name(&format!("shadows[{i}].variant"), &s.variant)
-            .map_err(|e| ApiError::invalid(e.field, e.problem))?;
+        outrider_protocol::rules::check_name(&format!("shadows[{i}].variant"), &s.variant)?;
         let lengths = [
             (
                 "score_diff",
@@ -85,7 +83,7 @@ fn validate(batch: &TelemetryBatch, variants: &[String]) -> Result<(), ApiError>
         ];
         for (name, got, want) in lengths {
             if got != want {
-                return Err(ApiError::invalid(
+                return Err(FieldError::new(
                     format!("shadows[{i}].{name}"),
                     format!("needs {want} counts, got {got}"),
                 ));
@@ -93,7 +91,7 @@ fn validate(batch: &TelemetryBatch, variants: &[String]) -> Result<(), ApiError>
         }
     }
     if batch.samples.len() > MAX_SAMPLES {
-        return Err(ApiError::invalid(
+        return Err(FieldError::new(
             "samples",
             format!(
                 "at most {MAX_SAMPLES} per batch, got {}",
@@ -103,7 +101,7 @@ fn validate(batch: &TelemetryBatch, variants: &[String]) -> Result<(), ApiError>
     }
     for (i, s) in batch.samples.iter().enumerate() {
         if !variants.contains(&s.variant) {
-            return Err(ApiError::invalid(
+            return Err(FieldError::new(
                 format!("samples[{i}].variant"),
                 format!("no variant `{}` in rollout `{}`", s.variant, batch.rollout),
             ));
@@ -111,7 +109,7 @@ fn validate(batch: &TelemetryBatch, variants: &[String]) -> Result<(), ApiError>
         if let Some(score) = s.score
             && !score.is_finite()
         {
-            return Err(ApiError::invalid(
+            return Err(FieldError::new(
                 format!("samples[{i}].score"),
                 "must be a finite number",
             ));
@@ -121,12 +119,10 @@ fn validate(batch: &TelemetryBatch, variants: &[String]) -> Result<(), ApiError>
 }
 
 pub async fn telemetry(
+    _: Telemetry,
     State(app): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
+    JsonBody(batch): JsonBody<TelemetryBatch>,
 ) -> Result<Response, ApiError> {
-    require(&headers, &app.config, &[Role::Telemetry])?;
-    let batch: TelemetryBatch = body::json(&headers, body, app.config.max_body_bytes).await?;
     // Variants never change, so the polling cache knows them: no read per batch.
     let rollout = app
         .states
@@ -138,26 +134,28 @@ pub async fn telemetry(
         .store
         .ingest(&batch, app.config.window_ms, now_ms())
         .await?;
-    let label = match result {
-        Ingest::Applied => {
-            for v in &batch.variants {
-                app.metrics
-                    .ingested_requests
-                    .get_or_create(&VariantLabels {
-                        rollout: batch.rollout.clone(),
-                        variant: v.variant.clone(),
-                    })
-                    .inc_by(v.requests);
-            }
-            "applied"
+    if result == BatchOutcome::Applied {
+        for v in &batch.variants {
+            app.metrics
+                .ingested_requests
+                .get_or_create(&VariantLabels {
+                    rollout: batch.rollout.clone(),
+                    variant: v.variant.clone(),
+                })
+                .inc_by(v.requests);
         }
-        Ingest::Duplicate => "duplicate",
-    };
+    }
     app.metrics
         .telemetry_batches
-        .get_or_create(&ResultLabels { result: label })
+        .get_or_create(&BatchLabels {
+            result: Named(result),
+        })
         .inc();
-    Ok(Json(json!({ "batch_id": batch.batch_id, "result": result })).into_response())
+    Ok(Json(TelemetryAck {
+        batch_id: batch.batch_id,
+        result,
+    })
+    .into_response())
 }
 
 /// One feedback event as posted.
@@ -194,14 +192,14 @@ fn feedback_event(
     index: Option<usize>,
     e: FeedbackIn,
     now: u64,
-) -> Result<FeedbackEvent, ApiError> {
+) -> Result<FeedbackEvent, FieldError> {
     let field = |name: &str| match (index, name) {
         (None, name) => name.to_owned(),
         (Some(i), "") => format!("events[{i}]"),
         (Some(i), name) => format!("events[{i}].{name}"),
     };
     if e.request_id.is_none() && e.user_key.is_none() {
-        return Err(ApiError::invalid(
+        return Err(FieldError::new(
             field(""),
             "give request_id or user_key, so the outcome can be joined",
         ));
@@ -213,14 +211,14 @@ fn feedback_event(
         ("user_key", &e.user_key),
     ] {
         if let Some(problem) = value.as_deref().and_then(id_problem) {
-            return Err(ApiError::invalid(field(name), problem));
+            return Err(FieldError::new(field(name), problem));
         }
     }
     if !e.label.is_finite() {
-        return Err(ApiError::invalid(field("label"), "must be a finite number"));
+        return Err(FieldError::new(field("label"), "must be a finite number"));
     }
     if e.value.is_some_and(|v| !v.is_finite()) {
-        return Err(ApiError::invalid(field("value"), "must be a finite number"));
+        return Err(FieldError::new(field("value"), "must be a finite number"));
     }
     Ok(FeedbackEvent {
         event_id: e.event_id,
@@ -256,15 +254,13 @@ fn is_batch(text: &str) -> bool {
 /// One event (`{"request_id": ..., "label": 1}`) or many (`{"events": [...]}`); all
 /// are checked before any is stored.
 pub async fn feedback(
+    _: FeedbackOrAdmin,
     State(app): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
+    JsonText(text): JsonText,
 ) -> Result<Response, ApiError> {
-    require(&headers, &app.config, &[Role::Feedback, Role::Admin])?;
-    let text = body::read(&headers, body, app.config.max_body_bytes).await?;
     let now = now_ms();
     let events = if is_batch(&text) {
-        let batch: FeedbackBatch = body::parse(&text)?;
+        let batch: FeedbackBatch = parse(&text)?;
         if batch.events.is_empty() {
             return Err(ApiError::invalid("events", "must not be empty"));
         }
@@ -275,19 +271,20 @@ pub async fn feedback(
             .map(|(i, e)| feedback_event(Some(i), e, now))
             .collect::<Result<Vec<_>, _>>()?
     } else {
-        vec![feedback_event(None, body::parse(&text)?, now)?]
+        vec![feedback_event(None, parse(&text)?, now)?]
     };
     let outcome = app.store.add_feedback(&events, now).await?;
-    app.metrics
-        .feedback_events
-        .get_or_create(&ResultLabels { result: "accepted" })
-        .inc_by(outcome.accepted);
-    app.metrics
-        .feedback_events
-        .get_or_create(&ResultLabels {
-            result: "duplicate",
-        })
-        .inc_by(outcome.duplicates);
+    for (result, n) in [
+        (FeedbackResult::Accepted, outcome.accepted),
+        (FeedbackResult::Duplicate, outcome.duplicates),
+    ] {
+        app.metrics
+            .feedback_events
+            .get_or_create(&FeedbackLabels {
+                result: Named(result),
+            })
+            .inc_by(n);
+    }
     Ok(Json(outcome).into_response())
 }
 
@@ -448,11 +445,14 @@ mod tests {
     fn feedback_errors_name_the_field() {
         let event = |json: &str| serde_json::from_str::<FeedbackIn>(json).unwrap();
         let err = feedback_event(Some(3), event(r#"{"label": 1}"#), 0).unwrap_err();
-        assert_eq!(err.field.as_deref(), Some("events[3]"));
+        assert_eq!(ApiError::from(err).field.as_deref(), Some("events[3]"));
         let err = feedback_event(None, event(r#"{"label": 1}"#), 0).unwrap_err();
-        assert_eq!(err.field, None);
+        assert_eq!(ApiError::from(err).field, None);
         let err = feedback_event(Some(0), event(r#"{"user_key": "", "label": 1}"#), 0).unwrap_err();
-        assert_eq!(err.field.as_deref(), Some("events[0].user_key"));
+        assert_eq!(
+            ApiError::from(err).field.as_deref(),
+            Some("events[0].user_key")
+        );
         let ok = feedback_event(None, event(r#"{"request_id": "r", "label": 1}"#), 7).unwrap();
         assert_eq!(ok.observed_ms, 7);
     }

@@ -1,9 +1,16 @@
 //! HTTP API v1 (see docs/api.md and docs/openapi.yaml). JSON in and out; errors are
 //! `{"error": {"code", "message", "field"}}` with a 4xx status; mutating endpoints
 //! need a bearer token.
+//!
+//! - [`auth`]: the token a handler needs, as an extractor;
+//! - [`body`]: JSON bodies as extractors (size limit, content type, field paths);
+//! - [`error`]: [`ApiError`], and how domain and store errors become answers;
+//! - `rollouts`, `ingest`, `ops`: the handlers;
+//! - [`StateCache`]: what filters poll, kept in memory for a moment.
 
-mod auth;
-mod body;
+pub mod auth;
+pub mod body;
+pub mod error;
 mod ingest;
 mod ops;
 mod rollouts;
@@ -19,10 +26,10 @@ use axum::response::Response;
 use axum::routing::{get, post, put};
 
 use crate::config::ServeConfig;
-use crate::error::ApiError;
 use crate::metrics::{HttpLabels, Metrics};
 use crate::store::Store;
 
+pub use error::ApiError;
 pub use state_cache::StateCache;
 
 /// What every handler shares.
@@ -36,6 +43,19 @@ pub struct App {
 }
 
 pub type AppState = Arc<App>;
+
+impl App {
+    /// A replica that does not lead yet, with fresh metrics and an empty state cache.
+    pub fn new(store: Arc<dyn Store>, config: ServeConfig) -> AppState {
+        Arc::new(App {
+            store,
+            config,
+            metrics: Metrics::new(),
+            states: StateCache::default(),
+            leading: AtomicBool::new(false),
+        })
+    }
+}
 
 pub fn router(app: AppState) -> Router {
     Router::new()

@@ -1,14 +1,13 @@
 //! Health, readiness, metrics, and the statistics endpoints.
 
 use axum::Json;
-use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::{AppState, body};
-use crate::error::ApiError;
+use super::AppState;
+use super::body::JsonText;
+use super::error::ApiError;
 use crate::stats::{self, Analysis};
 
 pub async fn healthz() -> Response {
@@ -46,8 +45,7 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
 pub async fn analysis(
     State(app): State<AppState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let analysis = match name.as_str() {
         "ab" => Analysis::Ab,
@@ -60,7 +58,8 @@ pub async fn analysis(
             )));
         }
     };
-    let text = body::read(&headers, body, app.config.max_body_bytes).await?;
+    // The body is read only for an analysis that exists.
+    let JsonText(text) = JsonText::from_request(request, &app).await?;
     let report = stats::run(analysis, &text)?;
     Ok(([("content-type", "application/json")], report).into_response())
 }

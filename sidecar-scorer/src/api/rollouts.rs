@@ -4,18 +4,19 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use outrider_protocol::PollResult;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::{Role, require};
-use super::{AppState, body, load_rollout, now_ms};
-use crate::error::ApiError;
-use crate::metrics::PollLabels;
-use crate::rollout::{Attribution, Change, CreateRequest, Rollout};
+use super::auth::Admin;
+use super::body::JsonBody;
+use super::error::ApiError;
+use super::{AppState, load_rollout, now_ms};
+use crate::metrics::{Named, PollLabels};
+use crate::rollout::{Attribution, Change, CreateRequest, Rollout, RolloutError};
 
 /// Who changes a rollout: the `actor` of the body, else the `x-outrider-actor`
 /// header, else `api`.
@@ -45,12 +46,11 @@ async fn commit(
 }
 
 pub async fn create(
+    _: Admin,
     State(app): State<AppState>,
     headers: HeaderMap,
-    body: Body,
+    JsonBody(request): JsonBody<CreateRequest>,
 ) -> Result<Response, ApiError> {
-    require(&headers, &app.config, &[Role::Admin])?;
-    let request: CreateRequest = body::json(&headers, body, app.config.max_body_bytes).await?;
     let by = attribution(&headers, request.actor.clone(), request.reason.clone());
     let (rollout, event) = Rollout::create(request, &by, now_ms())?;
     app.store.create_rollout(&rollout, &event).await?;
@@ -82,7 +82,7 @@ pub async fn events(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WeightsRequest {
+pub struct WeightsRequest {
     weights: BTreeMap<String, f64>,
     #[serde(default)]
     actor: Option<String>,
@@ -91,13 +91,12 @@ struct WeightsRequest {
 }
 
 pub async fn set_weights(
+    _: Admin,
     State(app): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Body,
+    JsonBody(request): JsonBody<WeightsRequest>,
 ) -> Result<Response, ApiError> {
-    require(&headers, &app.config, &[Role::Admin])?;
-    let request: WeightsRequest = body::json(&headers, body, app.config.max_body_bytes).await?;
     let current = load_rollout(&app, &name).await?;
     let by = attribution(&headers, request.actor, request.reason);
     let change = current.set_weights(&request.weights, &by, now_ms())?;
@@ -107,7 +106,7 @@ pub async fn set_weights(
 /// The body of pause, resume, promote and rollback; all of it optional.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct ActionRequest {
+pub struct ActionRequest {
     #[serde(default)]
     actor: Option<String>,
     #[serde(default)]
@@ -117,28 +116,15 @@ struct ActionRequest {
     variant: Option<String>,
 }
 
-async fn action_request(
-    app: &AppState,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<ActionRequest, ApiError> {
-    require(headers, &app.config, &[Role::Admin])?;
-    let text = body::read(headers, body, app.config.max_body_bytes).await?;
-    if text.trim().is_empty() {
-        return Ok(ActionRequest::default());
-    }
-    body::parse(&text)
-}
-
 /// Pause, resume and rollback: an action on the rollout that takes no variant.
 async fn act(
     app: AppState,
     name: String,
     headers: HeaderMap,
-    body: Body,
-    action: fn(&Rollout, &Attribution, u64) -> Result<Change, ApiError>,
+    request: Option<JsonBody<ActionRequest>>,
+    action: fn(&Rollout, &Attribution, u64) -> Result<Change, RolloutError>,
 ) -> Result<Response, ApiError> {
-    let request = action_request(&app, &headers, body).await?;
+    let request = request.map(|JsonBody(r)| r).unwrap_or_default();
     if request.variant.is_some() {
         return Err(ApiError::invalid("variant", "only promote takes a variant"));
     }
@@ -149,39 +135,43 @@ async fn act(
 }
 
 pub async fn pause(
+    _: Admin,
     State(app): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Body,
+    request: Option<JsonBody<ActionRequest>>,
 ) -> Result<Response, ApiError> {
-    act(app, name, headers, body, Rollout::pause).await
+    act(app, name, headers, request, Rollout::pause).await
 }
 
 pub async fn resume(
+    _: Admin,
     State(app): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Body,
+    request: Option<JsonBody<ActionRequest>>,
 ) -> Result<Response, ApiError> {
-    act(app, name, headers, body, Rollout::resume).await
+    act(app, name, headers, request, Rollout::resume).await
 }
 
 pub async fn rollback(
+    _: Admin,
     State(app): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Body,
+    request: Option<JsonBody<ActionRequest>>,
 ) -> Result<Response, ApiError> {
-    act(app, name, headers, body, Rollout::rollback).await
+    act(app, name, headers, request, Rollout::rollback).await
 }
 
 pub async fn promote(
+    _: Admin,
     State(app): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Body,
+    request: Option<JsonBody<ActionRequest>>,
 ) -> Result<Response, ApiError> {
-    let request = action_request(&app, &headers, body).await?;
+    let request = request.map(|JsonBody(r)| r).unwrap_or_default();
     let current = load_rollout(&app, &name).await?;
     let by = attribution(&headers, request.actor, request.reason);
     let change = current.promote(request.variant.as_deref(), &by, now_ms())?;
@@ -207,12 +197,16 @@ pub async fn state(
                 .split(',')
                 .any(|tag| tag.trim() == state.etag || tag.trim() == "*")
         });
-    let result = if unchanged { "not_modified" } else { "ok" };
+    let result = if unchanged {
+        PollResult::NotModified
+    } else {
+        PollResult::Ok
+    };
     app.metrics
         .state_polls
         .get_or_create(&PollLabels {
             rollout: name,
-            result,
+            result: Named(result),
         })
         .inc();
     let mut response = if unchanged {

@@ -1,17 +1,25 @@
 //! Durable state: rollouts and their events, telemetry windows, samples, feedback.
 //! Two backends behind one trait: SQLite (a file, the default) and PostgreSQL (shared
-//! by several replicas). Both run the same SQL (`$n` placeholders work in both);
-//! only connecting, migrations and the decision lock differ.
+//! by several replicas). Both run the same SQL, written once in [`SqlStore`]; a
+//! [`Dialect`] holds what differs (placeholders of generated statements, leadership).
+//!
+//! - `sql`: the statements and the conversion of counts to and from rows;
+//! - [`SqlStore`]: the [`Store`] over any SQL [`Dialect`];
+//! - [`sqlite`], [`postgres`]: opening each database, and how each picks a leader.
 
 pub mod postgres;
 mod sql;
+mod sql_store;
 pub mod sqlite;
 
 use async_trait::async_trait;
-use outrider_protocol::{LATENCY_SLOTS, TelemetryBatch};
+use outrider_protocol::{BatchOutcome, LATENCY_SLOTS, TelemetryBatch};
 use serde::{Deserialize, Serialize};
 
 use crate::rollout::{Event, Rollout};
+
+pub use sql::Placeholders;
+pub use sql_store::{Dialect, SqlStore};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -30,15 +38,6 @@ impl From<sqlx::Error> for StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
-
-/// What happened to a telemetry batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Ingest {
-    Applied,
-    /// Its id was applied before; nothing changed.
-    Duplicate,
-}
 
 /// Sums of one variant over one window.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -122,7 +121,7 @@ pub trait Store: Send + Sync {
         batch: &TelemetryBatch,
         window_ms: u64,
         received_ms: u64,
-    ) -> StoreResult<Ingest>;
+    ) -> StoreResult<BatchOutcome>;
 
     /// Per-window counts of a rollout with `from_ms <= window start < to_ms`.
     async fn windows(

@@ -1,0 +1,567 @@
+//! The `Store` trait, called directly, on every backend: each test below runs on
+//! SQLite (`sqlite::<test>`) and on a private PostgreSQL (`postgres::<test>`), so the
+//! two implementations cannot drift apart.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::Backend;
+use outrider_protocol::{
+    BatchOutcome, ClassCounts, LATENCY_SLOTS, SCORE_DIFF_SLOTS, Sample, ShadowCounts, ShadowSkip,
+    TelemetryBatch, VariantCounts,
+};
+use outrider_scorer::rollout::{Attribution, Event, Rollout};
+use outrider_scorer::store::{self, FeedbackEvent, FeedbackOutcome, Store, StoreError};
+use serde_json::json;
+
+/// Runs each listed test on SQLite and on a private PostgreSQL.
+macro_rules! on_every_store {
+    ($($test:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::Backend::sqlite()).await;
+                }
+            )+
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::Backend::postgres().await).await;
+                }
+            )+
+        }
+    };
+}
+
+on_every_store!(
+    rollouts_change_by_compare_and_set,
+    events_come_back_in_order_with_their_details,
+    a_batch_is_applied_once_per_batch_id,
+    windows_sum_batches_and_answer_for_a_range,
+    shadow_windows_round_trip_and_add_up,
+    feedback_is_stored_once_per_event_id,
+    samples_come_back_newest_first,
+    leadership_is_taken_kept_and_handed_over_on_release,
+    a_holder_that_goes_away_loses_the_lead,
+);
+
+async fn open(backend: &Backend) -> Arc<dyn Store> {
+    store::open(&backend.store()).await.unwrap()
+}
+
+fn by(actor: &str) -> Attribution {
+    Attribution {
+        actor: actor.to_owned(),
+        reason: format!("{actor} says so"),
+    }
+}
+
+/// Version 1 of a two-variant canary rollout, and its creation event.
+fn canary(name: &str, at_ms: u64) -> (Rollout, Event) {
+    let request = serde_json::from_value(json!({"name": name, "variants": [
+        {"name": "stable", "weight": 90}, {"name": "canary", "weight": 10}]}))
+    .unwrap();
+    Rollout::create(request, &by("alice"), at_ms).unwrap()
+}
+
+fn weights(rollout: &Rollout) -> Vec<f64> {
+    rollout.variants.iter().map(|v| v.weight).collect()
+}
+
+async fn rollouts_change_by_compare_and_set(backend: Backend) {
+    let store = open(&backend).await;
+    store.ping().await.unwrap();
+    assert_eq!(
+        store.backend(),
+        match &backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    );
+    assert_eq!(store.rollout("fraud").await.unwrap(), None);
+
+    let (v1, created) = canary("fraud", 1_000);
+    store.create_rollout(&v1, &created).await.unwrap();
+    let again = store.create_rollout(&v1, &created).await.unwrap_err();
+    assert_eq!(
+        again,
+        StoreError::Conflict("a rollout named `fraud` exists".into())
+    );
+    let (alpha, alpha_created) = canary("alpha", 1_500);
+    store.create_rollout(&alpha, &alpha_created).await.unwrap();
+    assert_eq!(store.rollout("fraud").await.unwrap().as_ref(), Some(&v1));
+    let names: Vec<String> = store
+        .rollouts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(names, ["alpha", "fraud"], "listed by name");
+
+    // Two changes computed from version 1: the first stored wins, the second lost
+    // the race and changes nothing.
+    let to_30 = [("stable".to_owned(), 70.0), ("canary".to_owned(), 30.0)].into();
+    let (v2, raised) = v1.set_weights(&to_30, &by("bob"), 2_000).unwrap();
+    let (paused, pause) = v1.pause(&by("carol"), 2_001).unwrap();
+    store.update_rollout(&v2, 1, &raised).await.unwrap();
+    let lost = store.update_rollout(&paused, 1, &pause).await.unwrap_err();
+    assert!(
+        matches!(&lost, StoreError::Conflict(m) if m.contains("changed meanwhile (expected version 1)")),
+        "{lost:?}"
+    );
+    let stored = store.rollout("fraud").await.unwrap().unwrap();
+    assert_eq!(stored, v2);
+    assert_eq!((stored.version, weights(&stored)), (2, vec![70.0, 30.0]));
+    assert_eq!(store.events("fraud").await.unwrap().len(), 2);
+
+    // Changing a rollout that does not exist is a conflict too: nothing to compare.
+    let (ghost, ghost_created) = canary("ghost", 3_000);
+    let missing = store.update_rollout(&ghost, 1, &ghost_created).await;
+    assert!(
+        matches!(missing, Err(StoreError::Conflict(_))),
+        "{missing:?}"
+    );
+    assert_eq!(store.rollout("ghost").await.unwrap(), None);
+}
+
+async fn events_come_back_in_order_with_their_details(backend: Backend) {
+    let store = open(&backend).await;
+    let (mut current, created) = canary("fraud", 1_000);
+    store.create_rollout(&current, &created).await.unwrap();
+    let (other, other_created) = canary("other", 1_000);
+    store.create_rollout(&other, &other_created).await.unwrap();
+
+    let mut expected = vec![created];
+    for step in 0..4u64 {
+        let at = 2_000 + step;
+        let (next, event) = match step {
+            0 => current.pause(&by("bob"), at),
+            1 => current.resume(&by("bob"), at),
+            2 => current.promote(None, &by("carol"), at),
+            _ => current.rollback(&by("dave"), at),
+        }
+        .unwrap();
+        store
+            .update_rollout(&next, current.version, &event)
+            .await
+            .unwrap();
+        expected.push(event);
+        current = next;
+    }
+
+    let events = store.events("fraud").await.unwrap();
+    assert_eq!(events, expected, "every event, oldest first, as stored");
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["created", "paused", "resumed", "promoted", "rolled_back"]
+    );
+    assert_eq!(
+        events[3].details["weights"],
+        json!({"stable": 0.0, "canary": 100.0})
+    );
+    assert_eq!(
+        (
+            events[4].actor.as_str(),
+            events[4].reason.as_str(),
+            events[4].at_ms
+        ),
+        ("dave", "dave says so", 2_003)
+    );
+    assert_eq!(store.events("other").await.unwrap(), vec![other_created]);
+    assert!(store.events("nope").await.unwrap().is_empty());
+}
+
+fn counts(variant: &str, requests: u64) -> VariantCounts {
+    let mut latency_ms = vec![0; LATENCY_SLOTS];
+    latency_ms[3] = requests;
+    VariantCounts {
+        variant: variant.to_owned(),
+        requests,
+        responses: ClassCounts {
+            success: requests - 1,
+            server_error: 1,
+            ..ClassCounts::default()
+        },
+        grpc_errors: 1,
+        latency_ms,
+        latency_sum_ms: 3 * requests,
+    }
+}
+
+fn batch(id: &str, window_end_ms: u64, variants: Vec<VariantCounts>) -> TelemetryBatch {
+    TelemetryBatch {
+        batch_id: id.to_owned(),
+        rollout: "fraud".to_owned(),
+        proxy: "envoy-1".to_owned(),
+        window_start_ms: window_end_ms.saturating_sub(500),
+        window_end_ms,
+        variants,
+        samples: Vec::new(),
+        dropped_batches: 0,
+        shadows: Vec::new(),
+    }
+}
+
+fn row(window_start_ms: u64, variant: &str, requests: u64) -> (u64, String, u64) {
+    (window_start_ms, variant.to_owned(), requests)
+}
+
+/// (window start, variant, requests) of every stored window.
+async fn window_requests(store: &dyn Store, from: u64, to: u64) -> Vec<(u64, String, u64)> {
+    store
+        .windows("fraud", from, to)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| (w.window_start_ms, w.variant, w.requests))
+        .collect()
+}
+
+async fn a_batch_is_applied_once_per_batch_id(backend: Backend) {
+    let store = open(&backend).await;
+    let first = batch("b-1", 1_500, vec![counts("stable", 9), counts("canary", 3)]);
+    assert_eq!(
+        store.ingest(&first, 1_000, 10).await.unwrap(),
+        BatchOutcome::Applied
+    );
+    // A retry of the same batch (its answer was lost) changes nothing, even with
+    // other counts in it.
+    let mut retry = first.clone();
+    retry.variants[0].requests = 1_000;
+    assert_eq!(
+        store.ingest(&retry, 1_000, 20).await.unwrap(),
+        BatchOutcome::Duplicate
+    );
+    assert_eq!(
+        window_requests(store.as_ref(), 0, u64::MAX / 2).await,
+        [row(1_000, "canary", 3), row(1_000, "stable", 9)]
+    );
+    let second = batch("b-2", 1_600, vec![counts("stable", 1)]);
+    assert_eq!(
+        store.ingest(&second, 1_000, 30).await.unwrap(),
+        BatchOutcome::Applied
+    );
+    assert_eq!(
+        window_requests(store.as_ref(), 0, u64::MAX / 2).await,
+        [row(1_000, "canary", 3), row(1_000, "stable", 10)]
+    );
+}
+
+async fn windows_sum_batches_and_answer_for_a_range(backend: Backend) {
+    let store = open(&backend).await;
+    // Two batches ending in the window [1000, 2000), listing the variants in either
+    // order and one of them twice; one ending in [2000, 3000); one of another rollout.
+    let batches = [
+        batch("a", 1_200, vec![counts("stable", 10), counts("canary", 2)]),
+        batch(
+            "b",
+            1_999,
+            vec![
+                counts("canary", 3),
+                counts("stable", 5),
+                counts("stable", 4),
+            ],
+        ),
+        batch("c", 2_000, vec![counts("stable", 7)]),
+    ];
+    for b in &batches {
+        assert_eq!(
+            store.ingest(b, 1_000, 0).await.unwrap(),
+            BatchOutcome::Applied
+        );
+    }
+    let mut elsewhere = batch("d", 1_200, vec![counts("stable", 100)]);
+    elsewhere.rollout = "other".into();
+    store.ingest(&elsewhere, 1_000, 0).await.unwrap();
+
+    let windows = store.windows("fraud", 0, u64::MAX / 2).await.unwrap();
+    let keys: Vec<(u64, &str)> = windows
+        .iter()
+        .map(|w| (w.window_start_ms, w.variant.as_str()))
+        .collect();
+    assert_eq!(
+        keys,
+        [(1_000, "canary"), (1_000, "stable"), (2_000, "stable")],
+        "ordered by window, then variant"
+    );
+    let stable = &windows[1];
+    assert_eq!(stable.requests, 19);
+    assert_eq!(
+        stable.responses,
+        ClassCounts {
+            success: 16,
+            server_error: 3,
+            ..ClassCounts::default()
+        }
+    );
+    assert_eq!((stable.grpc_errors, stable.latency_sum_ms), (3, 57));
+    let mut latency = vec![0; LATENCY_SLOTS];
+    latency[3] = 19;
+    assert_eq!(stable.latency_ms, latency);
+
+    assert_eq!(
+        window_requests(store.as_ref(), 2_000, 3_000).await,
+        [row(2_000, "stable", 7)],
+        "windows starting in [from, to)"
+    );
+    assert!(
+        window_requests(store.as_ref(), 0, 1_000).await.is_empty(),
+        "to is exclusive"
+    );
+}
+
+fn shadow(requests: u64) -> ShadowCounts {
+    ShadowCounts {
+        variant: "v3".into(),
+        mirrored: requests,
+        completed: requests - 2,
+        errors: 1,
+        timeouts: 1,
+        skipped: [(ShadowSkip::InFlightCap, 4), (ShadowSkip::BodyTooLarge, 1)].into(),
+        compared: requests - 3,
+        no_prediction_primary: 0,
+        no_prediction_shadow: 1,
+        confusion: [[requests - 5, 1], [1, 0]],
+        score_diff: (0..SCORE_DIFF_SLOTS as u64).collect(),
+        shadow_latency_ms: (0..LATENCY_SLOTS as u64).collect(),
+        primary_latency_ms: (0..LATENCY_SLOTS as u64).rev().collect(),
+        latency_delta_sum_ms: -250,
+    }
+}
+
+async fn shadow_windows_round_trip_and_add_up(backend: Backend) {
+    let store = open(&backend).await;
+    let mut first = batch("s-1", 1_500, vec![counts("stable", 20)]);
+    first.shadows = vec![shadow(20)];
+    store.ingest(&first, 1_000, 0).await.unwrap();
+    assert_eq!(
+        store
+            .shadow_windows("fraud", 0, u64::MAX / 2)
+            .await
+            .unwrap(),
+        [(1_000, shadow(20))],
+        "every count, reason and bucket comes back as sent"
+    );
+
+    let mut second = batch("s-2", 1_700, vec![counts("stable", 30)]);
+    second.shadows = vec![shadow(30)];
+    let mut later = batch("s-3", 2_100, Vec::new());
+    later.shadows = vec![shadow(10)];
+    store.ingest(&second, 1_000, 0).await.unwrap();
+    store.ingest(&later, 1_000, 0).await.unwrap();
+    let windows = store
+        .shadow_windows("fraud", 0, u64::MAX / 2)
+        .await
+        .unwrap();
+    assert_eq!(windows.len(), 2);
+    let (start, sum) = &windows[0];
+    assert_eq!(*start, 1_000);
+    assert_eq!(
+        (sum.mirrored, sum.compared, sum.confusion),
+        (50, 44, [[40, 2], [2, 0]])
+    );
+    assert_eq!(sum.latency_delta_sum_ms, -500);
+    assert_eq!(
+        sum.skipped,
+        BTreeMap::from([(ShadowSkip::BodyTooLarge, 2), (ShadowSkip::InFlightCap, 8)])
+    );
+    assert_eq!(sum.score_diff[10], 20);
+    assert_eq!(windows[1], (2_000, shadow(10)));
+    assert!(
+        store
+            .shadow_windows("fraud", 3_000, 4_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+fn outcome(event_id: Option<&str>, rollout: Option<&str>, label: f64) -> FeedbackEvent {
+    FeedbackEvent {
+        event_id: event_id.map(str::to_owned),
+        rollout: rollout.map(str::to_owned),
+        request_id: Some("r-1".into()),
+        user_key: None,
+        label,
+        value: Some(12.5),
+        observed_ms: 1_000,
+    }
+}
+
+async fn feedback_is_stored_once_per_event_id(backend: Backend) {
+    let store = open(&backend).await;
+    let events = [
+        outcome(Some("chargeback-1"), Some("fraud"), 1.0),
+        outcome(Some("chargeback-2"), Some("fraud"), 0.0),
+        outcome(None, None, 1.0),
+    ];
+    assert_eq!(
+        store.add_feedback(&events, 2_000).await.unwrap(),
+        FeedbackOutcome {
+            accepted: 3,
+            duplicates: 0
+        }
+    );
+    // Sent again: the events with ids are known; one without an id cannot be told
+    // apart from a new one.
+    assert_eq!(
+        store.add_feedback(&events, 3_000).await.unwrap(),
+        FeedbackOutcome {
+            accepted: 1,
+            duplicates: 2
+        }
+    );
+    // A repeat inside one post counts once too.
+    let twice = [
+        outcome(Some("chargeback-3"), Some("other"), 1.0),
+        outcome(Some("chargeback-3"), Some("other"), 1.0),
+    ];
+    assert_eq!(
+        store.add_feedback(&twice, 4_000).await.unwrap(),
+        FeedbackOutcome {
+            accepted: 1,
+            duplicates: 1
+        }
+    );
+    assert_eq!(store.feedback_count(None).await.unwrap(), 5);
+    assert_eq!(store.feedback_count(Some("fraud")).await.unwrap(), 2);
+    assert_eq!(store.feedback_count(Some("nope")).await.unwrap(), 0);
+
+    // More events than one statement takes go in several, all in one transaction.
+    let many: Vec<FeedbackEvent> = (0..2_500)
+        .map(|i| outcome(Some(&format!("bulk-{i}")), Some("bulk"), 0.0))
+        .collect();
+    assert_eq!(
+        store.add_feedback(&many, 5_000).await.unwrap(),
+        FeedbackOutcome {
+            accepted: 2_500,
+            duplicates: 0
+        }
+    );
+    assert_eq!(store.feedback_count(Some("bulk")).await.unwrap(), 2_500);
+}
+
+fn sample(variant: &str, at_ms: u64, score: Option<f64>) -> Sample {
+    Sample {
+        variant: variant.to_owned(),
+        at_ms,
+        request_id: Some(format!("req-{at_ms}")),
+        user_key: at_ms.is_multiple_of(2).then(|| format!("user-{at_ms}")),
+        features: [("amount".to_owned(), at_ms as f64 / 10.0)].into(),
+        score,
+    }
+}
+
+async fn samples_come_back_newest_first(backend: Backend) {
+    let store = open(&backend).await;
+    let mut first = batch("p-1", 1_500, vec![counts("stable", 3)]);
+    first.samples = vec![
+        sample("stable", 1_001, Some(0.25)),
+        sample("canary", 1_002, None),
+        sample("stable", 1_003, Some(0.75)),
+    ];
+    let mut second = batch("p-2", 1_600, vec![counts("stable", 2)]);
+    second.samples = vec![
+        sample("canary", 1_004, Some(0.5)),
+        sample("stable", 1_005, Some(1.0)),
+    ];
+    store.ingest(&first, 1_000, 0).await.unwrap();
+    store.ingest(&second, 1_000, 0).await.unwrap();
+    // A duplicate batch adds no samples either.
+    store.ingest(&second, 1_000, 0).await.unwrap();
+
+    assert_eq!(store.sample_count("fraud").await.unwrap(), 5);
+    let newest = store.samples("fraud", 4).await.unwrap();
+    let expected: Vec<Sample> = [&second.samples, &first.samples]
+        .into_iter()
+        .flat_map(|s| s.iter().rev().cloned())
+        .take(4)
+        .collect();
+    assert_eq!(newest, expected);
+    assert_eq!(newest[2].score, Some(0.75));
+    assert_eq!(newest[3].score, None);
+    assert!(store.samples("other", 10).await.unwrap().is_empty());
+
+    // A batch with more samples than one statement takes.
+    let mut bulk = batch("p-3", 1_700, Vec::new());
+    bulk.samples = (0..2_500)
+        .map(|i| sample("stable", 10_000 + i, Some(0.1)))
+        .collect();
+    store.ingest(&bulk, 1_000, 0).await.unwrap();
+    assert_eq!(store.sample_count("fraud").await.unwrap(), 2_505);
+    assert_eq!(
+        store.samples("fraud", 1).await.unwrap()[0].at_ms,
+        12_499,
+        "the last sample of the newest batch"
+    );
+}
+
+async fn leadership_is_taken_kept_and_handed_over_on_release(backend: Backend) {
+    // Two replicas on one database.
+    let a = open(&backend).await;
+    let b = open(&backend).await;
+    let t = 1_000_000;
+    assert!(a.try_lead("a", t).await.unwrap(), "a free lock is taken");
+    assert!(!b.try_lead("b", t).await.unwrap(), "and not shared");
+    assert!(
+        a.try_lead("a", t + 1_000).await.unwrap(),
+        "the holder keeps it"
+    );
+    assert!(!b.try_lead("b", t + 1_000).await.unwrap());
+
+    a.release_lead("a").await.unwrap();
+    assert!(
+        b.try_lead("b", t + 2_000).await.unwrap(),
+        "released: the next replica to try takes it"
+    );
+    assert!(!a.try_lead("a", t + 2_000).await.unwrap());
+    // Releasing what one does not hold changes nothing.
+    a.release_lead("a").await.unwrap();
+    assert!(b.try_lead("b", t + 3_000).await.unwrap());
+    assert!(!a.try_lead("a", t + 3_000).await.unwrap());
+}
+
+async fn a_holder_that_goes_away_loses_the_lead(backend: Backend) {
+    let a = open(&backend).await;
+    let b = open(&backend).await;
+    let t = 1_000_000;
+    assert!(a.try_lead("a", t).await.unwrap());
+    assert!(!b.try_lead("b", t + 1).await.unwrap());
+    // Gone without releasing: its SQLite lease runs out, its PostgreSQL session ends.
+    drop(a);
+    let after = t + outrider_scorer::store::sqlite::LEASE_MS + 1;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !b.try_lead("b", after).await.unwrap() {
+        assert!(
+            Instant::now() < deadline,
+            "the lead of a replica that went away was never taken over"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let c = open(&backend).await;
+    assert!(!c.try_lead("c", after + 1).await.unwrap(), "b holds it now");
+}
+
+/// A SQLite lease that its holder stops renewing expires, even while the holder
+/// lives (PostgreSQL has no expiry: its lock lasts as long as the session).
+#[tokio::test]
+async fn sqlite_a_lease_not_renewed_expires() {
+    let backend = Backend::sqlite();
+    let a = open(&backend).await;
+    let b = open(&backend).await;
+    let t = 1_000_000;
+    let lease = outrider_scorer::store::sqlite::LEASE_MS;
+    assert!(a.try_lead("a", t).await.unwrap());
+    assert!(!b.try_lead("b", t + lease - 1).await.unwrap(), "not yet");
+    assert!(b.try_lead("b", t + lease + 1).await.unwrap(), "expired");
+    assert!(!a.try_lead("a", t + lease + 2).await.unwrap(), "a lost it");
+}
