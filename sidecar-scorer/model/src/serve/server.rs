@@ -1,4 +1,4 @@
-//! `model serve`: the REST and gRPC listeners, the first load in the
+//! `outrider-model serve`: the REST and gRPC listeners, the first load in the
 //! background (live at once, ready once loaded), an optional watch of the
 //! registry (a moved alias is loaded and swapped in), and graceful shutdown.
 
