@@ -5,6 +5,7 @@
 //! `binary_data_size`.
 
 use bytes::Bytes;
+use outrider_protocol::json::{self, JsonError, JsonProblem};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -65,24 +66,7 @@ pub fn parse_request(body: Bytes, header_length: Option<usize>) -> Result<InferR
             "is empty; expected an inference request",
         ));
     }
-    let mut de = serde_json::Deserializer::from_slice(&json);
-    let parsed: JsonRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let mut message = inner.to_string();
-        if let Some(at) = message.rfind(" at line ") {
-            message.truncate(at);
-        }
-        if inner.is_syntax() && String::from_utf8_lossy(&json).contains("NaN") {
-            message.push_str(" (NaN and Infinity are not JSON numbers)");
-        }
-        let field = if path == "." || inner.is_syntax() || inner.is_eof() {
-            "body".to_owned()
-        } else {
-            path
-        };
-        Error::invalid(field, message)
-    })?;
+    let parsed: JsonRequest = json::from_slice(&json).map_err(|e| request_error(&json, e))?;
 
     let mut inputs = Vec::with_capacity(parsed.inputs.len());
     for (i, input) in parsed.inputs.into_iter().enumerate() {
@@ -142,6 +126,21 @@ pub fn parse_request(body: Bytes, header_length: Option<usize>) -> Result<InferR
             .collect(),
         inputs,
     })
+}
+
+/// The error of a request body that does not parse: the path of the field
+/// when the JSON is well formed, `body` when it is not.
+fn request_error(text: &[u8], e: JsonError) -> Error {
+    let field = if e.problem == JsonProblem::Shape && !e.field.is_empty() {
+        e.field
+    } else {
+        "body".to_owned()
+    };
+    let mut message = e.message;
+    if e.problem == JsonProblem::Syntax && String::from_utf8_lossy(text).contains("NaN") {
+        message.push_str(" (NaN and Infinity are not JSON numbers)");
+    }
+    Error::invalid(field, message)
 }
 
 #[derive(Serialize)]
@@ -270,6 +269,11 @@ mod tests {
                 "x: has neither `data`",
             ),
             ("{}", "missing field `inputs`"),
+            (
+                "1",
+                "body: invalid type: integer `1`, expected struct JsonRequest",
+            ),
+            ("{\"inputs\": []} {}", "body: trailing characters"),
         ] {
             let err = parse_request(Bytes::from(body), None)
                 .err()
