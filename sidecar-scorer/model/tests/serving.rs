@@ -390,14 +390,25 @@ async fn bad_input_gets_a_protocol_error_and_the_server_keeps_serving() {
         still_serving(http.post_json("/v2/models/fraud/infer", &good).await);
     }
 
-    // Bodies that are not JSON, NaN written by a careless client, NaN in
-    // binary data: the model takes finite numbers.
+    // Bodies that are not JSON, NaN and infinities written by a careless
+    // client (Python's json.dumps writes them), NaN in binary data: the model
+    // takes finite numbers.
     let raw_text = [
         ("", "body: is empty"),
         ("{\"inputs\": [", "body: EOF while parsing"),
         (
             r#"{"inputs": [{"name": "transaction", "shape": [1, 10], "datatype": "FP32", "data": [NaN,1,1,1,1,1,1,1,1,1]}]}"#,
             "NaN and Infinity are not JSON numbers",
+        ),
+        (
+            r#"{"inputs": [{"name": "transaction", "shape": [1, 10], "datatype": "FP32", "data": [1,1,1,1,1,1,1,1,Infinity,1]}]}"#,
+            "inputs[0].data[8]: `Infinity` is not a JSON number (NaN and Infinity are not \
+             JSON numbers); the model takes finite numbers",
+        ),
+        (
+            r#"{"inputs": [{"name": "transaction", "shape": [1, 10], "datatype": "FP32", "data": [1,1,-Infinity,1,1,1,1,1,1,1]}]}"#,
+            "inputs[0].data[2]: `-Infinity` is not a JSON number (NaN and Infinity are not \
+             JSON numbers); the model takes finite numbers",
         ),
     ];
     for (body, message) in raw_text {
