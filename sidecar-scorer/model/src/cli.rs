@@ -185,6 +185,12 @@ pub struct ServeArgs {
     /// Worker threads (default: one per available core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Largest REST request body (inference, load) and gRPC message, in
+    /// bytes (default 64 MiB); a larger one gets 413 or RESOURCE_EXHAUSTED.
+    /// The NDJSON stream has no total limit, only one of 1 MiB per line.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_body_bytes: u64,
 }
 
 #[derive(Debug, Args)]
@@ -381,7 +387,7 @@ async fn serve(s: ServeArgs, registry: AnyRegistry) -> Result<ExitCode> {
         model: s.model.parse()?,
         name: s.name,
         poll: s.poll,
-        max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+        max_request_bytes: usize::try_from(s.max_body_bytes).unwrap_or(usize::MAX),
     };
     let server = Server::start(options, Arc::new(registry)).await?;
     server.run_until_signal().await?;

@@ -65,7 +65,7 @@ fn help_and_version_name_the_command_and_every_subcommand() {
     assert!(help.contains("Exit status"), "{help}");
 
     let serve = succeed(&["serve", "--help"]);
-    for flag in ["--model", "--http", "--grpc", "--poll"] {
+    for flag in ["--model", "--http", "--grpc", "--poll", "--max-body-bytes"] {
         assert!(serve.contains(flag), "`{flag}` missing:\n{serve}");
     }
 
@@ -259,6 +259,13 @@ fn bad_arguments_exit_non_zero_naming_the_problem() {
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("--out <OUT>"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&["serve", "--max-body-bytes", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("invalid value '0' for '--max-body-bytes <BYTES>'"),
         "{}",
         text(&out.stderr)
     );
