@@ -32,7 +32,7 @@ help:
 	@echo "make test    set up, build, lint and run every test (unit, wasm32, end-to-end)"
 	@echo "make bench   run the benchmarks (see BENCHMARKS.md)"
 	@echo "make setup   install what a fresh machine lacks (idempotent)"
-	@echo "make build   build the filter .wasm files and the harness binaries"
+	@echo "make build   build the filter .wasm files and the release binaries"
 
 ## setup: the wasm target, the project venv with Envoy and the model's peers
 ## (MLflow, tritonclient, onnxruntime), Debian packages, wasm-opt.
@@ -54,9 +54,9 @@ $(WASM_OPT): filter/package.json filter/package-lock.json
 	cd filter && npm ci --silent --no-audit --no-fund
 	@touch $@
 
-## build: the filters and the release binaries (scorer, demo, benchmarks).
+## build: the filters and the release binaries (scorer, model, demo, benchmarks).
 build: filters
-	$(CARGO) build --locked --release -p outrider-harness --bins -p outrider-scorer
+	$(CARGO) build --locked --release -p outrider-harness -p outrider-scorer -p outrider-model --bins
 
 ## filters: the .wasm files (release, size-optimised, then wasm-opt -Oz).
 filters: setup
@@ -142,17 +142,17 @@ $(VENV)/.model-ready: $(MODEL_REQUIREMENTS) $(VENV)/.installed
 ## and batch scoring rows/s, the server on one core, beside onnxruntime's Python
 ## API on the same ONNX model in the same run.
 bench-model: setup-model
-	$(CARGO) build --locked --release -p outrider-scorer
-	OUTRIDER_PYTHON=$(abspath $(VENV)/bin/python) OUTRIDER_SCORER=$(abspath target/release/outrider-scorer) \
+	$(CARGO) build --locked --release -p outrider-model --bin outrider-model
+	OUTRIDER_PYTHON=$(abspath $(VENV)/bin/python) OUTRIDER_MODEL_BIN=$(abspath target/release/outrider-model) \
 		$(CARGO) bench --locked -p outrider-model --bench model
 
 ## model-fixtures: remake the scikit-learn models the interop tests serve.
 model-fixtures: setup-model
 	$(VENV)/bin/pip install -q -r $(MODEL_FIXTURE_REQUIREMENTS)
-	$(CARGO) build --locked -q -p outrider-scorer
+	$(CARGO) build --locked -q -p outrider-model --bin outrider-model
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
-		target/debug/outrider-scorer model schema > $$tmp/schema.json && \
-		target/debug/outrider-scorer model generate --rows 50000 --seed 7 --out $$tmp/transactions.csv && \
+		target/debug/outrider-model schema > $$tmp/schema.json && \
+		target/debug/outrider-model generate --rows 50000 --seed 7 --out $$tmp/transactions.csv && \
 		$(VENV)/bin/python sidecar-scorer/model/interop/make_sklearn_fixture.py \
 			$$tmp/transactions.csv $$tmp/schema.json $(MODEL_FIXTURES)
 

@@ -44,9 +44,6 @@ enum Command {
         #[arg(value_enum)]
         analysis: StatsKind,
     },
-    /// The fraud model: generate data, train and register, serve (Open
-    /// Inference Protocol over REST and gRPC), batch-score.
-    Model(outrider_model::cli::ModelArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -82,7 +79,6 @@ fn main() -> ExitCode {
             };
             run_stats(analysis)
         }
-        Command::Model(args) => outrider_model::cli::run(args),
     }
 }
 

@@ -1,13 +1,14 @@
-//! `make bench-model`: the release model server (`outrider-scorer model
-//! serve`) pinned to one core with `taskset`, driven from the other core over
-//! REST and gRPC, single rows and batches of 64, closed loop; REST single rows
-//! at a fixed 1,000 req/s open-loop rate; batch scoring of a CSV file
-//! (`outrider-scorer model batch`) on the same core; and the same ONNX model in
+//! `make bench-model`: the release model server (`outrider-model serve`)
+//! pinned to one core with `taskset`, driven from the other core over REST and
+//! gRPC, single rows and batches of 64, closed loop; REST single rows at a
+//! fixed 1,000 req/s open-loop rate; batch scoring of a CSV file
+//! (`outrider-model batch`) on the same core; and the same ONNX model in
 //! onnxruntime's Python API (`interop/ort_bench.py`) on the same core in the
 //! same run.
 //!
-//! Environment: `OUTRIDER_SCORER` (default `target/release/outrider-scorer`)
-//! and `OUTRIDER_PYTHON` (default `.venv/bin/python`, with onnxruntime and
+//! Environment: `OUTRIDER_MODEL_BIN` (default: the `outrider-model` binary
+//! cargo built for this benchmark, `target/release/outrider-model`) and
+//! `OUTRIDER_PYTHON` (default `.venv/bin/python`, with onnxruntime and
 //! pandas). Both must exist: the benchmark fails rather than leave a column out.
 
 use std::net::{SocketAddr, TcpListener};
@@ -50,9 +51,9 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 fn main() {
     pin_to_cpu(CLIENT_CPU);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let scorer = env_path(
-        "OUTRIDER_SCORER",
-        root.join("target/release/outrider-scorer"),
+    let binary = env_path(
+        "OUTRIDER_MODEL_BIN",
+        PathBuf::from(env!("CARGO_BIN_EXE_outrider-model")),
     );
     let python = env_path("OUTRIDER_PYTHON", root.join(".venv/bin/python"));
     let dir = tempfile::tempdir().expect("temporary folder");
@@ -70,8 +71,7 @@ fn main() {
     let csv = dir.path().join("transactions.csv");
     csv_file::write(&csv, &transactions(BATCH_FILE_ROWS, 3)).expect("write transactions");
     let schema = dir.path().join("schema.json");
-    let output = run(Command::new(&scorer)
-        .arg("model")
+    let output = run(Command::new(&binary)
         .arg("--registry")
         .arg(dir.path().join("registry"))
         .arg("schema"));
@@ -81,7 +81,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let server = ModelServer::start(&scorer, &model, dir.path());
+    let server = ModelServer::start(&binary, &model, dir.path());
     let figures = runtime.block_on(async {
         server.wait_ready().await;
         let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
@@ -145,8 +145,7 @@ fn main() {
     let start = Instant::now();
     let summary = run(Command::new("taskset")
         .args(["-c", &SERVER_CPU.to_string()])
-        .arg(&scorer)
-        .arg("model")
+        .arg(&binary)
         .arg("--registry")
         .arg(dir.path().join("registry"))
         .args(["batch", "--no-progress", "--model"])
@@ -241,12 +240,11 @@ struct ModelServer {
 }
 
 impl ModelServer {
-    fn start(scorer: &Path, model: &Path, dir: &Path) -> Self {
+    fn start(binary: &Path, model: &Path, dir: &Path) -> Self {
         let (http, grpc) = (free_port(), free_port());
         let child = Command::new("taskset")
             .args(["-c", &SERVER_CPU.to_string()])
-            .arg(scorer)
-            .arg("model")
+            .arg(binary)
             .arg("--registry")
             .arg(dir.join("registry"))
             .args(["serve", "--name", "fraud", "--threads", "1", "--model"])
@@ -548,11 +546,11 @@ fn report(
     println!("|{:-<60}|{:->14}|", "", "");
     println!(
         "| {:<58} | {:>12.0} |",
-        "outrider-scorer model batch, CSV to CSV (process wall time)", batch_rows_per_s
+        "outrider-model batch, CSV to CSV (process wall time)", batch_rows_per_s
     );
     println!(
         "| {:<58} | {:>12.0} |",
-        "outrider-scorer model batch, its own count",
+        "outrider-model batch, its own count",
         summary["rows_per_second"].as_f64().unwrap_or(f64::NAN)
     );
     println!(

@@ -8,7 +8,7 @@ compare with onnxruntime.
 writes OUT_DIR/sklearn_forest.onnx (a random forest: an ai.onnx.ml
 TreeEnsembleClassifier) and OUT_DIR/sklearn_logistic.onnx (a logistic
 regression: an ai.onnx.ml LinearClassifier). SCHEMA.json is what
-`outrider-scorer model schema` prints; `make model-fixtures` runs all of it.
+`outrider-model schema` prints; `make model-fixtures` runs all of it.
 """
 
 import csv

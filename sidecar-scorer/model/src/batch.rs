@@ -1,4 +1,4 @@
-//! `model batch`: scores a CSV or NDJSON file of transactions into a CSV or
+//! `outrider-model batch`: scores a CSV or NDJSON file of transactions into a CSV or
 //! NDJSON file of scores (`line`, the row's id when it has one, `score`),
 //! with a progress bar. A line that cannot be scored goes to an error report
 //! (`{"line": n, "error": "..."}` per line) and every other line is still

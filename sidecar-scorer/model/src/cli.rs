@@ -1,5 +1,5 @@
-//! `outrider-scorer model ...`: generate data, train and register, promote,
-//! list and fetch versions, serve, and batch-score.
+//! `outrider-model`: generate data, train and register, promote, list and
+//! fetch versions, serve, and batch-score.
 //!
 //! Exit status: 0 on success, 2 for bad input (an invalid option, a model or
 //! alias that does not exist), 3 when `batch` reported bad lines (the good
@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 use crate::batch::{self, BatchOptions};
@@ -22,10 +22,34 @@ use crate::serve::model::LoadedModel;
 use crate::serve::{ServeOptions, Server, server::DEFAULT_MAX_REQUEST_BYTES};
 use crate::train::{self, TrainConfig};
 
-#[derive(Debug, Args)]
-pub struct ModelArgs {
-    /// The registry: a folder (embedded registry) or an MLflow tracking URI
-    /// (http://host:port).
+/// The name the command reports itself and its errors under.
+pub const NAME: &str = "outrider-model";
+
+const EXAMPLES: &str = "\
+Examples:
+  outrider-model generate --rows 200000 --seed 42 --out /tmp/tx.csv
+  outrider-model --registry /tmp/registry train --data /tmp/tx.csv --out /tmp/model
+  outrider-model --registry /tmp/registry promote 1
+  outrider-model --registry /tmp/registry serve --model models:/fraud@champion
+  outrider-model --registry /tmp/registry batch --model models:/fraud@champion \\
+      --in /tmp/tx.csv --out /tmp/scores.csv
+
+Exit status: 0 on success, 2 for bad input (an invalid option, a model or alias
+that does not exist), 3 when `batch` reported lines it could not score (the good
+ones are all scored), 1 for anything else.
+
+Documentation: docs/model.md";
+
+/// The fraud model of outrider: generate data, train and register, serve
+/// (Open Inference Protocol over REST and gRPC), batch-score.
+///
+/// A model server, a training job and a batch job need only this command; the
+/// control plane (`outrider-scorer`) is deployed apart.
+#[derive(Debug, Parser)]
+#[command(name = NAME, version, after_help = EXAMPLES)]
+pub struct Cli {
+    /// The registry: a folder (the embedded registry) or an MLflow tracking
+    /// URI (http://host:port).
     #[arg(
         long,
         global = true,
@@ -44,20 +68,23 @@ pub enum ModelCommand {
     /// Train the fraud model, write ONNX and its reference profile, and
     /// register it as the `challenger` version.
     Train(TrainArgs),
-    /// Make a version the `champion`.
+    /// Make a version the `champion` (the `challenger` alias leaves it).
     Promote {
         /// Registered model name.
         #[arg(long, default_value = "fraud")]
         name: String,
+        /// The version number to promote.
         version: u64,
     },
-    /// List a model's versions and aliases.
+    /// List a model's versions and aliases (JSON).
     Versions {
+        /// Registered model name.
         #[arg(long, default_value = "fraud")]
         name: String,
     },
     /// Resolve a model URI (models:/fraud@champion) and download its files.
     Fetch {
+        /// models:/NAME@ALIAS, models:/NAME/VERSION, or a path to an .onnx file.
         uri: String,
         /// Folder for model.onnx and profile.json.
         #[arg(long)]
@@ -67,31 +94,36 @@ pub enum ModelCommand {
     Serve(ServeArgs),
     /// Score a CSV or NDJSON file of transactions.
     Batch(BatchArgs),
-    /// Print the input schema of the fraud model (features, categories).
+    /// Print the input schema of the fraud model (features in tensor order,
+    /// merchant categories in code order).
     Schema,
 }
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
+    /// Number of transactions.
     #[arg(long, default_value_t = 100_000)]
     pub rows: usize,
+    /// Seed of the generator: the same seed gives the same file.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Output CSV file.
     #[arg(long)]
     pub out: PathBuf,
+    /// Share of fraudulent transactions, between 0 and 1.
     #[arg(long, default_value_t = 0.01)]
     pub fraud_rate: f64,
-    /// Length of the period, from 2026-01-01.
+    /// Length of the period in days, from --start.
     #[arg(long, default_value_t = 30)]
     pub days: u32,
-    /// First second of the period (Unix time).
+    /// First second of the period (Unix time; default 2026-01-01T00:00:00Z).
     #[arg(long, default_value_t = data::generator::DEFAULT_START)]
     pub start: i64,
     /// Covariate drift: multiply every amount.
     #[arg(long, default_value_t = 1.0)]
     pub amount_scale: f64,
-    /// Covariate drift: share of transactions at a new merchant category.
+    /// Covariate drift: share of transactions at a merchant category the
+    /// model never saw (`crypto_exchange`).
     #[arg(long, default_value_t = 0.0)]
     pub new_category_share: f64,
     /// Concept drift: share of fraud following the new pattern.
@@ -116,6 +148,7 @@ pub struct TrainArgs {
     /// L2 penalty on standardised features.
     #[arg(long, default_value_t = 1.0)]
     pub alpha: f64,
+    /// Most iterations of the optimiser.
     #[arg(long, default_value_t = 200)]
     pub max_iterations: u64,
     /// Share of the most recent rows held out for evaluation.
@@ -137,8 +170,10 @@ pub struct ServeArgs {
     /// The name clients use (default: the registered name or the file stem).
     #[arg(long)]
     pub name: Option<String>,
+    /// Address of the REST listener.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub http: SocketAddr,
+    /// Address of the gRPC listener.
     #[arg(long, default_value = "127.0.0.1:8081")]
     pub grpc: SocketAddr,
     /// Serve REST only.
@@ -150,10 +185,17 @@ pub struct ServeArgs {
     /// Worker threads (default: one per available core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Largest REST request body (inference, load) and gRPC message, in
+    /// bytes (default 64 MiB); a larger one gets 413 or RESOURCE_EXHAUSTED.
+    /// The NDJSON stream has no total limit, only one of 1 MiB per line.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_body_bytes: u64,
 }
 
 #[derive(Debug, Args)]
 pub struct BatchArgs {
+    /// A model URI (models:/fraud@champion, models:/fraud/3) or an .onnx file.
     #[arg(long, default_value = "models:/fraud@champion")]
     pub model: String,
     /// Input file (.csv or .ndjson).
@@ -165,12 +207,18 @@ pub struct BatchArgs {
     /// Error report (default: <out>.errors.ndjson).
     #[arg(long)]
     pub errors: Option<PathBuf>,
+    /// No progress bar (there is none when stderr is not a terminal).
     #[arg(long)]
     pub no_progress: bool,
 }
 
-/// Runs a `model` command and returns the process exit status.
-pub fn run(args: ModelArgs) -> ExitCode {
+/// Parses the command line and runs the command; the `outrider-model` binary.
+pub fn main() -> ExitCode {
+    run(Cli::parse())
+}
+
+/// Runs a command and returns the process exit status.
+pub fn run(args: Cli) -> ExitCode {
     init_logging();
     let threads = match &args.command {
         ModelCommand::Serve(s) => s.threads,
@@ -200,7 +248,7 @@ fn init_logging() {
 }
 
 fn fail(e: &Error) -> ExitCode {
-    eprintln!("outrider-scorer: {e}");
+    eprintln!("{NAME}: {e}");
     if e.is_client_error() {
         ExitCode::from(2)
     } else {
@@ -215,7 +263,7 @@ fn print_json(value: &serde_json::Value) {
     );
 }
 
-async fn dispatch(args: ModelArgs) -> Result<ExitCode> {
+async fn dispatch(args: Cli) -> Result<ExitCode> {
     let open = || AnyRegistry::open(&args.registry);
     match args.command {
         ModelCommand::Generate(g) => generate(&g),
@@ -339,7 +387,7 @@ async fn serve(s: ServeArgs, registry: AnyRegistry) -> Result<ExitCode> {
         model: s.model.parse()?,
         name: s.name,
         poll: s.poll,
-        max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+        max_request_bytes: usize::try_from(s.max_body_bytes).unwrap_or(usize::MAX),
     };
     let server = Server::start(options, Arc::new(registry)).await?;
     server.run_until_signal().await?;

@@ -16,6 +16,9 @@ pub enum Error {
     /// Not ready yet (a model still loading).
     #[error("{0}")]
     Unavailable(String),
+    /// A request body or message over the server's size limit.
+    #[error("{field}: {message}")]
+    TooLarge { field: String, message: String },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -44,6 +47,21 @@ impl Error {
         }
     }
 
+    /// `field` (`body`, `message`) of `size` bytes, when known, is over
+    /// `limit`.
+    pub fn too_large(field: &str, size: Option<u64>, limit: usize) -> Self {
+        let size = match size {
+            Some(n) => format!("{n} bytes is"),
+            None => "is".to_owned(),
+        };
+        Self::TooLarge {
+            field: field.to_owned(),
+            message: format!(
+                "{size} over this server's limit of {limit} bytes (`outrider-model serve --max-body-bytes`)"
+            ),
+        }
+    }
+
     pub fn model(message: impl std::fmt::Display) -> Self {
         Self::Model(message.to_string())
     }
@@ -54,7 +72,10 @@ impl Error {
 
     /// Whether the caller is at fault (bad input or a missing entry).
     pub fn is_client_error(&self) -> bool {
-        matches!(self, Self::Invalid { .. } | Self::NotFound(_))
+        matches!(
+            self,
+            Self::Invalid { .. } | Self::NotFound(_) | Self::TooLarge { .. }
+        )
     }
 }
 

@@ -8,7 +8,7 @@
 //! - [`serve`]: the Open Inference Protocol over REST and gRPC, streams and
 //!   hot swaps, with tract running the model;
 //! - [`batch`]: scoring CSV or NDJSON files;
-//! - [`cli`]: the `outrider-scorer model ...` commands.
+//! - [`cli`]: the `outrider-model` command (`src/main.rs`).
 
 pub mod batch;
 pub mod cli;

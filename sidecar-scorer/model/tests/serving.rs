@@ -390,14 +390,25 @@ async fn bad_input_gets_a_protocol_error_and_the_server_keeps_serving() {
         still_serving(http.post_json("/v2/models/fraud/infer", &good).await);
     }
 
-    // Bodies that are not JSON, NaN written by a careless client, NaN in
-    // binary data: the model takes finite numbers.
+    // Bodies that are not JSON, NaN and infinities written by a careless
+    // client (Python's json.dumps writes them), NaN in binary data: the model
+    // takes finite numbers.
     let raw_text = [
         ("", "body: is empty"),
         ("{\"inputs\": [", "body: EOF while parsing"),
         (
             r#"{"inputs": [{"name": "transaction", "shape": [1, 10], "datatype": "FP32", "data": [NaN,1,1,1,1,1,1,1,1,1]}]}"#,
             "NaN and Infinity are not JSON numbers",
+        ),
+        (
+            r#"{"inputs": [{"name": "transaction", "shape": [1, 10], "datatype": "FP32", "data": [1,1,1,1,1,1,1,1,Infinity,1]}]}"#,
+            "inputs[0].data[8]: `Infinity` is not a JSON number (NaN and Infinity are not \
+             JSON numbers); the model takes finite numbers",
+        ),
+        (
+            r#"{"inputs": [{"name": "transaction", "shape": [1, 10], "datatype": "FP32", "data": [1,1,-Infinity,1,1,1,1,1,1,1]}]}"#,
+            "inputs[0].data[2]: `-Infinity` is not a JSON number (NaN and Infinity are not \
+             JSON numbers); the model takes finite numbers",
         ),
     ];
     for (body, message) in raw_text {
@@ -528,6 +539,130 @@ async fn bad_input_gets_a_protocol_error_and_the_server_keeps_serving() {
         let ok = client.model_infer(grpc_request(&rows, false)).await;
         assert!(ok.is_ok(), "the server keeps serving");
     }
+    server.shutdown().await;
+}
+
+/// An inference body of exactly `size` bytes: a good request padded with spaces.
+fn padded_infer_body(rows: &[[f32; 10]], size: usize) -> Vec<u8> {
+    let mut body = infer_body(rows).to_string().into_bytes();
+    assert!(body.len() <= size, "{} > {size}", body.len());
+    body.resize(size, b' ');
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_over_the_size_limit_gets_the_protocol_error_and_the_server_keeps_serving() {
+    const LIMIT: usize = 2048;
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_trained_with_limit(dir.path(), LIMIT).await;
+    let rows = rows_of(1, 8);
+    let expected = direct_scores(&rows);
+    let json_type = [("content-type", "application/json".to_owned())];
+
+    // At the limit: served.
+    let reply = Http::new(server.http_addr)
+        .send(
+            Method::POST,
+            "/v2/models/fraud/infer",
+            &json_type,
+            Bytes::from(padded_infer_body(&rows, LIMIT)),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_close(&scores_of(&reply.json()), &expected, 1e-6);
+
+    // One byte over, on inference and on load: 413 with the protocol's error
+    // shape; then a good request on a new connection is served.
+    for path in ["/v2/models/fraud/infer", "/v2/repository/models/fraud/load"] {
+        let reply = Http::new(server.http_addr)
+            .send(
+                Method::POST,
+                path,
+                &json_type,
+                Bytes::from(padded_infer_body(&rows, LIMIT + 1)),
+            )
+            .await;
+        assert_eq!(reply.status, 413, "{path}");
+        assert_eq!(reply.headers["content-type"], "application/json", "{path}");
+        assert_eq!(
+            reply.json(),
+            json!({"error": "body: 2049 bytes is over this server's limit of 2048 bytes \
+                             (`outrider-model serve --max-body-bytes`)"}),
+            "{path}"
+        );
+        let reply = Http::new(server.http_addr)
+            .post_json("/v2/models/fraud/infer", &infer_body(&rows))
+            .await;
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert_close(&scores_of(&reply.json()), &expected, 1e-6);
+    }
+
+    // gRPC: a message over the limit is RESOURCE_EXHAUSTED, unary or streamed.
+    let grpc_url = format!("http://{}", server.grpc_addr.unwrap());
+    let big_rows = rows_of(60, 9);
+    let big = grpc_request(&big_rows, false);
+    let size = prost::Message::encoded_len(&big);
+    assert!(size > LIMIT, "{size}");
+    let mut client = GrpcInferenceServiceClient::connect(grpc_url.clone())
+        .await
+        .unwrap();
+    let status = client.model_infer(big.clone()).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    assert_eq!(
+        status.message(),
+        format!(
+            "message: {size} bytes is over this server's limit of 2048 bytes \
+             (`outrider-model serve --max-body-bytes`)"
+        )
+    );
+    let mut client = GrpcInferenceServiceClient::connect(grpc_url.clone())
+        .await
+        .unwrap();
+    let answer = client
+        .model_infer(grpc_request(&rows, false))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_close(&grpc_scores(&answer), &expected, 1e-6);
+
+    let stream = futures::stream::iter([grpc_request(&rows, false), big]);
+    let mut answers = client
+        .model_stream_infer(stream)
+        .await
+        .unwrap()
+        .into_inner();
+    let first = answers.message().await.unwrap().unwrap();
+    assert_eq!(first.error_message, "");
+    assert_close(
+        &grpc_scores(&first.infer_response.unwrap()),
+        &expected,
+        1e-6,
+    );
+    let status = answers.message().await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    assert!(
+        status
+            .message()
+            .starts_with(&format!("message: {size} bytes is over")),
+        "{}",
+        status.message()
+    );
+    let answer = client
+        .model_infer(grpc_request(&rows, true))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_close(&grpc_scores(&answer), &expected, 1e-6);
     server.shutdown().await;
 }
 

@@ -1,5 +1,6 @@
 //! The one error type of the crate: bad input, named by its field path.
 
+use outrider_protocol::json::{self, JsonProblem};
 use serde::Serialize;
 use std::fmt;
 
@@ -46,54 +47,24 @@ impl fmt::Display for InputError {
 
 impl std::error::Error for InputError {}
 
-/// Parses a request document, reporting the path of the first bad field.
+/// Parses a request document, reporting the path of the first bad field
+/// (the protocol crate's parser, shared with the scorer and the model server).
 pub fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, InputError> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner();
-        let code = match inner.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                ErrorCode::InvalidJson
-            }
-            _ => ErrorCode::InvalidType,
+    json::from_str(text).map_err(InputError::from)
+}
+
+impl From<json::JsonError> for InputError {
+    fn from(err: json::JsonError) -> Self {
+        let code = match err.problem {
+            JsonProblem::Syntax | JsonProblem::TrailingData => ErrorCode::InvalidJson,
+            JsonProblem::Shape => ErrorCode::InvalidType,
         };
-        let message = strip_position(&inner.to_string());
-        InputError {
+        Self {
             code,
-            field: field_with_missing(&path, &message),
-            message,
+            message: err.message,
+            field: err.field,
         }
-    })?;
-    de.end().map_err(|err| InputError {
-        code: ErrorCode::InvalidJson,
-        message: strip_position(&err.to_string()),
-        field: String::new(),
-    })?;
-    Ok(value)
-}
-
-/// serde_json appends " at line L column C"; the field path says more.
-fn strip_position(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(at) => message[..at].to_string(),
-        None => message.to_string(),
     }
-}
-
-/// A missing field is reported at its parent; name the field itself.
-fn field_with_missing(path: &str, message: &str) -> String {
-    let path = if path == "." { "" } else { path };
-    if let Some(rest) = message.strip_prefix("missing field `")
-        && let Some(name) = rest.strip_suffix('`')
-    {
-        return if path.is_empty() {
-            name.to_string()
-        } else {
-            format!("{path}.{name}")
-        };
-    }
-    path.to_string()
 }
 
 /// Checks that every value of a sample is finite, naming the first bad one.

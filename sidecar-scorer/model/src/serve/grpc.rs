@@ -1,12 +1,16 @@
 //! The Open Inference Protocol over gRPC (tonic): `inference.GRPCInferenceService`
 //! with the bidirectional `ModelStreamInfer`.
 
+use std::convert::Infallible;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::codegen::{BoxFuture, Service, http};
+use tonic::server::NamedService;
+use tonic::{Code, Request, Response, Status, Streaming};
 
 use super::infer::{self, InferRequest, InferResponse, InputTensor, Payload, RequestedOutput};
 use super::rest::{EXTENSIONS, PLATFORM};
@@ -38,7 +42,74 @@ pub fn status(e: &Error) -> Status {
         Error::Invalid { .. } => Status::invalid_argument(message),
         Error::NotFound(_) => Status::not_found(message),
         Error::Unavailable(_) => Status::unavailable(message),
+        Error::TooLarge { .. } => Status::resource_exhausted(message),
         _ => Status::internal(message),
+    }
+}
+
+/// tonic refuses a request message over `max_decoding_message_size` with
+/// `OUT_OF_RANGE` (nothing else in this service answers that code). gRPC's
+/// own servers answer `RESOURCE_EXHAUSTED`, which is what clients expect:
+/// this gives them that, with the limit and the flag that sets it.
+fn over_limit(status: &Status, limit: usize) -> Option<Status> {
+    if status.code() != Code::OutOfRange {
+        return None;
+    }
+    // tonic says "... found N bytes, the limit is: L bytes".
+    let size = status
+        .message()
+        .split("found ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse::<u64>().ok());
+    Some(self::status(&Error::too_large("message", size, limit)))
+}
+
+/// The gRPC service with [`over_limit`] applied to unary calls, whose
+/// decoding tonic does before any handler runs; streams apply it themselves.
+#[derive(Clone)]
+pub struct MessageLimit<S> {
+    inner: S,
+    limit: usize,
+}
+
+impl<S> MessageLimit<S> {
+    pub fn new(inner: S, limit: usize) -> Self {
+        Self { inner, limit }
+    }
+}
+
+impl<S: NamedService> NamedService for MessageLimit<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B, R> Service<http::Request<B>> for MessageLimit<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<R>, Error = Infallible>,
+    S::Future: Send + 'static,
+    R: Default + Send + 'static,
+{
+    type Response = http::Response<R>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Infallible>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let limit = self.limit;
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await?;
+            // A refused message answers at once: the status is in the headers.
+            let refused = Status::from_header_map(response.headers())
+                .and_then(|status| over_limit(&status, limit));
+            Ok(match refused {
+                Some(status) => status.into_http(),
+                None => response,
+            })
+        })
     }
 }
 
@@ -318,8 +389,15 @@ impl GrpcInferenceService for GrpcService {
                             infer_response: None,
                         },
                     },
-                    // The client broke the stream: nothing more to answer.
-                    Err(_) => break,
+                    // A message over the limit ends the stream with the
+                    // status a unary call gets; otherwise the client broke
+                    // the stream and there is nothing more to answer.
+                    Err(e) => {
+                        if let Some(status) = over_limit(&e, state.max_request_bytes) {
+                            let _ = tx.send(Err(status)).await;
+                        }
+                        break;
+                    }
                 };
                 if tx.send(Ok(answer)).await.is_err() {
                     break;

@@ -2,7 +2,7 @@
 //! metadata, readiness, inference (JSON or binary tensor data), the NDJSON
 //! scoring stream, and a model reload (Triton's repository load endpoint).
 
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,6 +21,9 @@ pub const EXTENSIONS: [&str; 3] = ["binary_tensor_data", "model_repository", "nd
 /// The `platform` of served models.
 pub const PLATFORM: &str = "onnx_tract";
 
+/// The REST routes. `max_request_bytes` bounds the body of an inference or a
+/// load request (the NDJSON stream is read line by line, each line up to
+/// [`super::ndjson::MAX_LINE`]).
 pub fn router(state: ServerState, max_request_bytes: usize) -> Router {
     Router::new()
         .route("/v2", get(server_metadata))
@@ -47,12 +50,38 @@ pub fn router(state: ServerState, max_request_bytes: usize) -> Router {
         .with_state(state)
 }
 
+/// A whole request body, within the server's limit. A larger one is refused
+/// with `413` and the protocol's error shape, like every other error.
+pub struct LimitedBody(pub Bytes);
+
+impl FromRequest<ServerState> for LimitedBody {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &ServerState) -> Result<Self, Response> {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+        match Bytes::from_request(req, state).await {
+            Ok(body) => Ok(Self(body)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(
+                error_response(&Error::too_large("body", declared, state.max_request_bytes)),
+            ),
+            Err(rejection) => Err(error_response(&Error::invalid(
+                "body",
+                format!("cannot be read: {}", rejection.body_text()),
+            ))),
+        }
+    }
+}
+
 /// An error as the protocol has it: `{"error": "<message>"}`.
 pub fn error_response(e: &Error) -> Response {
     let status = match e {
         Error::Invalid { .. } => StatusCode::BAD_REQUEST,
         Error::NotFound(_) => StatusCode::NOT_FOUND,
         Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     (status, Json(json!({ "error": e.to_string() }))).into_response()
@@ -139,7 +168,7 @@ async fn infer(
     State(state): State<ServerState>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    LimitedBody(body): LimitedBody,
 ) -> Response {
     run_infer(&state, &name, None, &headers, body).await
 }
@@ -148,7 +177,7 @@ async fn infer_version(
     State(state): State<ServerState>,
     Path((name, version)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    LimitedBody(body): LimitedBody,
 ) -> Response {
     run_infer(&state, &name, Some(&version), &headers, body).await
 }
@@ -204,7 +233,11 @@ async fn run_infer(
 /// `POST /v2/repository/models/{name}/load`: loads the model again from its
 /// source (an alias may have moved), or from `parameters.uri` when given.
 /// On failure the current model keeps serving.
-async fn load(State(state): State<ServerState>, Path(name): Path<String>, body: Bytes) -> Response {
+async fn load(
+    State(state): State<ServerState>,
+    Path(name): Path<String>,
+    LimitedBody(body): LimitedBody,
+) -> Response {
     let result = async {
         if name != state.slot.name {
             return Err(Error::NotFound(format!(

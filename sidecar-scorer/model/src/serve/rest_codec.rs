@@ -5,6 +5,7 @@
 //! `binary_data_size`.
 
 use bytes::Bytes;
+use outrider_protocol::json::{self, JsonError, JsonProblem};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -65,24 +66,7 @@ pub fn parse_request(body: Bytes, header_length: Option<usize>) -> Result<InferR
             "is empty; expected an inference request",
         ));
     }
-    let mut de = serde_json::Deserializer::from_slice(&json);
-    let parsed: JsonRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let mut message = inner.to_string();
-        if let Some(at) = message.rfind(" at line ") {
-            message.truncate(at);
-        }
-        if inner.is_syntax() && String::from_utf8_lossy(&json).contains("NaN") {
-            message.push_str(" (NaN and Infinity are not JSON numbers)");
-        }
-        let field = if path == "." || inner.is_syntax() || inner.is_eof() {
-            "body".to_owned()
-        } else {
-            path
-        };
-        Error::invalid(field, message)
-    })?;
+    let parsed: JsonRequest = json::from_slice(&json).map_err(|e| request_error(&json, e))?;
 
     let mut inputs = Vec::with_capacity(parsed.inputs.len());
     for (i, input) in parsed.inputs.into_iter().enumerate() {
@@ -142,6 +126,70 @@ pub fn parse_request(body: Bytes, header_length: Option<usize>) -> Result<InferR
             .collect(),
         inputs,
     })
+}
+
+/// The error of a request body that does not parse: the path of the field
+/// when the JSON is well formed, `body` when it is not. A client that writes
+/// NaN or Infinity (as Python's `json.dumps` does) is told so, with the field.
+fn request_error(text: &[u8], e: JsonError) -> Error {
+    if e.problem == JsonProblem::Syntax
+        && let Some(token) = non_finite_at(text, e.line, e.column)
+    {
+        let message = "is not a JSON number (NaN and Infinity are not JSON numbers); \
+                       the model takes finite numbers";
+        return if e.field.is_empty() {
+            Error::invalid(
+                "body",
+                format!(
+                    "`{token}` at line {}, column {} {message}",
+                    e.line, e.column
+                ),
+            )
+        } else {
+            Error::invalid(e.field, format!("`{token}` {message}"))
+        };
+    }
+    let field = if e.problem == JsonProblem::Shape && !e.field.is_empty() {
+        e.field
+    } else {
+        "body".to_owned()
+    };
+    Error::invalid(field, e.message)
+}
+
+/// The NaN or infinity literal (`NaN`, `Infinity`, `-Infinity`, `inf`, ...)
+/// where the parser stopped (1-based line and column), as written.
+fn non_finite_at(text: &[u8], line: usize, column: usize) -> Option<String> {
+    let line_start = if line <= 1 {
+        0
+    } else {
+        text.iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(line - 2)?
+            .0
+            + 1
+    };
+    let at = (line_start + column.checked_sub(1)?).min(text.len());
+    // Back to the start of the word the parser stopped in, and its sign.
+    let mut start = at;
+    while start > line_start && text[start - 1].is_ascii_alphabetic() {
+        start -= 1;
+    }
+    if start > line_start && matches!(text[start - 1], b'-' | b'+') {
+        start -= 1;
+    }
+    let word_start = start + usize::from(matches!(text.get(start), Some(b'-' | b'+')));
+    let end = word_start
+        + text[word_start..]
+            .iter()
+            .take_while(|b| b.is_ascii_alphabetic())
+            .count();
+    let word = std::str::from_utf8(&text[word_start..end]).ok()?;
+    ["nan", "inf", "infinity"]
+        .iter()
+        .any(|w| word.eq_ignore_ascii_case(w))
+        .then(|| String::from_utf8_lossy(&text[start..end]).into_owned())
 }
 
 #[derive(Serialize)]
@@ -270,6 +318,11 @@ mod tests {
                 "x: has neither `data`",
             ),
             ("{}", "missing field `inputs`"),
+            (
+                "1",
+                "body: invalid type: integer `1`, expected struct JsonRequest",
+            ),
+            ("{\"inputs\": []} {}", "body: trailing characters"),
         ] {
             let err = parse_request(Bytes::from(body), None)
                 .err()
@@ -277,6 +330,54 @@ mod tests {
                 .to_string();
             assert!(err.contains(want), "{body}: {err}");
         }
+    }
+
+    #[test]
+    fn nan_and_infinities_are_named_with_their_field() {
+        for (body, want) in [
+            (
+                "{\"inputs\": [{\"name\": \"x\", \"shape\": [2], \"datatype\": \"FP32\", \"data\": [1, NaN]}]}",
+                "inputs[0].data[1]: `NaN` is not a JSON number",
+            ),
+            (
+                "{\"inputs\": [{\"name\": \"x\", \"shape\": [1], \"datatype\": \"FP32\", \"data\": [Infinity]}]}",
+                "inputs[0].data[0]: `Infinity` is not a JSON number",
+            ),
+            (
+                "{\"inputs\": [{\"name\": \"x\", \"shape\": [1], \"datatype\": \"FP32\",\n  \"data\": [-Infinity]}]}",
+                "inputs[0].data[0]: `-Infinity` is not a JSON number",
+            ),
+            (
+                "{\"inputs\": [{\"name\": \"x\", \"shape\": [1], \"datatype\": \"FP32\", \"data\": [-inf]}]}",
+                "inputs[0].data[0]: `-inf` is not a JSON number",
+            ),
+            // Where no field holds it, the position says where it is.
+            (
+                "\n  NaN",
+                "body: `NaN` at line 2, column 3 is not a JSON number",
+            ),
+        ] {
+            let err = parse_request(Bytes::from(body), None)
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(err.starts_with(want), "{body}: {err}");
+            assert!(
+                err.ends_with(
+                    "(NaN and Infinity are not JSON numbers); the model takes finite numbers"
+                ),
+                "{body}: {err}"
+            );
+        }
+        // Other syntax errors get no such hint, even with NaN elsewhere.
+        let err = parse_request(Bytes::from("{\"id\": \"NaN\", \"inputs\": [}"), None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert_eq!(err, "body: expected value");
+        assert_eq!(non_finite_at(b"[1, nano]", 1, 5), None);
+        assert_eq!(non_finite_at(b"[1, Infinite]", 1, 5), None);
+        assert_eq!(non_finite_at(b"[1,\n Inf]", 2, 2), Some("Inf".to_owned()));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `model serve`: the REST and gRPC listeners, the first load in the
+//! `outrider-model serve`: the REST and gRPC listeners, the first load in the
 //! background (live at once, ready once loaded), an optional watch of the
 //! registry (a moved alias is loaded and swapped in), and graceful shutdown.
 
@@ -12,14 +12,14 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tonic::transport::server::TcpIncoming;
 
-use super::grpc::GrpcService;
+use super::grpc::{GrpcService, MessageLimit};
 use super::slot::ModelSlot;
 use super::state::ServerState;
 use crate::error::{Error, IoContext, Result};
 use crate::proto::grpc_inference_service_server::GrpcInferenceServiceServer;
 use crate::registry::{AnyRegistry, ModelUri};
 
-/// Largest request body (REST) or message (gRPC).
+/// Largest request body (REST) or message (gRPC) by default: 64 MiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 << 20;
 
 #[derive(Debug, Clone)]
@@ -32,6 +32,8 @@ pub struct ServeOptions {
     pub name: Option<String>,
     /// How often to check the registry for a moved alias.
     pub poll: Option<Duration>,
+    /// Largest REST request body and gRPC message, in bytes; a larger one is
+    /// refused with `413` or `RESOURCE_EXHAUSTED`.
     pub max_request_bytes: usize,
 }
 
@@ -68,7 +70,15 @@ impl Server {
             crate::registry::uri::validate_model_name(name)?;
         }
         let slot = Arc::new(ModelSlot::new(&served_name(&options)));
-        let state = ServerState::new(slot, registry, options.model.clone());
+        if options.max_request_bytes == 0 {
+            return Err(Error::invalid("max-body-bytes", "must be at least 1"));
+        }
+        let state = ServerState::new(
+            slot,
+            registry,
+            options.model.clone(),
+            options.max_request_bytes,
+        );
         let (stop, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
 
@@ -98,9 +108,12 @@ impl Server {
                     .await
                     .map_err(|e| Error::invalid("grpc", format!("cannot listen on {addr}: {e}")))?;
                 let bound = listener.local_addr().at("gRPC listener")?;
-                let service = GrpcInferenceServiceServer::new(GrpcService::new(state.clone()))
-                    .max_decoding_message_size(options.max_request_bytes)
-                    .max_encoding_message_size(options.max_request_bytes);
+                let service = MessageLimit::new(
+                    GrpcInferenceServiceServer::new(GrpcService::new(state.clone()))
+                        .max_decoding_message_size(options.max_request_bytes)
+                        .max_encoding_message_size(options.max_request_bytes),
+                    options.max_request_bytes,
+                );
                 let shutdown = stopped(stop.subscribe());
                 tasks.spawn(async move {
                     // Nagle's algorithm would hold a reply's frames back until

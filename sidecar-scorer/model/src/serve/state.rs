@@ -1,5 +1,5 @@
-//! What every endpoint shares: the model slot, the registry, and where the
-//! model comes from.
+//! What every endpoint shares: the model slot, the registry, the request size
+//! limit, and where the model comes from.
 
 use std::sync::{Arc, Mutex};
 
@@ -12,14 +12,22 @@ use crate::serve::slot::ModelSlot;
 pub struct ServerState {
     pub slot: Arc<ModelSlot>,
     pub registry: Arc<AnyRegistry>,
+    /// Largest request body (REST) or message (gRPC), in bytes.
+    pub max_request_bytes: usize,
     source: Arc<Mutex<ModelUri>>,
 }
 
 impl ServerState {
-    pub fn new(slot: Arc<ModelSlot>, registry: Arc<AnyRegistry>, source: ModelUri) -> Self {
+    pub fn new(
+        slot: Arc<ModelSlot>,
+        registry: Arc<AnyRegistry>,
+        source: ModelUri,
+        max_request_bytes: usize,
+    ) -> Self {
         Self {
             slot,
             registry,
+            max_request_bytes,
             source: Arc::new(Mutex::new(source)),
         }
     }

@@ -100,13 +100,23 @@ pub fn model_file(dir: &Path) -> PathBuf {
 
 /// Starts a server on free loopback ports for `model`.
 pub async fn serve(model: ModelUri, registry: AnyRegistry, poll: Option<Duration>) -> Server {
+    serve_with_limit(model, registry, poll, 64 << 20).await
+}
+
+/// [`serve`] with a request size limit.
+pub async fn serve_with_limit(
+    model: ModelUri,
+    registry: AnyRegistry,
+    poll: Option<Duration>,
+    max_request_bytes: usize,
+) -> Server {
     let options = ServeOptions {
         http: "127.0.0.1:0".parse().unwrap(),
         grpc: Some("127.0.0.1:0".parse().unwrap()),
         model,
         name: None,
         poll,
-        max_request_bytes: 64 << 20,
+        max_request_bytes,
     };
     Server::start(options, Arc::new(registry))
         .await
@@ -115,7 +125,13 @@ pub async fn serve(model: ModelUri, registry: AnyRegistry, poll: Option<Duration
 
 /// The trained model from a file in `dir`, served and ready.
 pub async fn serve_trained(dir: &Path) -> Server {
-    let server = serve(ModelUri::File(model_file(dir)), empty_registry(dir), None).await;
+    serve_trained_with_limit(dir, 64 << 20).await
+}
+
+/// [`serve_trained`] with a request size limit.
+pub async fn serve_trained_with_limit(dir: &Path, max_request_bytes: usize) -> Server {
+    let model = ModelUri::File(model_file(dir));
+    let server = serve_with_limit(model, empty_registry(dir), None, max_request_bytes).await;
     server.wait_ready(Duration::from_secs(60)).await.unwrap();
     server
 }
