@@ -1323,4 +1323,9 @@ async fn routes_methods_analyses_and_operations() {
     assert_eq!(count("/v1/rollouts", "DELETE", "405").await, 1.0);
     assert_eq!(count("unmatched", "GET", "404").await, 1.0);
     assert_eq!(count("/readyz", "GET", "200").await, 2.0);
+    // Routes with a parameter are counted under their template, braces and all.
+    assert_eq!(count("/v1/stats/{analysis}", "POST", "404").await, 2.0);
+    assert_eq!(count("/v1/stats/{analysis}", "POST", "400").await, 2.0);
+    assert_eq!(count("/v1/stats/{analysis}", "POST", "200").await, 1.0);
+    assert_eq!(count("/v1/rollouts/{name}", "PATCH", "405").await, 1.0);
 }
