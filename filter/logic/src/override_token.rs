@@ -232,7 +232,11 @@ mod tests {
         let (head, signature) = token.rsplit_once('.').unwrap();
         let upper = format!("{head}.{}", signature.to_ascii_uppercase());
         assert_eq!(check(&upper), Ok("canary"), "uppercase hex");
-        assert_eq!(check(&format!("  {token}\t")), Ok("canary"), "surrounding space");
+        assert_eq!(
+            check(&format!("  {token}\t")),
+            Ok("canary"),
+            "surrounding space"
+        );
         // The expiry is signed as the plain number, however the token writes it.
         let padded = token.replacen(".18", ".0018", 1);
         assert_ne!(padded, token);
