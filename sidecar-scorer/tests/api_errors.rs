@@ -135,6 +135,14 @@ fn cases() -> Vec<Case> {
         case("feedback with one bad event in a batch", Method::POST, "/v1/feedback", admin, json!({"events": [{"request_id": "a", "label": 1}, {"label": 0}]})).expect(400, "invalid_value", Some("events[1]"), "request_id or user_key"),
         case("empty feedback batch", Method::POST, "/v1/feedback", admin, json!({"events": []})).expect(400, "invalid_value", Some("events"), "empty"),
         case("body over the limit", Method::POST, "/v1/feedback", admin, json!({})).raw(&huge).expect(413, "payload_too_large", None, "65536"),
+        // Query strings and path parameters.
+        case("limit not a number", Method::GET, "/v1/rollouts/fraud/samples?limit=abc", None, json!({})).expect(400, "invalid_type", Some("limit"), "not a valid `limit`"),
+        case("unknown samples parameter", Method::GET, "/v1/rollouts/fraud/samples?offset=10", None, json!({})).expect(400, "invalid_type", Some("offset"), "unknown query parameter"),
+        case("telemetry window not a number", Method::GET, "/v1/rollouts/fraud/telemetry?from_ms=yesterday", None, json!({})).expect(400, "invalid_type", Some("from_ms"), "yesterday"),
+        case("unknown telemetry parameter", Method::GET, "/v1/rollouts/fraud/telemetry?window=10", None, json!({})).expect(400, "invalid_type", Some("window"), "unknown query parameter"),
+        case("shadow threshold not a number", Method::GET, "/v1/rollouts/fraud/shadow?min_agreement=high", None, json!({})).expect(400, "invalid_type", Some("min_agreement"), "invalid float"),
+        case("unknown shadow parameter", Method::GET, "/v1/rollouts/fraud/shadow?verdict=pass", None, json!({})).expect(400, "invalid_type", Some("verdict"), "unknown query parameter"),
+        case("rollout name not UTF-8", Method::GET, "/v1/rollouts/%FF/state", None, json!({})).expect(404, "not_found", None, "not UTF-8"),
         // Routes and methods.
         case("unknown endpoint", Method::GET, "/v1/nothing-here", None, json!({})).expect(404, "not_found", None, "no such endpoint"),
         case("wrong method", Method::DELETE, "/v1/rollouts", admin, json!({})).expect(405, "method_not_allowed", None, "method"),

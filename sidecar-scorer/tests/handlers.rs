@@ -1083,6 +1083,64 @@ async fn samples_and_shadow_reports_are_read_back_and_their_queries_checked() {
     .await;
 }
 
+/// A query string that does not parse is refused like a body that does not: 400
+/// `invalid_type`, naming the parameter, never axum's plain-text 400. So is a path that
+/// does not decode (404, as any name that is no rollout's).
+#[tokio::test]
+async fn bad_query_strings_and_paths_are_refused_in_json() {
+    let api = Api::with_fraud().await;
+    let admin = Some(ADMIN);
+    use Method as M;
+    refuse_all(&api, vec![
+        // The summary of telemetry.
+        refusal("from_ms not a number", M::GET, "/v1/rollouts/fraud/telemetry?from_ms=yesterday", None, None, 400, "invalid_type", Some("from_ms"), "`yesterday` is not a valid `from_ms`: invalid digit found in string"),
+        refusal("negative to_ms", M::GET, "/v1/rollouts/fraud/telemetry?to_ms=-1", None, None, 400, "invalid_type", Some("to_ms"), "`-1` is not a valid `to_ms`"),
+        refusal("empty from_ms", M::GET, "/v1/rollouts/fraud/telemetry?from_ms=&to_ms=5", None, None, 400, "invalid_type", Some("from_ms"), "`from_ms` is empty; give a value or leave the parameter out"),
+        refusal("unknown telemetry parameter", M::GET, "/v1/rollouts/fraud/telemetry?window=10", None, None, 400, "invalid_type", Some("window"), "unknown query parameter `window`, expected `from_ms` or `to_ms`"),
+        // Samples.
+        refusal("limit not a number", M::GET, "/v1/rollouts/fraud/samples?limit=abc", None, None, 400, "invalid_type", Some("limit"), "`abc` is not a valid `limit`: invalid digit found in string"),
+        refusal("limit with a fraction", M::GET, "/v1/rollouts/fraud/samples?limit=2.5", None, None, 400, "invalid_type", Some("limit"), "`2.5` is not a valid `limit`"),
+        refusal("unknown samples parameter", M::GET, "/v1/rollouts/fraud/samples?limit=5&offset=10", None, None, 400, "invalid_type", Some("offset"), "unknown query parameter `offset`, expected `limit`"),
+        refusal("limit twice", M::GET, "/v1/rollouts/fraud/samples?limit=5&limit=6", None, None, 400, "invalid_type", Some("limit"), "repeated query parameter `limit`"),
+        refusal("bad query of an unknown rollout", M::GET, "/v1/rollouts/nope/samples?limit=abc", None, None, 400, "invalid_type", Some("limit"), "not a valid `limit`"),
+        // Shadow reports.
+        refusal("agreement not a number", M::GET, "/v1/rollouts/fraud/shadow?min_agreement=high", None, None, 400, "invalid_type", Some("min_agreement"), "`high` is not a valid `min_agreement`: invalid float literal"),
+        refusal("comparisons with a fraction", M::GET, "/v1/rollouts/fraud/shadow?min_comparisons=1.5", None, None, 400, "invalid_type", Some("min_comparisons"), "`1.5` is not a valid `min_comparisons`"),
+        refusal("window end not a number", M::GET, "/v1/rollouts/fraud/shadow?from_ms=0&to_ms=now", None, None, 400, "invalid_type", Some("to_ms"), "`now` is not a valid `to_ms`"),
+        refusal("unknown shadow parameter", M::GET, "/v1/rollouts/fraud/shadow?verdict=pass", None, None, 400, "invalid_type", Some("verdict"), "unknown query parameter `verdict`, expected one of `from_ms`, `to_ms`, `min_agreement`, `min_comparisons`, `max_error_rate`"),
+        // Names in the path that are no rollout's, decodable or not.
+        refusal("a name that breaks the rules", M::GET, "/v1/rollouts/fraud.v2/telemetry", None, None, 404, "not_found", None, "no rollout named `fraud.v2`"),
+        refusal("a name too long", M::GET, "/v1/rollouts/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", None, None, 404, "not_found", None, "no rollout named"),
+        refusal("an encoded slash", M::GET, "/v1/rollouts/fr%2Faud", None, None, 404, "not_found", None, "no rollout named `fr/aud`"),
+        refusal("a name that is not UTF-8", M::GET, "/v1/rollouts/%FF", None, None, 404, "not_found", None, "the `name` in this path is not UTF-8 once percent-decoded"),
+        refusal("state of a name that is not UTF-8", M::GET, "/v1/rollouts/%C3%28/state", None, None, 404, "not_found", None, "not UTF-8"),
+        refusal("samples of a name that is not UTF-8", M::GET, "/v1/rollouts/%FF/samples?limit=5", None, None, 404, "not_found", None, "not UTF-8"),
+        refusal("a change to a name that is not UTF-8", M::PUT, "/v1/rollouts/%FF/weights", admin, Some(json!({"weights": {"a": 100}})), 404, "not_found", None, "not UTF-8"),
+        refusal("an analysis that is not UTF-8", M::POST, "/v1/stats/%FF", None, Some(json!({})), 404, "not_found", None, "the `analysis` in this path is not UTF-8"),
+    ])
+    .await;
+
+    // Good queries still work, and the refusals are counted under their route.
+    let samples = api.get("/v1/rollouts/fraud/samples?limit=1").await;
+    assert_eq!(samples.status, 200);
+    let summary = api
+        .get("/v1/rollouts/fraud/telemetry?from_ms=0&to_ms=5000")
+        .await;
+    assert_eq!(summary.status, 200);
+    let count = async |route: &str, status: &str| {
+        api.metric(
+            "outrider_scorer_http_requests_total",
+            &[("route", route), ("method", "GET"), ("status", status)],
+        )
+        .await
+    };
+    assert_eq!(count("/v1/rollouts/{name}/samples", "400").await, 5.0);
+    assert_eq!(count("/v1/rollouts/{name}/samples", "200").await, 1.0);
+    assert_eq!(count("/v1/rollouts/{name}/shadow", "400").await, 4.0);
+    assert_eq!(count("/v1/rollouts/{name}/telemetry", "400").await, 4.0);
+    assert_eq!(count("/v1/rollouts/{name}", "404").await, 3.0);
+}
+
 #[tokio::test]
 async fn feedback_is_refused_with_the_field_at_fault_and_stored_once() {
     let api = Api::with_fraud().await;
@@ -1323,4 +1381,9 @@ async fn routes_methods_analyses_and_operations() {
     assert_eq!(count("/v1/rollouts", "DELETE", "405").await, 1.0);
     assert_eq!(count("unmatched", "GET", "404").await, 1.0);
     assert_eq!(count("/readyz", "GET", "200").await, 2.0);
+    // Routes with a parameter are counted under their template, braces and all.
+    assert_eq!(count("/v1/stats/{analysis}", "POST", "404").await, 2.0);
+    assert_eq!(count("/v1/stats/{analysis}", "POST", "400").await, 2.0);
+    assert_eq!(count("/v1/stats/{analysis}", "POST", "200").await, 1.0);
+    assert_eq!(count("/v1/rollouts/{name}", "PATCH", "405").await, 1.0);
 }

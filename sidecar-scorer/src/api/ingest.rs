@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use outrider_protocol::{BatchOutcome, FieldError, LATENCY_SLOTS, TelemetryAck, TelemetryBatch};
 use serde::Deserialize;
@@ -13,6 +13,7 @@ use serde_json::json;
 use super::auth::{FeedbackOrAdmin, Telemetry};
 use super::body::{JsonBody, JsonText, parse};
 use super::error::ApiError;
+use super::params::{PathParams, Query};
 use super::{AppState, load_rollout, now_ms};
 use crate::histogram::latency_quantile;
 use crate::metrics::{BatchLabels, FeedbackLabels, FeedbackResult, Named, VariantLabels};
@@ -313,7 +314,7 @@ fn summary_json(w: &WindowCounts) -> serde_json::Value {
 /// Per-variant sums over `[from_ms, to_ms)` (default: everything), and the windows.
 pub async fn telemetry_summary(
     State(app): State<AppState>,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
     Query(query): Query<SummaryQuery>,
 ) -> Result<Response, ApiError> {
     let rollout = load_rollout(&app, &name).await?;
@@ -364,7 +365,7 @@ pub struct SamplesQuery {
 /// The newest sampled requests (features, score, join keys), newest first.
 pub async fn samples(
     State(app): State<AppState>,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
     Query(query): Query<SamplesQuery>,
 ) -> Result<Response, ApiError> {
     load_rollout(&app, &name).await?;
@@ -396,7 +397,7 @@ pub struct ShadowQuery {
 /// shadow gate.
 pub async fn shadow(
     State(app): State<AppState>,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
     Query(query): Query<ShadowQuery>,
 ) -> Result<Response, ApiError> {
     let rollout = load_rollout(&app, &name).await?;

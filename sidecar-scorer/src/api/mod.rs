@@ -5,6 +5,7 @@
 //! - [`auth`]: the token a handler needs, as an extractor;
 //! - [`body`]: JSON bodies as extractors (size limit, content type, field paths);
 //! - [`error`]: [`ApiError`], and how domain and store errors become answers;
+//! - [`params`]: path and query parameters as extractors, refused as [`ApiError`];
 //! - `rollouts`, `ingest`, `ops`: the handlers;
 //! - [`StateCache`]: what filters poll, kept in memory for a moment.
 
@@ -13,6 +14,7 @@ pub mod body;
 pub mod error;
 mod ingest;
 mod ops;
+pub mod params;
 mod rollouts;
 mod state_cache;
 

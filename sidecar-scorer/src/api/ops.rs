@@ -1,13 +1,14 @@
 //! Health, readiness, metrics, and the statistics endpoints.
 
 use axum::Json;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{FromRequest, Request, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
 use super::body::JsonText;
 use super::error::ApiError;
+use super::params::PathParams;
 use crate::stats::{self, Analysis};
 
 pub async fn healthz() -> Response {
@@ -44,7 +45,7 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
 /// `outrider-scorer stats ...`.
 pub async fn analysis(
     State(app): State<AppState>,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let analysis = match name.as_str() {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use outrider_protocol::PollResult;
@@ -14,6 +14,7 @@ use serde_json::json;
 use super::auth::Admin;
 use super::body::JsonBody;
 use super::error::ApiError;
+use super::params::PathParams;
 use super::{AppState, load_rollout, now_ms};
 use crate::metrics::{Named, PollLabels};
 use crate::rollout::{Attribution, Change, CreateRequest, Rollout, RolloutError};
@@ -66,14 +67,14 @@ pub async fn list(State(app): State<AppState>) -> Result<Response, ApiError> {
 
 pub async fn get_one(
     State(app): State<AppState>,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
 ) -> Result<Response, ApiError> {
     Ok(Json(load_rollout(&app, &name).await?).into_response())
 }
 
 pub async fn events(
     State(app): State<AppState>,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
 ) -> Result<Response, ApiError> {
     load_rollout(&app, &name).await?;
     let events = app.store.events(&name).await?;
@@ -93,7 +94,7 @@ pub struct WeightsRequest {
 pub async fn set_weights(
     _: Admin,
     State(app): State<AppState>,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
     headers: HeaderMap,
     JsonBody(request): JsonBody<WeightsRequest>,
 ) -> Result<Response, ApiError> {
@@ -137,7 +138,7 @@ async fn act(
 pub async fn pause(
     _: Admin,
     State(app): State<AppState>,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
     headers: HeaderMap,
     request: Option<JsonBody<ActionRequest>>,
 ) -> Result<Response, ApiError> {
@@ -147,7 +148,7 @@ pub async fn pause(
 pub async fn resume(
     _: Admin,
     State(app): State<AppState>,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
     headers: HeaderMap,
     request: Option<JsonBody<ActionRequest>>,
 ) -> Result<Response, ApiError> {
@@ -157,7 +158,7 @@ pub async fn resume(
 pub async fn rollback(
     _: Admin,
     State(app): State<AppState>,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
     headers: HeaderMap,
     request: Option<JsonBody<ActionRequest>>,
 ) -> Result<Response, ApiError> {
@@ -167,7 +168,7 @@ pub async fn rollback(
 pub async fn promote(
     _: Admin,
     State(app): State<AppState>,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
     headers: HeaderMap,
     request: Option<JsonBody<ActionRequest>>,
 ) -> Result<Response, ApiError> {
@@ -182,7 +183,7 @@ pub async fn promote(
 /// empty 304, so an idle poll costs a map lookup.
 pub async fn state(
     State(app): State<AppState>,
-    Path(name): Path<String>,
+    PathParams(name): PathParams<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let Some(state) = app.states.get(app.store.as_ref(), &name).await? else {
