@@ -393,20 +393,33 @@ fn table(args: &RunArgs, targets: &[Target], samples: &[Samples]) {
         "\n{} rounds; CPU phase {} requests over {} connections in {} interleaved slices; latency phase {} req/s for {} s; Envoy 1.40.0 --concurrency 1 on CPU {ENVOY_CPU}, load and upstreams on CPU {LOAD_CPU}\n",
         args.rounds, args.requests, args.connections, args.slices, args.rate, args.seconds
     );
-    println!(
-        "| config | Envoy CPU µs/req, median (range) | throughput req/s, median | p50 ms at {} req/s | p99 ms at {} req/s |",
-        args.rate, args.rate
-    );
-    println!("|---|---|---|---|---|");
+    // Without a latency phase (hostcalls, or --seconds 0) there are no latencies to show.
+    let latency = args.seconds > 0;
+    let (head, rule) = if latency {
+        (
+            format!(
+                " p50 ms at {0} req/s | p99 ms at {0} req/s |",
+                args.rate
+            ),
+            "---|---|",
+        )
+    } else {
+        (String::new(), "")
+    };
+    println!("| config | Envoy CPU µs/req, median (range) | throughput req/s, median |{head}");
+    println!("|---|---|---|{rule}");
     for (t, s) in targets.iter().zip(samples) {
+        let latencies = if latency {
+            format!(" {:.3} | {:.3} |", median(&s.p50_ms), median(&s.p99_ms))
+        } else {
+            String::new()
+        };
         println!(
-            "| {} | {:.1} ({}) | {:.0} | {:.3} | {:.3} |",
+            "| {} | {:.1} ({}) | {:.0} |{latencies}",
             t.label,
             median(&s.cpu_us),
             range(&s.cpu_us),
             median(&s.throughput),
-            median(&s.p50_ms),
-            median(&s.p99_ms)
         );
     }
     println!();
