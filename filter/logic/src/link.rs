@@ -356,9 +356,4 @@ impl Link {
             },
         );
     }
-
-    /// Batches waiting in the outbox.
-    pub fn pending_batches(&self) -> usize {
-        self.outbox.len()
-    }
 }

@@ -63,9 +63,12 @@ impl Request {
             return;
         };
         let (rollout, worker) = (&active.rollout, &active.worker);
+        // One clock read: the request's start, for its latency, its sample's time and
+        // an override token's expiry.
+        let started_nanos = host.now_nanos();
         let decision = rollout.decide(
             &HostRequestHeaders(host),
-            || host.now_nanos() / 1_000_000_000,
+            || started_nanos / 1_000_000_000,
             || worker.random.next_point(),
         );
         let Some(variant) = rollout.variants.get(decision.variant) else {
@@ -85,7 +88,6 @@ impl Request {
             // The token is for the filter, not for the model server.
             host.remove_header(Map::RequestHeaders, &rule.header);
         }
-        let started_nanos = host.now_nanos();
         worker.record(|r| r.request(&decision));
         self.plan = Some(Plan::new(host, &active, &decision, started_nanos));
         if end_of_stream {

@@ -73,11 +73,6 @@ impl Counters {
             }
         }
     }
-
-    /// Counts not yet in Envoy's counters.
-    pub fn pending(&self) -> u64 {
-        self.pending.iter().sum()
-    }
 }
 
 fn nth(counters: &[Counter], i: usize) -> Option<Counter> {

@@ -397,10 +397,7 @@ fn table(args: &RunArgs, targets: &[Target], samples: &[Samples]) {
     let latency = args.seconds > 0;
     let (head, rule) = if latency {
         (
-            format!(
-                " p50 ms at {0} req/s | p99 ms at {0} req/s |",
-                args.rate
-            ),
+            format!(" p50 ms at {0} req/s | p99 ms at {0} req/s |", args.rate),
             "---|---|",
         )
     } else {
