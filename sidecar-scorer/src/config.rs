@@ -11,6 +11,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8750";
 pub const DEFAULT_STORE: &str = "outrider-scorer.db";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 pub const DEFAULT_WINDOW_SECONDS: u64 = 10;
+pub const DEFAULT_WORKER_TIMEOUT_SECONDS: u64 = 30;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -51,6 +52,10 @@ pub struct ServeArgs {
     /// Length of the telemetry aggregation windows, in seconds. [default: 10]
     #[arg(long, env = "OUTRIDER_WINDOW_SECONDS")]
     pub window_seconds: Option<u64>,
+    /// A filter worker whose telemetry has not arrived for this long is forgotten:
+    /// windows stop waiting for it to be complete. [default: 30]
+    #[arg(long, env = "OUTRIDER_WORKER_TIMEOUT_SECONDS")]
+    pub worker_timeout_seconds: Option<u64>,
     /// Log lines as text or JSON. [default: text]
     #[arg(long, env = "OUTRIDER_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -72,6 +77,7 @@ struct FileConfig {
     feedback_token: Option<String>,
     max_body_bytes: Option<usize>,
     window_seconds: Option<u64>,
+    worker_timeout_seconds: Option<u64>,
     log_format: Option<LogFormat>,
     replica_id: Option<String>,
 }
@@ -86,6 +92,7 @@ pub struct ServeConfig {
     pub feedback_token: Option<String>,
     pub max_body_bytes: usize,
     pub window_ms: u64,
+    pub worker_timeout_ms: u64,
     pub log_format: LogFormat,
     pub replica_id: String,
     pub address_file: Option<PathBuf>,
@@ -140,6 +147,15 @@ impl ServeConfig {
         if window_seconds == 0 || window_seconds > 3600 {
             bail!("window_seconds must be between 1 and 3600, got {window_seconds}");
         }
+        let worker_timeout_seconds = args
+            .worker_timeout_seconds
+            .or(file.worker_timeout_seconds)
+            .unwrap_or(DEFAULT_WORKER_TIMEOUT_SECONDS);
+        if worker_timeout_seconds == 0 || worker_timeout_seconds > 86_400 {
+            bail!(
+                "worker_timeout_seconds must be between 1 and 86400, got {worker_timeout_seconds}"
+            );
+        }
         let listen = match args.listen.or(file.listen) {
             Some(addr) => addr,
             None => DEFAULT_LISTEN.parse()?,
@@ -158,6 +174,7 @@ impl ServeConfig {
                 .or(file.max_body_bytes)
                 .unwrap_or(DEFAULT_MAX_BODY_BYTES),
             window_ms: window_seconds * 1000,
+            worker_timeout_ms: worker_timeout_seconds * 1000,
             log_format: args
                 .log_format
                 .or(file.log_format)

@@ -8,6 +8,7 @@
 //! - [`rollout`]: rollouts and the changes allowed to them (pure), refused with a
 //!   [`rollout::RolloutError`];
 //! - [`shadow_report`]: how shadow variants compare, against the shadow gate;
+//! - [`completeness`]: which telemetry windows hold everything the filters saw;
 //! - [`histogram`]: quantiles from the latency and score-difference histograms;
 //! - [`store`]: durable state behind the [`store::Store`] trait, one SQL implementation
 //!   for SQLite and PostgreSQL;
@@ -20,6 +21,7 @@
 
 pub mod api;
 pub mod client;
+pub mod completeness;
 pub mod config;
 pub mod controller;
 pub mod histogram;

@@ -823,6 +823,101 @@ fn telemetry_batch(id: &str, variants: &[(&str, u64)]) -> Value {
     })
 }
 
+/// A batch from `worker` that ends at `end_ms`, with these counts (none: empty).
+fn worker_batch(worker: &str, id: &str, end_ms: u64, variants: &[(&str, u64)]) -> Value {
+    let batch = with(telemetry_batch(id, variants), "worker", json!(worker));
+    with(
+        with(batch, "window_start_ms", json!(end_ms - 500)),
+        "window_end_ms",
+        json!(end_ms),
+    )
+}
+
+#[tokio::test]
+async fn each_window_says_whether_every_worker_has_sent_it() {
+    let api = Api::with_fraud().await;
+    let post = |body: Value| {
+        let api = &api;
+        async move {
+            let answer = api
+                .send(Method::POST, "/v1/telemetry", Some(TELEMETRY), Some(body))
+                .await;
+            assert_eq!(
+                answer.status,
+                200,
+                "{}",
+                String::from_utf8_lossy(&answer.body)
+            );
+        }
+    };
+    post(worker_batch("w1", "w1-1", 1_500, &[("canary", 2)])).await;
+    post(worker_batch("w1", "w1-2", 3_500, &[("canary", 3)])).await;
+    post(worker_batch("w2", "w2-1", 1_500, &[("stable", 5)])).await;
+    post(worker_batch("w2", "w2-2", 2_000, &[])).await;
+    let complete = |summary: &Value| -> Vec<(u64, String, bool)> {
+        summary["windows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| {
+                (
+                    w["window_start_ms"].as_u64().unwrap(),
+                    w["variant"].as_str().unwrap().to_owned(),
+                    w["complete"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let summary = api.get("/v1/rollouts/fraud/telemetry").await.json();
+    assert_eq!(
+        summary["complete_through_ms"], 2_000,
+        "w2 has sent up to 2 s"
+    );
+    assert_eq!(
+        complete(&summary),
+        [
+            (1_000, "canary".into(), true),
+            (1_000, "stable".into(), true),
+            (3_000, "canary".into(), false),
+        ]
+    );
+    assert_eq!(summary["windows"][2]["window_end_ms"], 4_000);
+    let workers = summary["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 2);
+    assert!(
+        workers
+            .iter()
+            .all(|w| w["live"] == true && w["proxy"] == "envoy-1")
+    );
+    let only = api
+        .get("/v1/rollouts/fraud/telemetry?complete_only=true")
+        .await
+        .json();
+    assert_eq!(
+        (
+            &only["variants"][0]["requests"],
+            &only["variants"][1]["requests"]
+        ),
+        (&json!(5), &json!(2)),
+        "stable 5, canary 2: the canary's 3 in the open window are left out"
+    );
+
+    // w2 says it saw nothing up to 4 s: still short of w1's 3.5 s... and now w1 too.
+    post(worker_batch("w2", "w2-3", 4_000, &[])).await;
+    let summary = api.get("/v1/rollouts/fraud/telemetry").await.json();
+    assert_eq!(summary["complete_through_ms"], 3_500);
+    assert!(!complete(&summary)[2].2);
+    post(worker_batch("w1", "w1-3", 4_100, &[])).await;
+    let summary = api.get("/v1/rollouts/fraud/telemetry").await.json();
+    assert!(complete(&summary).iter().all(|(_, _, c)| *c));
+    assert_eq!(
+        api.get("/v1/rollouts/fraud/telemetry?complete_only=yes")
+            .await
+            .status,
+        400
+    );
+}
+
 /// `batch` with `key` set to `value`.
 fn with(mut batch: Value, key: &str, value: Value) -> Value {
     batch[key] = value;
@@ -845,6 +940,7 @@ async fn telemetry_is_refused_with_the_field_at_fault_and_applied_once() {
         refusal("unknown rollout", M::POST, "/v1/telemetry", t, Some(with(good.clone(), "rollout", json!("nope"))), 404, "not_found", None, "no rollout named `nope`"),
         refusal("empty batch id", M::POST, "/v1/telemetry", t, Some(with(good.clone(), "batch_id", json!(""))), 400, "invalid_value", Some("batch_id"), "must be 1 to 256 characters"),
         refusal("long proxy", M::POST, "/v1/telemetry", t, Some(with(good.clone(), "proxy", json!("p".repeat(257)))), 400, "invalid_value", Some("proxy"), "must be 1 to 256 characters"),
+        refusal("long worker", M::POST, "/v1/telemetry", t, Some(with(good.clone(), "worker", json!("w".repeat(257)))), 400, "invalid_value", Some("worker"), "must be 1 to 256 characters"),
         refusal("window backwards", M::POST, "/v1/telemetry", t, Some(with(good.clone(), "window_start_ms", json!(5_000))), 400, "invalid_value", Some("window_end_ms"), "ends before window_start_ms"),
         refusal("unknown variant", M::POST, "/v1/telemetry", t, Some(telemetry_batch("b-x", &[("canary", 1), ("shadow", 1)])), 400, "invalid_value", Some("variants[1].variant"), "no variant `shadow` in rollout `fraud`"),
         refusal("short histogram", M::POST, "/v1/telemetry", t, Some(with(good.clone(), "variants", json!([{"variant": "canary", "requests": 1, "responses": {}, "latency_ms": [1]}]))), 400, "invalid_value", Some("variants[0].latency_ms"), "needs 23 counts (one per bucket and the overflow), got 1"),
@@ -1096,7 +1192,7 @@ async fn bad_query_strings_and_paths_are_refused_in_json() {
         refusal("from_ms not a number", M::GET, "/v1/rollouts/fraud/telemetry?from_ms=yesterday", None, None, 400, "invalid_type", Some("from_ms"), "`yesterday` is not a valid `from_ms`: invalid digit found in string"),
         refusal("negative to_ms", M::GET, "/v1/rollouts/fraud/telemetry?to_ms=-1", None, None, 400, "invalid_type", Some("to_ms"), "`-1` is not a valid `to_ms`"),
         refusal("empty from_ms", M::GET, "/v1/rollouts/fraud/telemetry?from_ms=&to_ms=5", None, None, 400, "invalid_type", Some("from_ms"), "`from_ms` is empty; give a value or leave the parameter out"),
-        refusal("unknown telemetry parameter", M::GET, "/v1/rollouts/fraud/telemetry?window=10", None, None, 400, "invalid_type", Some("window"), "unknown query parameter `window`, expected `from_ms` or `to_ms`"),
+        refusal("unknown telemetry parameter", M::GET, "/v1/rollouts/fraud/telemetry?window=10", None, None, 400, "invalid_type", Some("window"), "unknown query parameter `window`, expected one of `from_ms`, `to_ms`, `complete_only`"),
         // Samples.
         refusal("limit not a number", M::GET, "/v1/rollouts/fraud/samples?limit=abc", None, None, 400, "invalid_type", Some("limit"), "`abc` is not a valid `limit`: invalid digit found in string"),
         refusal("limit with a fraction", M::GET, "/v1/rollouts/fraud/samples?limit=2.5", None, None, 400, "invalid_type", Some("limit"), "`2.5` is not a valid `limit`"),

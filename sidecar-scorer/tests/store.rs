@@ -44,6 +44,7 @@ on_every_store!(
     rollouts_change_by_compare_and_set,
     events_come_back_in_order_with_their_details,
     a_batch_is_applied_once_per_batch_id,
+    each_worker_is_complete_through_its_newest_batch,
     windows_sum_batches_and_answer_for_a_range,
     shadow_windows_round_trip_and_add_up,
     feedback_is_stored_once_per_event_id,
@@ -202,6 +203,7 @@ fn batch(id: &str, window_end_ms: u64, variants: Vec<VariantCounts>) -> Telemetr
         batch_id: id.to_owned(),
         rollout: "fraud".to_owned(),
         proxy: "envoy-1".to_owned(),
+        worker: None,
         window_start_ms: window_end_ms.saturating_sub(500),
         window_end_ms,
         variants,
@@ -254,6 +256,65 @@ async fn a_batch_is_applied_once_per_batch_id(backend: Backend) {
         window_requests(store.as_ref(), 0, u64::MAX / 2).await,
         [row(1_000, "canary", 3), row(1_000, "stable", 10)]
     );
+}
+
+async fn each_worker_is_complete_through_its_newest_batch(backend: Backend) {
+    let store = open(&backend).await;
+    let from = |worker: &str, id: &str, end: u64, requests: u64| {
+        let variants = if requests == 0 {
+            vec![]
+        } else {
+            vec![counts("stable", requests)]
+        };
+        let mut b = batch(id, end, variants);
+        b.worker = Some(worker.to_owned());
+        b
+    };
+    store
+        .ingest(&from("w1", "w1-1", 1_500, 4), 1_000, 10)
+        .await
+        .unwrap();
+    store
+        .ingest(&from("w2", "w2-1", 1_200, 1), 1_000, 11)
+        .await
+        .unwrap();
+    // An empty batch moves the mark and stores no count and no id.
+    let empty = from("w2", "w2-2", 2_600, 0);
+    assert_eq!(
+        store.ingest(&empty, 1_000, 12).await.unwrap(),
+        BatchOutcome::Applied
+    );
+    assert_eq!(
+        store.ingest(&empty, 1_000, 13).await.unwrap(),
+        BatchOutcome::Applied
+    );
+    // A late retry of an old batch is a duplicate and never moves a mark back, but
+    // says the worker is alive.
+    assert_eq!(
+        store
+            .ingest(&from("w1", "w1-1", 1_500, 4), 1_000, 14)
+            .await
+            .unwrap(),
+        BatchOutcome::Duplicate
+    );
+    let older = from("w2", "w2-0", 900, 2);
+    store.ingest(&older, 1_000, 15).await.unwrap();
+    let marks: Vec<(String, u64, u64)> = store
+        .workers("fraud")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.worker, m.complete_through_ms, m.last_seen_ms))
+        .collect();
+    assert_eq!(
+        marks,
+        [("w1".to_owned(), 1_500, 14), ("w2".to_owned(), 2_600, 15)]
+    );
+    assert_eq!(
+        window_requests(store.as_ref(), 0, u64::MAX / 2).await,
+        [row(0, "stable", 2), row(1_000, "stable", 5)]
+    );
+    assert!(store.workers("other").await.unwrap().is_empty());
 }
 
 async fn windows_sum_batches_and_answer_for_a_range(backend: Backend) {

@@ -140,6 +140,7 @@ fn batch(id: usize, requests: u64) -> TelemetryBatch {
         batch_id: format!("durability-{id}"),
         rollout: "fraud".into(),
         proxy: "p1".into(),
+        worker: None,
         window_start_ms: 1_000,
         window_end_ms: 2_000,
         variants: vec![VariantCounts {

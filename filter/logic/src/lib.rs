@@ -17,9 +17,10 @@
 //! - [`shadow`], [`desk`]: copies to shadow variants, sent and compared by the root.
 //!
 //! Off the request path, on the root's tick:
-//! - [`link`]: the link to the scorer ([`lease`], [`state`], [`outbox`]).
+//! - [`link`]: the link to the scorer ([`lease`], [`state`], [`outbox`], [`backlog`]).
 
 pub mod assignment;
+pub mod backlog;
 pub mod body;
 pub mod config;
 pub mod decision;

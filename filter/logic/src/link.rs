@@ -4,8 +4,11 @@
 //!   rollout state (with `if-none-match`, so an unchanged state is an empty 304); it
 //!   stores what it gets in shared data;
 //! - every worker applies a newer stored state to its own requests at its next tick;
-//! - every worker flushes its telemetry on a timer, keeping unsent batches in a
-//!   bounded outbox while the scorer is unreachable.
+//! - every worker makes one telemetry batch per flush interval (an empty one when
+//!   nothing happened and nothing is waiting) and keeps it in a bounded outbox until
+//!   the scorer takes it. Batches go out in order, one call at a time; each answer
+//!   sends the next at once, so a backlog left by an outage drains at the speed of
+//!   the scorer, not one batch per interval. A failed call waits for the next flush.
 //!
 //! Nothing here runs on the request path, and a scorer that is down only makes the
 //! weights stale (the `state_age_ms` gauge shows by how much).
@@ -15,12 +18,16 @@ use std::time::Duration;
 use outrider_protocol::{BatchResult, PollResult, RolloutState};
 use serde::{Deserialize, Serialize};
 
+use crate::backlog::{Backlog, Figures};
 use crate::config::{Rollout, ScorerLink};
 use crate::host::{Buffer, Host, LogLevel, Map};
 use crate::lease::{Lease, LeaseAction, lease_action, lease_ms};
 use crate::outbox::Outbox;
 use crate::recorder::Recorder;
 use crate::stats::{Counters, LinkStats};
+
+/// A refused batch is logged at most this often (an unknown rollout refuses them all).
+const REFUSAL_LOG_MS: u64 = 60_000;
 
 /// Largest state document read from the scorer.
 pub const MAX_STATE_BYTES: usize = 64 * 1024;
@@ -63,6 +70,9 @@ pub struct Link {
     configured_ms: u64,
     outbox: Outbox,
     reported_drops: u64,
+    /// When a refused batch was last logged: one line a minute at most.
+    refusal_logged_ms: Option<u64>,
+    backlog: Backlog,
     stats: LinkStats,
 }
 
@@ -92,6 +102,8 @@ impl Link {
             configured_ms: now_ms,
             outbox,
             reported_drops: 0,
+            refusal_logged_ms: None,
+            backlog: Backlog::new(rollout, worker_id),
             stats,
             config,
         }
@@ -123,6 +135,11 @@ impl Link {
             self.next_flush_ms = now_ms + self.config.flush_interval_ms;
             self.flush(host, now_ms, recorder);
         }
+        let figures = Figures {
+            pending: self.outbox.len() as u64,
+            oldest_ms: self.outbox.oldest_ms(),
+        };
+        self.backlog.report(host, now_ms, figures, &self.stats);
         updated
     }
 
@@ -235,12 +252,16 @@ impl Link {
     }
 
     fn flush(&mut self, host: &impl Host, now_ms: u64, recorder: &mut Recorder) {
+        // An empty batch only when nothing waits: it tells the scorer this worker's
+        // telemetry is complete up to now. Behind waiting batches, the next batch
+        // covers the quiet time instead.
         if let Some(batch) = recorder.take_batch(
             &self.rollout,
             &self.proxy,
             self.worker_id,
             self.outbox.dropped(),
             now_ms,
+            self.outbox.is_empty(),
         ) {
             self.outbox.push(&batch);
         }
@@ -251,6 +272,12 @@ impl Link {
                 .batches(counters, BatchResult::Dropped, drops - self.reported_drops);
             self.reported_drops = drops;
         }
+        self.send_next(host, counters);
+    }
+
+    /// Sends the oldest waiting batch, unless one is on its way: one call at a time
+    /// keeps the batches in order.
+    fn send_next(&mut self, host: &impl Host, counters: &mut Counters) {
         if self.flushing() {
             return;
         }
@@ -299,19 +326,28 @@ impl Link {
                 200..=299 => {
                     self.outbox.done(&id);
                     self.stats.batches(counters, BatchResult::Sent, 1);
+                    self.send_next(host, counters);
                 }
                 // The scorer will never take this batch (unknown rollout, a variant it
                 // does not know): keeping it would block the ones behind it.
                 400..=499 if status != 408 && status != 429 => {
                     self.outbox.done(&id);
                     self.stats.batches(counters, BatchResult::Rejected, 1);
-                    host.log(
-                        LogLevel::Warn,
-                        &format!(
-                            "rollout `{}`: the scorer refused telemetry batch {id} ({status})",
-                            self.rollout
-                        ),
-                    );
+                    if self
+                        .refusal_logged_ms
+                        .is_none_or(|at| now_ms >= at + REFUSAL_LOG_MS)
+                    {
+                        self.refusal_logged_ms = Some(now_ms);
+                        host.log(
+                            LogLevel::Warn,
+                            &format!(
+                                "rollout `{}`: the scorer refused telemetry batch {id} ({status}); \
+                                 refused batches are dropped and counted, logged once a minute",
+                                self.rollout
+                            ),
+                        );
+                    }
+                    self.send_next(host, counters);
                 }
                 _ => self.stats.batches(counters, BatchResult::Failed, 1),
             },

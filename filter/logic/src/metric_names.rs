@@ -95,6 +95,16 @@ pub fn telemetry_batches(rollout: &str, result: &str) -> String {
     format!("outrider.telemetry_batch_total.rollout={rollout}.result={result}")
 }
 
+/// Telemetry batches the workers of this Envoy hold for the scorer (gauge).
+pub fn telemetry_pending(rollout: &str) -> String {
+    format!("outrider.telemetry_pending_batches.rollout={rollout}")
+}
+
+/// Age in ms of the oldest batch held for the scorer, 0 when none is (gauge).
+pub fn telemetry_oldest_pending(rollout: &str) -> String {
+    format!("outrider.telemetry_oldest_pending_ms.rollout={rollout}")
+}
+
 /// Sampled requests by result: `taken`, `dropped` (the batch had its share),
 /// `skipped` (a body over the limit) (counter).
 pub fn samples(rollout: &str, result: &str) -> String {

@@ -1,5 +1,7 @@
 //! Telemetry batches waiting for the scorer, oldest first. While the scorer is
 //! unreachable the outbox keeps the newest batches and drops (and counts) the oldest.
+//! A worker makes one batch per flush interval whatever the traffic, so `capacity`
+//! batches hold `capacity` flush intervals of outage.
 
 use std::collections::VecDeque;
 
@@ -10,6 +12,8 @@ use outrider_protocol::TelemetryBatch;
 pub struct Pending {
     pub id: String,
     pub body: Vec<u8>,
+    /// When the batch was made (its window's end).
+    pub made_ms: u64,
 }
 
 /// Batches waiting for the scorer, oldest first, at most `capacity` of them.
@@ -42,6 +46,7 @@ impl Outbox {
         self.batches.push_back(Pending {
             id: batch.batch_id.clone(),
             body,
+            made_ms: batch.window_end_ms,
         });
     }
 
@@ -55,6 +60,11 @@ impl Outbox {
         if self.batches.front().is_some_and(|b| b.id == id) {
             self.batches.pop_front();
         }
+    }
+
+    /// When the oldest waiting batch was made.
+    pub fn oldest_ms(&self) -> Option<u64> {
+        self.batches.front().map(|b| b.made_ms)
     }
 
     pub fn len(&self) -> usize {
@@ -85,11 +95,12 @@ mod tests {
     fn the_outbox_drops_the_oldest_when_full() {
         let mut a = aggregator();
         let mut out = Outbox::new(2);
-        for _ in 0..3 {
+        for now in [9, 10, 11] {
             a.request(0);
-            out.push(&a.take("fraud", "p", 1, 0, 9).unwrap());
+            out.push(&a.take("fraud", "p", 1, 0, now, false).unwrap());
         }
         assert_eq!((out.len(), out.dropped()), (2, 1));
+        assert_eq!(out.oldest_ms(), Some(10));
         assert_eq!(out.next().unwrap().id, "p-0000000000000001-2");
         out.done("something-else");
         assert_eq!(out.len(), 2);

@@ -171,9 +171,10 @@ impl Recorder {
         worker: u64,
         dropped_batches: u64,
         now_ms: u64,
+        empty_too: bool,
     ) -> Option<TelemetryBatch> {
         self.telemetry
             .as_mut()?
-            .take(rollout, proxy, worker, dropped_batches, now_ms)
+            .take(rollout, proxy, worker, dropped_batches, now_ms, empty_too)
     }
 }

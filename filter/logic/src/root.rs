@@ -104,14 +104,9 @@ impl Root {
                 let stats = worker
                     .record(|r| LinkStats::define(host, &mut r.counters, &rollout.name))
                     .ok_or("cannot define the scorer link's stats")??;
-                Some(Link::new(
-                    config,
-                    &rollout.name,
-                    self.seed,
-                    proxy,
-                    stats,
-                    now,
-                ))
+                // Per configuration: a reconfigured worker starts its batch
+                // sequence again, under an id of its own.
+                Some(Link::new(config, &rollout.name, seed, proxy, stats, now))
             }
             None => None,
         };

@@ -311,6 +311,8 @@ pub struct LinkStats {
     version: u32,
     age: u32,
     batches: Vec<Counter>,
+    pending: u32,
+    oldest_pending: u32,
 }
 
 impl LinkStats {
@@ -330,6 +332,8 @@ impl LinkStats {
             batches: counters.define_all(host, |result: BatchResult| {
                 names::telemetry_batches(rollout, result.name())
             })?,
+            pending: host.define_metric(Gauge, &names::telemetry_pending(rollout))?,
+            oldest_pending: host.define_metric(Gauge, &names::telemetry_oldest_pending(rollout))?,
         })
     }
 
@@ -349,6 +353,12 @@ impl LinkStats {
 
     pub fn age(&self, host: &impl Host, ms: u64) {
         host.record(self.age, ms);
+    }
+
+    /// The Envoy's telemetry backlog: batches held, age of the oldest.
+    pub fn backlog(&self, host: &impl Host, pending: u64, oldest_age_ms: u64) {
+        host.record(self.pending, pending);
+        host.record(self.oldest_pending, oldest_age_ms);
     }
 
     pub fn batches(&self, counters: &mut Counters, result: BatchResult, n: u64) {

@@ -172,8 +172,10 @@ impl Aggregator {
         self.dropped_samples
     }
 
-    /// Everything since the last call as a batch (`None` if nothing happened), and a
-    /// fresh start. Batch ids are `<proxy>-<worker>-<sequence>`.
+    /// Everything since the last batch as a batch, and a fresh start. When nothing
+    /// happened there is a batch only if `empty_too` (it tells the scorer that this
+    /// worker's telemetry is complete up to now); otherwise the next batch covers the
+    /// time since the last one. Batch ids are `<proxy>-<worker>-<sequence>`.
     pub fn take(
         &mut self,
         rollout: &str,
@@ -181,9 +183,9 @@ impl Aggregator {
         worker: u64,
         dropped_batches: u64,
         now_ms: u64,
+        empty_too: bool,
     ) -> Option<TelemetryBatch> {
-        if !self.touched {
-            self.window_start_ms = now_ms;
+        if !self.touched && !empty_too {
             return None;
         }
         self.seq += 1;
@@ -207,6 +209,7 @@ impl Aggregator {
             batch_id: format!("{proxy}-{worker:016x}-{}", self.seq),
             rollout: rollout.to_owned(),
             proxy: proxy.to_owned(),
+            worker: Some(format!("{worker:016x}")),
             window_start_ms: self.window_start_ms,
             window_end_ms: now_ms.max(self.window_start_ms),
             // A response can land in the batch after its request's, so a variant is
@@ -246,7 +249,7 @@ mod tests {
     fn counts_flow_into_one_batch_and_start_again() {
         let mut a = aggregator();
         assert!(
-            a.take("fraud", "p", 1, 0, 1_500).is_none(),
+            a.take("fraud", "p", 1, 0, 1_500, false).is_none(),
             "nothing happened yet"
         );
         a.request(1);
@@ -255,15 +258,17 @@ mod tests {
         a.response(1, Some(StatusClass::ServerError), 20_000);
         a.grpc_error(1);
         a.request(7); // not a variant: ignored
-        let batch = a.take("fraud", "p", 1, 3, 2_000).unwrap();
+        let batch = a.take("fraud", "p", 1, 3, 2_000, false).unwrap();
         assert_eq!(batch.batch_id, "p-0000000000000001-1");
+        assert_eq!(batch.worker.as_deref(), Some("0000000000000001"));
         assert_eq!(
             (
                 batch.window_start_ms,
                 batch.window_end_ms,
                 batch.dropped_batches
             ),
-            (1_500, 2_000, 3)
+            (1_000, 2_000, 3),
+            "the batch covers the quiet time before it"
         );
         assert_eq!(batch.variants.len(), 1, "idle variants are left out");
         let canary = &batch.variants[0];
@@ -283,13 +288,36 @@ mod tests {
         assert_eq!(canary.latency_ms[LATENCY_SLOTS - 1], 1);
         assert_eq!(canary.latency_sum_ms, 20_004);
         a.request(0);
-        let next = a.take("fraud", "p", 1, 3, 3_000).unwrap();
+        let next = a.take("fraud", "p", 1, 3, 3_000, false).unwrap();
         assert_eq!(next.batch_id, "p-0000000000000001-2");
         assert_eq!(
             (next.variants[0].variant.as_str(), next.variants[0].requests),
             ("stable", 1)
         );
         assert_eq!(next.window_start_ms, 2_000);
+    }
+
+    #[test]
+    fn quiet_time_is_covered_by_the_next_batch_or_an_empty_one() {
+        let mut a = aggregator();
+        assert!(a.take("fraud", "p", 1, 0, 2_000, false).is_none());
+        a.request(0);
+        let batch = a.take("fraud", "p", 1, 0, 3_000, false).unwrap();
+        assert_eq!(
+            (batch.window_start_ms, batch.window_end_ms),
+            (1_000, 3_000),
+            "the quiet second is in the batch that follows it"
+        );
+        let empty = a.take("fraud", "p", 1, 0, 4_000, true).unwrap();
+        assert_eq!(
+            (
+                empty.window_start_ms,
+                empty.window_end_ms,
+                empty.variants.len()
+            ),
+            (3_000, 4_000, 0)
+        );
+        assert_eq!(empty.batch_id, "p-0000000000000001-2");
     }
 
     #[test]
@@ -316,7 +344,7 @@ mod tests {
         a.shadow_compared(0, &disagree, 9);
         a.shadow_compared(0, &Comparison::NoShadowPrediction, 9);
         a.shadow_mirrored(5); // not a shadow
-        let batch = a.take("fraud", "p", 1, 0, 2).unwrap();
+        let batch = a.take("fraud", "p", 1, 0, 2, false).unwrap();
         assert!(batch.variants.is_empty());
         let s = &batch.shadows[0];
         assert_eq!(
@@ -339,7 +367,7 @@ mod tests {
             "a timeout has no latency"
         );
         assert_eq!(s.primary_latency_ms.iter().sum::<u64>(), 2);
-        assert!(a.take("fraud", "p", 1, 0, 3).is_none());
+        assert!(a.take("fraud", "p", 1, 0, 3, false).is_none());
     }
 
     #[test]
@@ -355,7 +383,10 @@ mod tests {
                 score: None,
             });
         }
-        assert_eq!(a.take("fraud", "p", 1, 0, 2).unwrap().samples.len(), 2);
+        assert_eq!(
+            a.take("fraud", "p", 1, 0, 2, false).unwrap().samples.len(),
+            2
+        );
         assert_eq!(a.dropped_samples(), 3);
     }
 }

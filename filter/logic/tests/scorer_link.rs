@@ -191,9 +191,52 @@ fn telemetry_batches_carry_the_counts_with_the_token() {
     let answered: u64 = batch.variants.iter().map(|v| v.responses.success).sum();
     assert_eq!((sent, answered), (20, 20));
     f.reply(call, Some(200), &[], b"{}");
-    assert!(flush(&mut f).is_empty(), "nothing new, nothing sent");
+    let quiet = flush(&mut f);
+    assert_eq!(quiet.len(), 1, "nothing new: an empty batch says so");
+    let empty = decode(&quiet[0]);
+    assert!(empty.variants.is_empty() && empty.samples.is_empty());
+    assert_eq!(
+        (empty.window_start_ms, empty.worker.as_ref()),
+        (batch.window_end_ms, batch.worker.as_ref()),
+        "it starts where the last one ended, from the same worker"
+    );
+    f.reply(&quiet[0], Some(200), &[], b"{}");
     f.tick(250);
-    assert_eq!(f.stat(&names::telemetry_batches("fraud", "sent")), 1);
+    assert_eq!(f.stat(&names::telemetry_batches("fraud", "sent")), 2);
+}
+
+#[test]
+fn batches_cover_time_without_gaps_and_an_empty_one_never_jumps_the_queue() {
+    let mut f = Filter::new(LINKED);
+    traffic(&f, 3);
+    let first = flush(&mut f).pop().unwrap();
+    let a = decode(&first);
+    f.reply(&first, Some(503), &[], b"");
+    // Quiet, with a batch waiting: no empty batch overtakes it.
+    let retry = flush(&mut f);
+    assert_eq!(retry.len(), 1);
+    assert_eq!(decode(&retry[0]).batch_id, a.batch_id);
+    f.reply(&retry[0], Some(503), &[], b"");
+    traffic(&f, 2);
+    let again = flush(&mut f);
+    assert_eq!(again.len(), 1, "one call at a time");
+    assert_eq!(decode(&again[0]).batch_id, a.batch_id);
+    // The answer sends the next batch at once, without waiting for a flush.
+    f.reply(&again[0], Some(200), &[], b"{}");
+    let chained = batches(&f.host.take_calls())
+        .into_iter()
+        .cloned()
+        .collect::<Vec<_>>();
+    assert_eq!(chained.len(), 1);
+    let b = decode(&chained[0]);
+    f.reply(&chained[0], Some(200), &[], b"{}");
+    assert!(batches(&f.host.take_calls()).is_empty(), "nothing left");
+    let requests = |batch: &TelemetryBatch| batch.variants.iter().map(|v| v.requests).sum::<u64>();
+    assert_eq!((requests(&a), requests(&b)), (3, 2));
+    assert_eq!(
+        b.window_start_ms, a.window_end_ms,
+        "the quiet time is in the next batch"
+    );
 }
 
 #[test]
@@ -236,14 +279,13 @@ fn a_batch_is_dropped_only_when_the_scorer_refuses_it_for_good() {
 }
 
 #[test]
-fn the_outbox_keeps_the_newest_batches_and_counts_the_rest() {
+fn the_outbox_keeps_the_newest_batches_drains_at_once_and_shows_its_backlog() {
     let mut f = Filter::new(LINKED);
     f.host.refuse_calls(true);
     for _ in 0..5 {
         traffic(&f, 2);
         assert!(flush(&mut f).is_empty());
     }
-    f.host.refuse_calls(false);
     f.tick(250);
     assert_eq!(
         f.stat(&names::telemetry_batches("fraud", "dropped")),
@@ -251,14 +293,20 @@ fn the_outbox_keeps_the_newest_batches_and_counts_the_rest() {
         "5 batches, room for 3"
     );
     assert_eq!(f.stat(&names::telemetry_batches("fraud", "failed")), 5);
+    assert_eq!(f.stat(&names::telemetry_pending("fraud")), 3);
+    assert_eq!(
+        f.stat(&names::telemetry_oldest_pending("fraud")),
+        2 * 1_002 + 250,
+        "batch 3 was made two rounds (each a flush interval and two 1 ms answers) and a tick ago"
+    );
+
+    f.host.refuse_calls(false);
     let mut sent = Vec::new();
-    for round in 0..4 {
-        if round == 3 {
-            traffic(&f, 1);
-        }
-        let call = flush(&mut f).pop().unwrap();
+    let mut next = flush(&mut f).pop();
+    while let Some(call) = next {
         f.reply(&call, Some(200), &[], b"{}");
         sent.push(decode(&call));
+        next = batches(&f.host.take_calls()).first().map(|c| (*c).clone());
     }
     let ids: Vec<&str> = sent
         .iter()
@@ -266,13 +314,52 @@ fn the_outbox_keeps_the_newest_batches_and_counts_the_rest() {
         .collect();
     assert_eq!(
         ids,
-        ["3", "4", "5", "6"],
-        "the oldest kept first, then the newest"
+        ["3", "4", "5"],
+        "the oldest kept first, one answer after another"
     );
+    f.tick(250);
+    assert_eq!(f.stat(&names::telemetry_pending("fraud")), 0);
+    assert_eq!(f.stat(&names::telemetry_oldest_pending("fraud")), 0);
+    traffic(&f, 1);
+    let last = decode(&flush(&mut f).pop().unwrap());
+    assert!(last.batch_id.ends_with("-6"));
     assert_eq!(
-        sent.last().unwrap().dropped_batches,
-        2,
+        last.dropped_batches, 2,
         "the next batch taken tells the scorer how many were lost"
+    );
+}
+
+#[test]
+fn the_backlog_adds_up_over_the_workers_of_an_envoy() {
+    let mut first = Filter::new(LINKED);
+    let mut second = Root::new(0xbeef);
+    second.configure(&first.host, LINKED.len());
+    first.host.refuse_calls(true);
+    traffic(&first, 1);
+    first.tick(1_000);
+    first
+        .host
+        .set_headers(Map::RequestHeaders, &[("x-user-id", "u2")]);
+    let mut request = second.request();
+    request.on_request_headers(&first.host, true);
+    first.answer(request, 0, &common::Answer::default());
+    second.tick(&first.host);
+    first.tick(250);
+    assert_eq!(
+        first.stat(&names::telemetry_pending("fraud")),
+        2,
+        "one batch waits in each worker"
+    );
+    first.host.refuse_calls(false);
+    first.tick(1_000);
+    for call in batches(&first.host.take_calls()) {
+        first.reply(call, Some(200), &[], b"{}");
+    }
+    first.tick(250);
+    assert_eq!(
+        first.stat(&names::telemetry_pending("fraud")),
+        1,
+        "the other worker's batch still waits"
     );
 }
 

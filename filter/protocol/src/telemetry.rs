@@ -42,8 +42,11 @@ pub fn score_diff_slot(diff: f64) -> usize {
         .unwrap_or(SCORE_DIFF_BUCKETS.len())
 }
 
-/// What one worker of one Envoy saw since its previous batch. `batch_id` makes the
-/// post idempotent: the scorer applies a batch once however often it is sent.
+/// What one worker of one Envoy saw from `window_start_ms` to `window_end_ms`. `batch_id`
+/// makes the post idempotent: the scorer applies a batch once however often it is sent.
+/// A worker sends its batches in order, one at a time, and the next one starts where
+/// the previous one ended; a worker with nothing to report sends an empty batch, so the
+/// scorer knows how far each worker's telemetry is complete.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryBatch {
@@ -51,6 +54,10 @@ pub struct TelemetryBatch {
     pub rollout: String,
     /// The Envoy (its node id, or a random id when it has none).
     pub proxy: String,
+    /// The reporting worker of that Envoy (an id per worker and configuration). With
+    /// it, the scorer keeps how far this worker's telemetry is complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
     pub window_start_ms: u64,
     pub window_end_ms: u64,
     pub variants: Vec<VariantCounts>,
@@ -207,6 +214,7 @@ mod tests {
             batch_id: "p1-w1-7".into(),
             rollout: "fraud".into(),
             proxy: "p1".into(),
+            worker: Some("w1".into()),
             window_start_ms: 1,
             window_end_ms: 2,
             variants: vec![VariantCounts {

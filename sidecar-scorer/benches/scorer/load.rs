@@ -230,6 +230,7 @@ fn batch_template(window_end_ms: u64) -> (String, String) {
         batch_id: MARK.to_owned(),
         rollout: ROLLOUT.to_owned(),
         proxy: "bench-proxy".to_owned(),
+        worker: None,
         window_start_ms: window_end_ms - 1_000,
         window_end_ms,
         variants,

@@ -15,6 +15,7 @@ use super::body::{JsonBody, JsonText, parse};
 use super::error::ApiError;
 use super::params::{PathParams, Query};
 use super::{AppState, load_rollout, now_ms};
+use crate::completeness::completeness;
 use crate::histogram::latency_quantile;
 use crate::metrics::{BatchLabels, FeedbackLabels, FeedbackResult, Named, VariantLabels};
 use crate::shadow_report::{ShadowReport, report, total};
@@ -40,6 +41,9 @@ fn check_id(field: &str, value: &str) -> Result<(), FieldError> {
 fn validate(batch: &TelemetryBatch, variants: &[String]) -> Result<(), FieldError> {
     check_id("batch_id", &batch.batch_id)?;
     check_id("proxy", &batch.proxy)?;
+    if let Some(worker) = &batch.worker {
+        check_id("worker", worker)?;
+    }
     if batch.window_end_ms < batch.window_start_ms {
         return Err(FieldError::new(
             "window_end_ms",
@@ -296,6 +300,9 @@ pub struct SummaryQuery {
     from_ms: Option<u64>,
     #[serde(default)]
     to_ms: Option<u64>,
+    /// Sum only the windows that are complete.
+    #[serde(default)]
+    complete_only: bool,
 }
 
 fn summary_json(w: &WindowCounts) -> serde_json::Value {
@@ -311,7 +318,8 @@ fn summary_json(w: &WindowCounts) -> serde_json::Value {
     })
 }
 
-/// Per-variant sums over `[from_ms, to_ms)` (default: everything), and the windows.
+/// Per-variant sums over `[from_ms, to_ms)` (default: everything), the windows, and
+/// which of them are complete.
 pub async fn telemetry_summary(
     State(app): State<AppState>,
     PathParams(name): PathParams<String>,
@@ -320,6 +328,15 @@ pub async fn telemetry_summary(
     let rollout = load_rollout(&app, &name).await?;
     let from = query.from_ms.unwrap_or(0);
     let to = query.to_ms.unwrap_or(u64::MAX / 2);
+    let window_ms = app.config.window_ms;
+    // The marks first: a window read after them is at least as full as they say.
+    let marks = app.store.workers(&name).await?;
+    let completeness = completeness(
+        &marks,
+        now_ms(),
+        app.started_ms,
+        app.config.worker_timeout_ms,
+    );
     let windows = app.store.windows(&name, from, to).await?;
     let mut totals: BTreeMap<String, WindowCounts> = rollout
         .variants
@@ -335,7 +352,11 @@ pub async fn telemetry_summary(
             )
         })
         .collect();
+    let complete = |w: &WindowCounts| completeness.window_complete(w.window_start_ms, window_ms);
     for w in &windows {
+        if query.complete_only && !complete(w) {
+            continue;
+        }
         if let Some(total) = totals.get_mut(&w.variant) {
             total.add(w);
         }
@@ -343,11 +364,16 @@ pub async fn telemetry_summary(
     let samples = app.store.sample_count(&name).await?;
     Ok(Json(json!({
         "rollout": name,
-        "window_ms": app.config.window_ms,
+        "window_ms": window_ms,
+        "complete_through_ms": completeness.complete_through_ms,
+        "worker_timeout_ms": app.config.worker_timeout_ms,
+        "workers": completeness.workers,
         "variants": rollout.variants.iter().filter_map(|v| totals.get(&v.name)).map(summary_json).collect::<Vec<_>>(),
         "windows": windows.iter().map(|w| {
             let mut j = summary_json(w);
             j["window_start_ms"] = json!(w.window_start_ms);
+            j["window_end_ms"] = json!(w.window_start_ms + window_ms);
+            j["complete"] = json!(complete(w));
             j
         }).collect::<Vec<_>>(),
         "samples": samples,

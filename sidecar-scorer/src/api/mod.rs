@@ -42,6 +42,9 @@ pub struct App {
     pub states: StateCache,
     /// Set by the controller while this replica holds the decision lock.
     pub leading: AtomicBool,
+    /// When this process started (ms since the epoch): it waits for the filter
+    /// workers it knew before then as if it had just heard from them.
+    pub started_ms: u64,
 }
 
 pub type AppState = Arc<App>;
@@ -55,6 +58,7 @@ impl App {
             metrics: Metrics::new(),
             states: StateCache::default(),
             leading: AtomicBool::new(false),
+            started_ms: now_ms(),
         })
     }
 }

@@ -68,6 +68,17 @@ impl WindowCounts {
     }
 }
 
+/// How far one reporting filter worker's telemetry is complete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerMark {
+    pub proxy: String,
+    pub worker: String,
+    /// Everything the worker saw before this time (its clock) is applied.
+    pub complete_through_ms: u64,
+    /// When its last batch arrived (the scorer's clock).
+    pub last_seen_ms: u64,
+}
+
 /// An outcome label for a request (by its id) or a user (by sticky key).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeedbackEvent {
@@ -115,13 +126,17 @@ pub trait Store: Send + Sync {
     async fn events(&self, name: &str) -> StoreResult<Vec<Event>>;
 
     /// Applies a telemetry batch (counts into the window holding its end, samples)
-    /// once per batch id, in one transaction.
+    /// once per batch id, and moves its worker's mark to the batch's end, in one
+    /// transaction. An empty batch only moves the mark.
     async fn ingest(
         &self,
         batch: &TelemetryBatch,
         window_ms: u64,
         received_ms: u64,
     ) -> StoreResult<BatchOutcome>;
+
+    /// The reporting workers of a rollout and how far each is complete.
+    async fn workers(&self, rollout: &str) -> StoreResult<Vec<WorkerMark>>;
 
     /// Per-window counts of a rollout with `from_ms <= window start < to_ms`.
     async fn windows(

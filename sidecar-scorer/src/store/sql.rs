@@ -24,6 +24,15 @@ pub const SELECT_EVENTS: &str = "SELECT rollout, version, kind, actor, reason, a
      WHERE rollout = $1 ORDER BY version";
 pub const INSERT_BATCH: &str = "INSERT INTO telemetry_batches (batch_id, rollout, proxy, received_ms) \
      VALUES ($1, $2, $3, $4) ON CONFLICT (batch_id) DO NOTHING";
+/// A worker's telemetry is complete through the end of the newest batch applied
+/// (batches arrive in order; a resent old one never moves the mark back).
+pub const UPSERT_WORKER: &str = "INSERT INTO telemetry_workers (rollout, proxy, worker, complete_through_ms, last_seen_ms) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (rollout, proxy, worker) DO UPDATE SET \
+     complete_through_ms = CASE WHEN excluded.complete_through_ms > telemetry_workers.complete_through_ms \
+     THEN excluded.complete_through_ms ELSE telemetry_workers.complete_through_ms END, \
+     last_seen_ms = excluded.last_seen_ms";
+pub const SELECT_WORKERS: &str = "SELECT proxy, worker, complete_through_ms, last_seen_ms FROM telemetry_workers \
+     WHERE rollout = $1 ORDER BY proxy, worker";
 pub const COUNT_FEEDBACK: &str = "SELECT COUNT(*) FROM feedback";
 pub const COUNT_FEEDBACK_ROLLOUT: &str = "SELECT COUNT(*) FROM feedback WHERE rollout = $1";
 pub const COUNT_SAMPLES: &str = "SELECT COUNT(*) FROM samples WHERE rollout = $1";

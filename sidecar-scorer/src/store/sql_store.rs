@@ -17,11 +17,13 @@ use sqlx::{
 use super::sql::{
     COUNT_FEEDBACK, COUNT_FEEDBACK_ROLLOUT, COUNT_SAMPLES, INSERT_BATCH, INSERT_CHUNK,
     INSERT_EVENT, INSERT_ROLLOUT, Placeholders, SELECT_EVENTS, SELECT_ROLLOUT, SELECT_ROLLOUTS,
-    SELECT_SAMPLES, UPDATE_ROLLOUT, by_variant, db_int, from_db_int, insert_feedback,
-    insert_samples, select_shadows, select_windows, shadow_columns, shadow_from_values,
-    shadow_values, upsert_shadow, upsert_windows,
+    SELECT_SAMPLES, SELECT_WORKERS, UPDATE_ROLLOUT, UPSERT_WORKER, by_variant, db_int, from_db_int,
+    insert_feedback, insert_samples, select_shadows, select_windows, shadow_columns,
+    shadow_from_values, shadow_values, upsert_shadow, upsert_windows,
 };
-use super::{FeedbackEvent, FeedbackOutcome, Store, StoreError, StoreResult, WindowCounts};
+use super::{
+    FeedbackEvent, FeedbackOutcome, Store, StoreError, StoreResult, WindowCounts, WorkerMark,
+};
 use crate::rollout::{Event, Rollout};
 
 /// What one SQL database does its own way.
@@ -314,22 +316,60 @@ where
         received_ms: u64,
     ) -> StoreResult<BatchOutcome> {
         let mut tx = self.write.begin().await?;
-        let result = sqlx::query::<D::Db>(INSERT_BATCH)
-            .bind(&batch.batch_id)
-            .bind(&batch.rollout)
-            .bind(&batch.proxy)
-            .bind(db_int(received_ms))
-            .execute(&mut *tx)
-            .await?;
-        if D::rows_affected(&result) == 0 {
-            return Ok(BatchOutcome::Duplicate);
+        let empty =
+            batch.variants.is_empty() && batch.shadows.is_empty() && batch.samples.is_empty();
+        // An empty batch changes no count, so it needs no id kept to apply it once.
+        let outcome = if empty {
+            BatchOutcome::Applied
+        } else {
+            let result = sqlx::query::<D::Db>(INSERT_BATCH)
+                .bind(&batch.batch_id)
+                .bind(&batch.rollout)
+                .bind(&batch.proxy)
+                .bind(db_int(received_ms))
+                .execute(&mut *tx)
+                .await?;
+            if D::rows_affected(&result) == 0 {
+                BatchOutcome::Duplicate
+            } else {
+                let window = batch.window_end_ms - batch.window_end_ms % window_ms.max(1);
+                Self::upsert_windows(&mut tx, batch, window).await?;
+                Self::upsert_shadows(&mut tx, batch, window).await?;
+                Self::insert_samples(&mut tx, batch).await?;
+                BatchOutcome::Applied
+            }
+        };
+        if let Some(worker) = &batch.worker {
+            sqlx::query::<D::Db>(UPSERT_WORKER)
+                .bind(&batch.rollout)
+                .bind(&batch.proxy)
+                .bind(worker)
+                .bind(db_int(batch.window_end_ms))
+                .bind(db_int(received_ms))
+                .execute(&mut *tx)
+                .await?;
         }
-        let window = batch.window_end_ms - batch.window_end_ms % window_ms.max(1);
-        Self::upsert_windows(&mut tx, batch, window).await?;
-        Self::upsert_shadows(&mut tx, batch, window).await?;
-        Self::insert_samples(&mut tx, batch).await?;
         tx.commit().await?;
-        Ok(BatchOutcome::Applied)
+        Ok(outcome)
+    }
+
+    async fn workers(&self, rollout: &str) -> StoreResult<Vec<WorkerMark>> {
+        let rows = sqlx::query::<D::Db>(SELECT_WORKERS)
+            .bind(rollout)
+            .fetch_all(&self.read)
+            .await?;
+        let marks = rows
+            .iter()
+            .map(|row| {
+                Ok(WorkerMark {
+                    proxy: row.try_get("proxy")?,
+                    worker: row.try_get("worker")?,
+                    complete_through_ms: from_db_int(row.try_get("complete_through_ms")?),
+                    last_seen_ms: from_db_int(row.try_get("last_seen_ms")?),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+        Ok(marks)
     }
 
     async fn windows(
