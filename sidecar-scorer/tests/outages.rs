@@ -141,12 +141,17 @@ async fn watch(scorer: &Scorer, windows: &mut CompleteWindows, duration: Duratio
 /// After the scorer is back: within 2 s every worker's telemetry up to `back_ms` is
 /// in (the backlog drained while new batches kept coming).
 async fn caught_up(scorer: &Scorer, windows: &mut CompleteWindows, back_ms: u64, what: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let started = tokio::time::Instant::now();
+    let deadline = started + Duration::from_secs(2);
     loop {
         let s = summary(scorer).await;
         windows.note(&s);
         let through = s["complete_through_ms"].as_u64().unwrap();
         if through >= back_ms {
+            eprintln!(
+                "{what}: complete through the return {} ms after it",
+                started.elapsed().as_millis()
+            );
             return;
         }
         assert!(
@@ -232,7 +237,6 @@ async fn telemetry_catches_up_after_outages_and_loses_nothing() {
     .await;
     let s = summary(&scorer).await;
     windows.note(&s);
-    eprintln!("reporting workers: {}", s["workers"]);
     for variant in ["stable", "canary"] {
         let envoy = rollout
             .envoy

@@ -100,7 +100,7 @@ impl Root {
             Some(config) => {
                 let proxy = host
                     .node_id()
-                    .unwrap_or_else(|| format!("envoy-{:016x}", self.seed));
+                    .unwrap_or_else(|| shared_proxy_id(host, self.seed));
                 let stats = worker
                     .record(|r| LinkStats::define(host, &mut r.counters, &rollout.name))
                     .ok_or("cannot define the scorer link's stats")??;
@@ -242,4 +242,23 @@ impl Root {
     pub fn rollout(&self) -> Option<&Rollout> {
         self.active.as_ref().map(|a| &a.rollout)
     }
+}
+
+/// An Envoy without a node id is named by the first of its workers to ask, through
+/// shared data, so that all its workers report as one proxy.
+fn shared_proxy_id(host: &impl Host, seed: u64) -> String {
+    const KEY: &str = "outrider/proxy-id";
+    let stored = || {
+        host.shared_get(KEY)
+            .0
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .filter(|id| !id.is_empty())
+    };
+    if let Some(id) = stored() {
+        return id;
+    }
+    let mine = format!("envoy-{seed:016x}");
+    host.shared_set(KEY, mine.as_bytes(), None);
+    // Two workers writing at once: both read back the one that stayed.
+    stored().unwrap_or(mine)
 }

@@ -378,3 +378,20 @@ fn polls_and_flushes_never_touch_a_request() {
             .is_some()
     );
 }
+
+#[test]
+fn the_workers_of_an_envoy_without_a_node_id_report_as_one_proxy() {
+    let mut first = Filter::new(LINKED);
+    let mut second = Root::new(0xbeef);
+    second.configure(&first.host, LINKED.len());
+    first.tick(1_000);
+    second.tick(&first.host);
+    let sent: Vec<TelemetryBatch> = batches(&first.host.take_calls())
+        .into_iter()
+        .map(decode)
+        .collect();
+    assert_eq!(sent.len(), 2, "an empty batch from each");
+    assert_eq!(sent[0].proxy, sent[1].proxy);
+    assert!(sent[0].proxy.starts_with("envoy-"));
+    assert_ne!(sent[0].worker, sent[1].worker);
+}
