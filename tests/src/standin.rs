@@ -37,6 +37,16 @@ pub struct Behaviour {
     pub scoring: Scoring,
     /// Answer without the `outputs` field (a model answer that cannot be read).
     pub omit_score: bool,
+    /// A known share of slow answers: inputs (`{"inputs": [{"data": [id, ...]}]}`)
+    /// whose `id % 100 < percent` wait `ms` longer before the answer.
+    pub slow: Slow,
+}
+
+/// See [`Behaviour::slow`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Slow {
+    pub percent: u64,
+    pub ms: u64,
 }
 
 /// Where the score of an answer comes from.
@@ -160,6 +170,12 @@ struct State {
 
 type Body = BoxBody<Bytes, Infallible>;
 
+/// The id of an input: `{"inputs": [{"data": [id, ...]}]}`.
+fn input_id(input: &[u8]) -> Option<u64> {
+    let body: serde_json::Value = serde_json::from_slice(input).ok()?;
+    body["inputs"][0]["data"][0].as_u64()
+}
+
 /// The score [`Scoring::Echo`] gives an input.
 fn echo_score(input: &[u8], flip_percent: u64) -> Option<f64> {
     let body: serde_json::Value = serde_json::from_slice(input).ok()?;
@@ -211,6 +227,13 @@ impl State {
                     low
                 }
             });
+        let slow = self.behaviour.slow;
+        let delay = delay
+            + if slow.percent > 0 && input_id(&input).is_some_and(|id| id % 100 < slow.percent) {
+                slow.ms
+            } else {
+                0
+            };
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
