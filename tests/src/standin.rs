@@ -7,7 +7,7 @@
 //! stream, with no body),
 //! `x-test-delay-ms: 20`, `x-test-score: 0.42` (the score in the answer).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -72,6 +72,8 @@ pub struct Seen {
     /// Requests that still carried an override header (the filter should strip it).
     override_headers: AtomicU64,
     routing_values: Mutex<HashMap<String, u64>>,
+    /// The names of the headers that shadow copies carried.
+    shadow_header_names: Mutex<BTreeSet<String>>,
 }
 
 pub struct StandIn {
@@ -146,6 +148,16 @@ impl StandIn {
         self.seen.override_headers.load(Ordering::Relaxed)
     }
 
+    /// The names of the headers that shadow copies (`x-outrider-shadow`) carried, in
+    /// any of them.
+    pub fn shadow_header_names(&self) -> BTreeSet<String> {
+        self.seen
+            .shadow_header_names
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
+    }
+
     /// How many requests arrived with each value of `x-outrider-variant`.
     pub fn routing_values(&self) -> HashMap<String, u64> {
         self.seen
@@ -201,6 +213,9 @@ impl State {
         }
         if req.headers().contains_key("x-outrider-shadow") {
             self.seen.shadow_copies.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut names) = self.seen.shadow_header_names.lock() {
+                names.extend(req.headers().keys().map(|k| k.as_str().to_owned()));
+            }
         }
         let routing = header(&req, "x-outrider-variant").unwrap_or("").to_owned();
         if let Ok(mut values) = self.seen.routing_values.lock() {
