@@ -53,10 +53,10 @@ pub enum RolloutCommand {
         mode: String,
         #[arg(long, conflicts_with_all = ["name", "variants"])]
         file: Option<PathBuf>,
-        /// A threshold of the shadow gate (over the file's, if any): `--shadow-gate
-        /// min_copies=200 --shadow-gate max_timeout_rate=0.05`. Keys: min_agreement,
-        /// min_comparisons, max_error_rate, max_timeout_rate, min_copies (see `shadow
-        /// report`); the others keep their defaults.
+        /// A threshold of the shadow gate: `--shadow-gate min_copies=200 --shadow-gate
+        /// max_timeout_rate=0.05`. Keys: min_agreement, min_comparisons, max_error_rate,
+        /// max_timeout_rate, min_copies. Thresholds not given keep the file's value, or
+        /// the default.
         #[arg(long = "shadow-gate", value_name = "KEY=VALUE")]
         shadow_gate: Vec<String>,
     },
