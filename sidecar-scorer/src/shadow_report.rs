@@ -13,9 +13,10 @@ use crate::histogram::{latency_quantile, score_diff_quantile};
 /// z for a two-sided 95% interval.
 const Z95: f64 = 1.959_963_984_540_054;
 
-/// What a shadow must show before the rollout moves on from its shadow stage. Two
-/// rules, each with its own minimum: the shadow's errors and timeouts are judged on
-/// the copies that ended, its agreement with the primary on the comparisons.
+/// What a shadow must show before the rollout moves on from its shadow stage. Three
+/// rules: the shadow's error and timeout rates, judged on the copies that ended once
+/// there are `min_copies`, and its agreement with the primary, judged on the
+/// comparisons once there are `min_comparisons`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShadowGate {
