@@ -53,6 +53,12 @@ pub enum RolloutCommand {
         mode: String,
         #[arg(long, conflicts_with_all = ["name", "variants"])]
         file: Option<PathBuf>,
+        /// A threshold of the shadow gate: `--shadow-gate min_copies=200 --shadow-gate
+        /// max_timeout_rate=0.05`. Keys: min_agreement, min_comparisons, max_error_rate,
+        /// max_timeout_rate, min_copies. Thresholds not given keep the file's value, or
+        /// the default.
+        #[arg(long = "shadow-gate", value_name = "KEY=VALUE")]
+        shadow_gate: Vec<String>,
     },
     /// Set the weights: `set-weights fraud stable=70 canary=30`.
     SetWeights {
@@ -90,9 +96,20 @@ pub enum ShadowCommand {
         /// Judge with this minimum agreement instead of the rollout's.
         #[arg(long)]
         min_agreement: Option<f64>,
-        /// Judge with this minimum number of comparisons instead of the rollout's.
+        /// Judge agreement once there are this many comparisons, instead of the
+        /// rollout's minimum.
         #[arg(long)]
         min_comparisons: Option<u64>,
+        /// Judge with this largest share of ended copies answered with an error.
+        #[arg(long)]
+        max_error_rate: Option<f64>,
+        /// Judge with this largest share of ended copies that timed out.
+        #[arg(long)]
+        max_timeout_rate: Option<f64>,
+        /// Judge errors and timeouts once this many copies ended, instead of the
+        /// rollout's minimum.
+        #[arg(long)]
+        min_copies: Option<u64>,
     },
 }
 
@@ -103,7 +120,36 @@ fn percent(v: &Value) -> String {
 
 fn number(v: &Value) -> String {
     v.as_f64()
-        .map_or_else(|| "-".to_owned(), |n| format!("{n:.4}"))
+        .map_or_else(|| "-".to_owned(), |n| format!("{n:.2}"))
+}
+
+fn count(v: &Value) -> u64 {
+    v.as_u64().unwrap_or(0)
+}
+
+/// The bucket of |score difference| that holds a quantile, from the report's
+/// histogram: `[0, 0.0001]`, `(0.02, 0.05]`, `> 1`.
+fn score_diff_range(histogram: &Value, q: f64) -> String {
+    let buckets: Vec<(Option<f64>, u64)> = histogram
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|b| (b["le"].as_f64(), count(&b["count"])))
+        .collect();
+    let counts: Vec<u64> = buckets.iter().map(|(_, n)| *n).collect();
+    let Some(i) = crate::histogram::quantile_bucket(&counts, q) else {
+        return "-".to_owned();
+    };
+    let lower = i
+        .checked_sub(1)
+        .and_then(|j| buckets.get(j))
+        .and_then(|(le, _)| *le);
+    match (lower, buckets[i].0) {
+        (None, Some(upper)) => format!("[0, {upper}]"),
+        (Some(lower), Some(upper)) => format!("({lower}, {upper}]"),
+        (Some(lower), None) => format!("> {lower}"),
+        (None, None) => "-".to_owned(),
+    }
 }
 
 /// A shadow report as a person reads it.
@@ -127,39 +173,81 @@ pub fn render_shadow(report: &Value) -> String {
                 format!(" ({})", reasons.join("; "))
             }
         ));
+        out.push_str(&format!(
+            "  copies  mirrored {}  ended {}: completed {}, errors {} ({}), timeouts {} ({})\n",
+            count(&s["mirrored"]),
+            count(&s["ended"]),
+            count(&s["completed"]),
+            count(&s["errors"]),
+            percent(&s["error_rate"]["rate"]),
+            count(&s["timeouts"]),
+            percent(&s["timeout_rate"]["rate"]),
+        ));
         let a = &s["agreement"];
         out.push_str(&format!(
-            "  compared {}  agreement {} (95% CI {} to {})\n",
-            s["compared"],
+            "  compared {}  agreement {} (95% CI {} to {})  no prediction: primary {}, shadow {}\n",
+            count(&s["compared"]),
             percent(&a["rate"]),
             percent(&a["ci_low"]),
-            percent(&a["ci_high"])
+            percent(&a["ci_high"]),
+            count(&s["no_prediction_primary"]),
+            count(&s["no_prediction_shadow"]),
         ));
         let c = &s["confusion"];
+        let cells = [
+            [
+                count(&c["primary_0"]["shadow_0"]),
+                count(&c["primary_0"]["shadow_1"]),
+            ],
+            [
+                count(&c["primary_1"]["shadow_0"]),
+                count(&c["primary_1"]["shadow_1"]),
+            ],
+        ];
+        let width = cells
+            .iter()
+            .flatten()
+            .map(|n| n.to_string().len())
+            .max()
+            .unwrap_or(1)
+            .max("shadow 0".len())
+            + 2;
         out.push_str(&format!(
-            "  labels         shadow 0   shadow 1\n  primary 0  {:>12} {:>10}\n  primary 1  {:>12} {:>10}\n",
-            c["primary_0"]["shadow_0"], c["primary_0"]["shadow_1"], c["primary_1"]["shadow_0"], c["primary_1"]["shadow_1"]
+            "  {:<11}{:>width$}{:>width$}\n",
+            "labels", "shadow 0", "shadow 1"
         ));
-        let d = &s["score_diff"];
+        for (p, row) in cells.iter().enumerate() {
+            out.push_str(&format!(
+                "  {:<11}{:>width$}{:>width$}\n",
+                format!("primary {p}"),
+                row[0],
+                row[1]
+            ));
+        }
+        let h = &s["score_diff_histogram"];
         out.push_str(&format!(
-            "  |score difference|  p50 {}  p90 {}  p99 {}  max {}\n",
-            number(&d["p50"]),
-            number(&d["p90"]),
-            number(&d["p99"]),
-            number(&d["max"])
+            "  |score difference|, the bucket that holds each quantile:  p50 {}  p90 {}  p99 {}  max {}\n",
+            score_diff_range(h, 0.5),
+            score_diff_range(h, 0.9),
+            score_diff_range(h, 0.99),
+            score_diff_range(h, 1.0)
         ));
         let l = &s["latency_ms"];
+        let covers = &s["latency_covers"];
         out.push_str(&format!(
-            "  latency ms  shadow p50 {} p99 {}  primary p50 {} p99 {}  mean shadow - primary {}\n",
+            "  latency ms  shadow p50 {} p99 {} over {} answered copies ({} timed out, {}, left out)\n",
             number(&l["shadow_p50"]),
             number(&l["shadow_p99"]),
-            number(&l["primary_p50"]),
-            number(&l["primary_p99"]),
-            number(&l["mean_shadow_minus_primary"])
+            count(&covers["shadow_answered"]),
+            count(&covers["timed_out"]),
+            percent(&covers["timed_out_share"]),
         ));
         out.push_str(&format!(
-            "  mirrored {}  completed {}  errors {}  timeouts {}  (failure rate {})  no prediction: primary {}, shadow {}\n",
-            s["mirrored"], s["completed"], s["errors"], s["timeouts"], percent(&s["error_rate"]["rate"]), s["no_prediction_primary"], s["no_prediction_shadow"]
+            "              primary p50 {} p99 {}  mean shadow - primary {} over {} compared pairs\n",
+            number(&l["primary_p50"]),
+            number(&l["primary_p99"]),
+            number(&l["mean_shadow_minus_primary"]),
+            count(&covers["compared"]),
         ));
         if let Some(skipped) = s["skipped"].as_object().filter(|m| !m.is_empty()) {
             let parts: Vec<String> = skipped.iter().map(|(k, v)| format!("{k} {v}")).collect();
@@ -182,14 +270,20 @@ pub async fn run_shadow(conn: Connection, command: ShadowCommand) -> Result<()> 
         json,
         min_agreement,
         min_comparisons,
+        max_error_rate,
+        max_timeout_rate,
+        min_copies,
     } = command;
-    let mut query = Vec::new();
-    if let Some(a) = min_agreement {
-        query.push(format!("min_agreement={a}"));
-    }
-    if let Some(n) = min_comparisons {
-        query.push(format!("min_comparisons={n}"));
-    }
+    let query: Vec<String> = [
+        ("min_agreement", min_agreement.map(|v| v.to_string())),
+        ("min_comparisons", min_comparisons.map(|v| v.to_string())),
+        ("max_error_rate", max_error_rate.map(|v| v.to_string())),
+        ("max_timeout_rate", max_timeout_rate.map(|v| v.to_string())),
+        ("min_copies", min_copies.map(|v| v.to_string())),
+    ]
+    .into_iter()
+    .filter_map(|(key, value)| value.map(|v| format!("{key}={v}")))
+    .collect();
     let path = format!(
         "/v1/rollouts/{name}/shadow{}{}",
         if query.is_empty() { "" } else { "?" },
@@ -202,6 +296,26 @@ pub async fn run_shadow(conn: Connection, command: ShadowCommand) -> Result<()> 
         print!("{}", render_shadow(&report));
     }
     Ok(())
+}
+
+/// `KEY=VALUE` of `--shadow-gate`: the value as JSON, an integer when it is one (the
+/// minimums are counts).
+fn parse_gate(text: &str) -> Result<(String, Value)> {
+    let (key, value) = text
+        .split_once('=')
+        .with_context(|| format!("`{text}` is not KEY=VALUE"))?;
+    let value = value.trim();
+    let value = match value.parse::<u64>() {
+        Ok(n) => json!(n),
+        Err(_) => json!(
+            value
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .with_context(|| format!("`{value}` in `{text}` is not a number"))?
+        ),
+    };
+    Ok((key.trim().to_owned(), value))
 }
 
 fn parse_pair(text: &str) -> Result<(String, f64)> {
@@ -317,6 +431,7 @@ pub async fn run(conn: Connection, command: RolloutCommand) -> Result<()> {
             variants,
             mode,
             file,
+            shadow_gate,
         } => {
             let mut body: Value = match file {
                 Some(path) => {
@@ -338,6 +453,19 @@ pub async fn run(conn: Connection, command: RolloutCommand) -> Result<()> {
                     json!({"name": name, "mode": mode, "variants": variants})
                 }
             };
+            if !shadow_gate.is_empty() {
+                if !body.is_object() {
+                    bail!("the rollout must be a JSON object");
+                }
+                let gate = &mut body["shadow_gate"];
+                if !gate.is_object() {
+                    *gate = json!({});
+                }
+                for text in &shadow_gate {
+                    let (key, value) = parse_gate(text)?;
+                    gate[key] = value;
+                }
+            }
             if let (Some(obj), Value::Object(by)) = (body.as_object_mut(), client.attribution()) {
                 for (k, v) in by {
                     obj.entry(k).or_insert(v);
@@ -415,4 +543,102 @@ pub async fn run(conn: Connection, command: RolloutCommand) -> Result<()> {
     };
     println!("{}", serde_json::to_string_pretty(&output)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use outrider_protocol::{LATENCY_SLOTS, SCORE_DIFF_SLOTS, ShadowCounts};
+
+    use super::*;
+    use crate::shadow_report::{ShadowGate, report};
+
+    fn rendered(counts: &ShadowCounts) -> String {
+        let shadow = serde_json::to_value(report(counts, &ShadowGate::default())).unwrap();
+        render_shadow(&json!({"rollout": "fraud", "shadows": [shadow]}))
+    }
+
+    #[test]
+    fn the_confusion_matrix_lines_up() {
+        let counts = ShadowCounts {
+            variant: "v3".into(),
+            mirrored: 123_470,
+            completed: 123_460,
+            compared: 123_460,
+            confusion: [[123_400, 7], [3, 50]],
+            score_diff: vec![0; SCORE_DIFF_SLOTS],
+            shadow_latency_ms: vec![0; LATENCY_SLOTS],
+            primary_latency_ms: vec![0; LATENCY_SLOTS],
+            ..ShadowCounts::default()
+        };
+        let text = rendered(&counts);
+        let lines: Vec<&str> = text.lines().collect();
+        let header = lines.iter().position(|l| l.contains("labels")).unwrap();
+        let table = &lines[header..header + 3];
+        assert_eq!(
+            table[1].split_whitespace().collect::<Vec<_>>(),
+            ["primary", "0", "123400", "7"]
+        );
+        assert_eq!(
+            table[2].split_whitespace().collect::<Vec<_>>(),
+            ["primary", "1", "3", "50"]
+        );
+        // Every column ends where its heading ends.
+        let ends = |line: &str, word: &str| line.find(word).unwrap() + word.len();
+        for (column, (row, cell)) in [("shadow 0", (1, "123400")), ("shadow 1", (2, "50"))] {
+            assert_eq!(ends(table[0], column), ends(table[row], cell), "{text}");
+        }
+        assert_eq!(ends(table[0], "shadow 1"), table[1].len(), "{text}");
+        assert_eq!(table[1].len(), table[2].len(), "{text}");
+    }
+
+    #[test]
+    fn a_timing_out_shadow_shows_its_share_beside_its_latency_and_score_buckets() {
+        let mut counts = ShadowCounts {
+            variant: "v3".into(),
+            mirrored: 1_100,
+            completed: 600,
+            timeouts: 500,
+            compared: 600,
+            confusion: [[300, 0], [0, 300]],
+            score_diff: vec![0; SCORE_DIFF_SLOTS],
+            shadow_latency_ms: vec![0; LATENCY_SLOTS],
+            primary_latency_ms: vec![0; LATENCY_SLOTS],
+            ..ShadowCounts::default()
+        };
+        counts.score_diff[0] = 500;
+        counts.score_diff[5] = 90;
+        counts.score_diff[10] = 10;
+        let text = rendered(&counts);
+        assert!(
+            text.contains("FAIL (timeout rate 0.4545 (500 of 1100 copies) is above 0.01)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ended 1100: completed 600, errors 0 (0.00%), timeouts 500 (45.45%)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("over 600 answered copies (500 timed out, 45.45%, left out)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("p50 [0, 0.0001]  p90 (0.02, 0.05]  p99 > 1  max > 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn gate_thresholds_are_numbers_and_counts_stay_integers() {
+        assert_eq!(
+            parse_gate("min_copies=200").unwrap(),
+            ("min_copies".to_owned(), json!(200))
+        );
+        assert_eq!(
+            parse_gate(" max_timeout_rate = 0.05").unwrap(),
+            ("max_timeout_rate".to_owned(), json!(0.05))
+        );
+        let err = parse_gate("min_agreement=NaN").unwrap_err().to_string();
+        assert!(err.contains("is not a number"), "{err}");
+        assert!(parse_gate("min_copies").is_err());
+    }
 }

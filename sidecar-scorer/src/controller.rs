@@ -1,6 +1,8 @@
 //! Rollout decisions. Every replica runs this loop, but only the one that holds the
 //! store's decision lock (a PostgreSQL advisory lock, or a lease row in SQLite)
-//! decides; when it dies the lock frees and another takes over within a tick.
+//! decides. When it dies, a PostgreSQL lock frees with its session and another replica
+//! takes over within a tick; a SQLite lease lasts until it expires
+//! ([`crate::store::sqlite::LEASE_MS`]), unless the same replica id comes back first.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

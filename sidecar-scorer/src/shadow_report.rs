@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use outrider_protocol::{FieldError, ShadowCounts, ShadowSkip};
+use outrider_protocol::{
+    FieldError, SCORE_DIFF_BUCKETS, SCORE_DIFF_SLOTS, ShadowCounts, ShadowSkip,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::histogram::{latency_quantile, score_diff_quantile};
@@ -11,19 +13,30 @@ use crate::histogram::{latency_quantile, score_diff_quantile};
 /// z for a two-sided 95% interval.
 const Z95: f64 = 1.959_963_984_540_054;
 
-/// What a shadow must show before the rollout moves on from its shadow stage.
+/// What a shadow must show before the rollout moves on from its shadow stage. Three
+/// rules: the shadow's error and timeout rates, judged on the copies that ended once
+/// there are `min_copies`, and its agreement with the primary, judged on the
+/// comparisons once there are `min_comparisons`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShadowGate {
     /// Share of compared requests whose labels agree.
     #[serde(default = "default_min_agreement")]
     pub min_agreement: f64,
-    /// Comparisons needed before the gate decides.
+    /// Comparisons needed before agreement is judged.
     #[serde(default = "default_min_comparisons")]
     pub min_comparisons: u64,
-    /// Share of mirrored requests the shadow may fail (errors and timeouts).
-    #[serde(default = "default_max_error_rate")]
+    /// Share of ended copies the shadow may answer with an error (a non-2xx status,
+    /// or a call that failed).
+    #[serde(default = "default_max_rate")]
     pub max_error_rate: f64,
+    /// Share of ended copies the shadow may leave unanswered past the shadow's
+    /// `timeout_ms`.
+    #[serde(default = "default_max_rate")]
+    pub max_timeout_rate: f64,
+    /// Ended copies needed before the error and timeout rates are judged.
+    #[serde(default = "default_min_copies")]
+    pub min_copies: u64,
 }
 
 fn default_min_agreement() -> f64 {
@@ -34,8 +47,12 @@ fn default_min_comparisons() -> u64 {
     1_000
 }
 
-fn default_max_error_rate() -> f64 {
+fn default_max_rate() -> f64 {
     0.01
+}
+
+fn default_min_copies() -> u64 {
+    1_000
 }
 
 impl Default for ShadowGate {
@@ -43,7 +60,9 @@ impl Default for ShadowGate {
         Self {
             min_agreement: default_min_agreement(),
             min_comparisons: default_min_comparisons(),
-            max_error_rate: default_max_error_rate(),
+            max_error_rate: default_max_rate(),
+            max_timeout_rate: default_max_rate(),
+            min_copies: default_min_copies(),
         }
     }
 }
@@ -52,11 +71,14 @@ impl ShadowGate {
     /// Checks the gate's own values; `field` prefixes the error's field path.
     pub fn check(&self, field: &str) -> Result<(), FieldError> {
         let bad = |name: &str, problem: &str| FieldError::new(format!("{field}{name}"), problem);
-        if !(0.0..=1.0).contains(&self.min_agreement) {
-            return Err(bad("min_agreement", "must be between 0 and 1"));
-        }
-        if !(0.0..=1.0).contains(&self.max_error_rate) {
-            return Err(bad("max_error_rate", "must be between 0 and 1"));
+        for (name, rate) in [
+            ("min_agreement", self.min_agreement),
+            ("max_error_rate", self.max_error_rate),
+            ("max_timeout_rate", self.max_timeout_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(bad(name, "must be between 0 and 1"));
+            }
         }
         Ok(())
     }
@@ -95,12 +117,21 @@ pub fn wilson(x: u64, n: u64) -> Proportion {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ShadowReport {
     pub variant: String,
+    /// Copies sent to the shadow.
     pub mirrored: u64,
+    /// Copies the shadow answered with a 2xx status.
     pub completed: u64,
+    /// Copies the shadow answered with another status, or whose call failed.
     pub errors: u64,
+    /// Copies not answered within the shadow's `timeout_ms`.
     pub timeouts: u64,
-    /// (errors + timeouts) / mirrored.
+    /// Copies that ended: completed + errors + timeouts (those still in flight are not
+    /// counted). The denominator of `error_rate` and `timeout_rate`.
+    pub ended: u64,
+    /// errors / ended.
     pub error_rate: Proportion,
+    /// timeouts / ended.
+    pub timeout_rate: Proportion,
     pub skipped: BTreeMap<ShadowSkip, u64>,
     pub compared: u64,
     pub no_prediction_primary: u64,
@@ -110,11 +141,43 @@ pub struct ShadowReport {
     /// Label pairs: `confusion["primary_1"]["shadow_0"]` counts requests the primary
     /// labelled 1 and the shadow 0.
     pub confusion: BTreeMap<String, BTreeMap<String, u64>>,
-    /// Quantiles of |primary score − shadow score|.
+    /// Quantiles of |primary score − shadow score|, each the upper bound of the bucket
+    /// of `score_diff_histogram` that holds it.
     pub score_diff: BTreeMap<String, Option<f64>>,
+    /// Compared pairs per bucket of |primary score − shadow score|.
+    pub score_diff_histogram: Vec<Bucket>,
     pub latency_ms: BTreeMap<String, Option<f64>>,
+    /// Which copies `latency_ms` covers.
+    pub latency_covers: LatencyCovers,
     pub verdict: &'static str,
+    /// Why, one line per rule behind the verdict.
     pub reasons: Vec<String>,
+    /// The gate fields behind the verdict, in the order of `reasons`: the thresholds
+    /// crossed for `fail`, the minimums not reached for `insufficient_data`.
+    pub rules: Vec<&'static str>,
+}
+
+/// One bucket of a histogram: the values above the previous bucket's `le` and at
+/// most this one's (`None`: above the last bound).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Bucket {
+    pub le: Option<f64>,
+    pub count: u64,
+}
+
+/// The copies behind the latency figures. Timed-out copies have no latency (it is at
+/// least the shadow's timeout), so they are left out of the shadow's quantiles.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LatencyCovers {
+    /// Copies in `shadow_p50` and `shadow_p99`: every copy with an answer (completed
+    /// and errors).
+    pub shadow_answered: u64,
+    /// Pairs in `primary_p50`, `primary_p99` and `mean_shadow_minus_primary`.
+    pub compared: u64,
+    /// Copies left out: they timed out.
+    pub timed_out: u64,
+    /// timeouts / ended, as in `timeout_rate`.
+    pub timed_out_share: Option<f64>,
 }
 
 /// Sums per-window counts of one shadow.
@@ -154,11 +217,88 @@ pub fn total(windows: &[&ShadowCounts]) -> Option<ShadowCounts> {
     Some(sum)
 }
 
+/// The verdict of `gate` on a shadow's counts: the rules that failed, else the
+/// minimums not reached, else a pass. A rule fails on its own data, so a shadow that
+/// errors or times out fails even when it gives nothing to compare.
+fn judge(
+    counts: &ShadowCounts,
+    ended: u64,
+    agreement: &Proportion,
+    gate: &ShadowGate,
+) -> (&'static str, Vec<(&'static str, String)>) {
+    let mut failed = Vec::new();
+    let mut short = Vec::new();
+    if ended >= gate.min_copies.max(1) {
+        for (rule, what, n, limit) in [
+            (
+                "max_error_rate",
+                "error",
+                counts.errors,
+                gate.max_error_rate,
+            ),
+            (
+                "max_timeout_rate",
+                "timeout",
+                counts.timeouts,
+                gate.max_timeout_rate,
+            ),
+        ] {
+            let rate = n as f64 / ended as f64;
+            if rate > limit {
+                failed.push((
+                    rule,
+                    format!("{what} rate {rate:.4} ({n} of {ended} copies) is above {limit}"),
+                ));
+            }
+        }
+    } else {
+        short.push((
+            "min_copies",
+            format!(
+                "{ended} of the {} ended copies the gate needs to judge errors and timeouts",
+                gate.min_copies.max(1)
+            ),
+        ));
+    }
+    if counts.compared >= gate.min_comparisons.max(1) {
+        if let Some(rate) = agreement.rate
+            && rate < gate.min_agreement
+        {
+            failed.push((
+                "min_agreement",
+                format!("agreement {rate:.4} is below {}", gate.min_agreement),
+            ));
+        }
+    } else {
+        let mut reason = format!(
+            "{} of the {} comparisons the gate needs",
+            counts.compared,
+            gate.min_comparisons.max(1)
+        );
+        let unreadable = counts.no_prediction_primary + counts.no_prediction_shadow;
+        if unreadable > 0 {
+            reason.push_str(&format!(
+                " ({} answers of the shadow and {} of the primary had no readable prediction)",
+                counts.no_prediction_shadow, counts.no_prediction_primary
+            ));
+        }
+        short.push(("min_comparisons", reason));
+    }
+    if !failed.is_empty() {
+        ("fail", failed)
+    } else if !short.is_empty() {
+        ("insufficient_data", short)
+    } else {
+        ("pass", Vec::new())
+    }
+}
+
 pub fn report(counts: &ShadowCounts, gate: &ShadowGate) -> ShadowReport {
     let agree = counts.confusion[0][0] + counts.confusion[1][1];
     let agreement = wilson(agree, counts.compared);
-    let failed = counts.errors + counts.timeouts;
-    let error_rate = wilson(failed, counts.mirrored);
+    let ended = counts.completed + counts.errors + counts.timeouts;
+    let error_rate = wilson(counts.errors, ended);
+    let timeout_rate = wilson(counts.timeouts, ended);
     let mut confusion = BTreeMap::new();
     for (p, row) in counts.confusion.iter().enumerate() {
         let cells = row
@@ -171,6 +311,12 @@ pub fn report(counts: &ShadowCounts, gate: &ShadowGate) -> ShadowReport {
     let score_diff = [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0)]
         .into_iter()
         .map(|(name, q)| (name.to_owned(), score_diff_quantile(&counts.score_diff, q)))
+        .collect();
+    let score_diff_histogram = (0..SCORE_DIFF_SLOTS)
+        .map(|i| Bucket {
+            le: SCORE_DIFF_BUCKETS.get(i).copied(),
+            count: counts.score_diff.get(i).copied().unwrap_or(0),
+        })
         .collect();
     let mean_delta =
         (counts.compared > 0).then(|| counts.latency_delta_sum_ms as f64 / counts.compared as f64);
@@ -196,40 +342,23 @@ pub fn report(counts: &ShadowCounts, gate: &ShadowGate) -> ShadowReport {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-
-    let mut reasons = Vec::new();
-    let verdict = if counts.compared < gate.min_comparisons {
-        reasons.push(format!(
-            "{} of the {} comparisons the gate needs",
-            counts.compared, gate.min_comparisons
-        ));
-        "insufficient_data"
-    } else {
-        if let Some(rate) = agreement.rate
-            && rate < gate.min_agreement
-        {
-            reasons.push(format!(
-                "agreement {:.4} is below {}",
-                rate, gate.min_agreement
-            ));
-        }
-        if let Some(rate) = error_rate.rate
-            && rate > gate.max_error_rate
-        {
-            reasons.push(format!(
-                "error rate {:.4} is above {}",
-                rate, gate.max_error_rate
-            ));
-        }
-        if reasons.is_empty() { "pass" } else { "fail" }
+    let latency_covers = LatencyCovers {
+        shadow_answered: counts.completed + counts.errors,
+        compared: counts.compared,
+        timed_out: counts.timeouts,
+        timed_out_share: timeout_rate.rate,
     };
+    let (verdict, judged) = judge(counts, ended, &agreement, gate);
+    let (rules, reasons) = judged.into_iter().unzip();
     ShadowReport {
         variant: counts.variant.clone(),
         mirrored: counts.mirrored,
         completed: counts.completed,
         errors: counts.errors,
         timeouts: counts.timeouts,
+        ended,
         error_rate,
+        timeout_rate,
         skipped: counts.skipped.clone(),
         compared: counts.compared,
         no_prediction_primary: counts.no_prediction_primary,
@@ -237,9 +366,12 @@ pub fn report(counts: &ShadowCounts, gate: &ShadowGate) -> ShadowReport {
         agreement,
         confusion,
         score_diff,
+        score_diff_histogram,
         latency_ms,
+        latency_covers,
         verdict,
         reasons,
+        rules,
     }
 }
 
@@ -277,27 +409,120 @@ mod tests {
         }
     }
 
+    const GATE: ShadowGate = ShadowGate {
+        min_agreement: 0.99,
+        min_comparisons: 100,
+        max_error_rate: 0.05,
+        max_timeout_rate: 0.02,
+        min_copies: 100,
+    };
+
     #[test]
     fn verdicts() {
-        let gate = ShadowGate {
-            min_agreement: 0.99,
-            min_comparisons: 100,
-            max_error_rate: 0.05,
-        };
+        let r = report(&counts(50, 0, 0), &GATE);
+        assert_eq!(r.verdict, "insufficient_data");
+        assert_eq!(r.rules, ["min_copies", "min_comparisons"]);
         assert_eq!(
-            report(&counts(50, 0, 0), &gate).verdict,
-            "insufficient_data"
+            r.reasons,
+            [
+                "50 of the 100 ended copies the gate needs to judge errors and timeouts",
+                "50 of the 100 comparisons the gate needs"
+            ]
         );
-        assert_eq!(report(&counts(995, 5, 0), &gate).verdict, "pass");
-        let r = report(&counts(930, 70, 0), &gate);
+        let r = report(&counts(995, 5, 0), &GATE);
+        assert_eq!((r.verdict, r.rules.len()), ("pass", 0));
+        let r = report(&counts(930, 70, 0), &GATE);
         assert_eq!(r.verdict, "fail");
-        assert!(r.reasons[0].contains("agreement 0.9300"), "{:?}", r.reasons);
+        assert_eq!(r.rules, ["min_agreement"]);
+        assert_eq!(r.reasons, ["agreement 0.9300 is below 0.99"]);
         assert_eq!(r.confusion["primary_0"]["shadow_1"], 70);
-        let r = report(&counts(1000, 0, 100), &gate);
+        let r = report(&counts(1000, 0, 100), &GATE);
+        assert_eq!(r.verdict, "fail");
+        assert_eq!(r.rules, ["max_error_rate"]);
         assert_eq!(
-            (r.verdict, r.error_rate.rate.map(|e| (e * 1100.0).round())),
-            ("fail", Some(100.0))
+            r.reasons,
+            ["error rate 0.0909 (100 of 1100 copies) is above 0.05"]
         );
+        assert_eq!(r.error_rate.rate, Some(100.0 / 1100.0));
+        assert_eq!(r.timeout_rate.rate, Some(0.0));
+    }
+
+    #[test]
+    fn a_shadow_that_refuses_every_copy_fails_without_comparisons() {
+        let dead = counts(0, 0, 2_000);
+        let r = report(&dead, &ShadowGate::default());
+        assert_eq!(r.verdict, "fail");
+        assert_eq!(r.rules, ["max_error_rate"]);
+        assert_eq!(
+            r.reasons,
+            ["error rate 1.0000 (2000 of 2000 copies) is above 0.01"]
+        );
+        assert_eq!((r.compared, r.agreement.rate), (0, None));
+        // Below its own minimum the error rate is not judged yet.
+        let r = report(&counts(0, 0, 50), &GATE);
+        assert_eq!(r.verdict, "insufficient_data");
+        assert_eq!(r.rules, ["min_copies", "min_comparisons"]);
+    }
+
+    #[test]
+    fn timeouts_are_judged_apart_from_errors_and_left_out_of_latency() {
+        let mut c = counts(600, 0, 0);
+        c.mirrored = 1_100;
+        c.timeouts = 500;
+        c.shadow_latency_ms[6] = 600; // (7.5, 10] ms
+        c.primary_latency_ms[8] = 600; // (15, 20] ms
+        c.latency_delta_sum_ms = -3_000;
+        let r = report(&c, &GATE);
+        assert_eq!(
+            (r.ended, r.timeouts, r.timeout_rate.rate),
+            (1_100, 500, Some(500.0 / 1_100.0))
+        );
+        assert_eq!(r.error_rate.rate, Some(0.0));
+        assert_eq!(r.verdict, "fail");
+        assert_eq!(r.rules, ["max_timeout_rate"]);
+        assert_eq!(
+            r.reasons,
+            ["timeout rate 0.4545 (500 of 1100 copies) is above 0.02"]
+        );
+        assert_eq!(
+            r.latency_covers,
+            LatencyCovers {
+                shadow_answered: 600,
+                compared: 600,
+                timed_out: 500,
+                timed_out_share: Some(500.0 / 1_100.0),
+            }
+        );
+        assert_eq!(r.latency_ms["mean_shadow_minus_primary"], Some(-5.0));
+        // Errors and timeouts, each over its own threshold, give two reasons.
+        c.errors = 100;
+        let r = report(&c, &GATE);
+        assert_eq!(r.rules, ["max_error_rate", "max_timeout_rate"]);
+        assert_eq!(r.ended, 1_200);
+    }
+
+    #[test]
+    fn score_differences_are_reported_as_bucket_upper_bounds() {
+        let mut c = counts(1_000, 0, 0);
+        c.score_diff[0] = 880; // [0, 0.0001]
+        c.score_diff[5] = 100; // (0.02, 0.05]
+        c.score_diff[9] = 20; // (0.5, 1]
+        let r = report(&c, &GATE);
+        assert_eq!(r.score_diff["p50"], Some(0.0001));
+        assert_eq!(r.score_diff["p90"], Some(0.05));
+        assert_eq!(r.score_diff["p99"], Some(1.0));
+        assert_eq!(r.score_diff["max"], Some(1.0));
+        assert_eq!(r.score_diff_histogram.len(), SCORE_DIFF_SLOTS);
+        assert_eq!(
+            r.score_diff_histogram[5],
+            Bucket {
+                le: Some(0.05),
+                count: 100
+            }
+        );
+        assert_eq!(r.score_diff_histogram[10].le, None);
+        let empty = report(&counts(0, 0, 0), &GATE);
+        assert_eq!(empty.score_diff["p50"], None);
     }
 
     #[test]
@@ -317,6 +542,11 @@ mod tests {
             ..ShadowGate::default()
         };
         assert_eq!(gate.check("").unwrap_err().field, "max_error_rate");
+        let gate = ShadowGate {
+            max_timeout_rate: f64::NAN,
+            ..ShadowGate::default()
+        };
+        assert_eq!(gate.check("").unwrap_err().field, "max_timeout_rate");
     }
 
     #[test]

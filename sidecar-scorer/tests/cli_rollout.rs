@@ -130,3 +130,84 @@ async fn an_operator_drives_a_rollout_from_the_command_line() {
     assert_ne!(code, 0);
     assert!(err.contains("cannot reach the scorer"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shadow_gate_is_set_from_the_command_line() {
+    let backend = Backend::sqlite();
+    let scorer = start_scorer(&backend, "cli-gate").await;
+    let url = scorer.url();
+    let run = |args: &[&str]| cli(&url, Some(ADMIN_TOKEN), args);
+
+    let (code, out, err) = run(&[
+        "create",
+        "fraud",
+        "--variant",
+        "stable=100",
+        "--shadow-gate",
+        "min_copies=200",
+        "--shadow-gate",
+        "max_timeout_rate=0.05",
+        "--shadow-gate",
+        "min_agreement=1",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let rollout: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        rollout["shadow_gate"],
+        serde_json::json!({"min_agreement": 1.0, "min_comparisons": 1000, "max_error_rate": 0.01,
+            "max_timeout_rate": 0.05, "min_copies": 200}),
+        "the thresholds not given keep their defaults"
+    );
+
+    // A file's gate, with a flag over one of its thresholds.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rollout.json");
+    std::fs::write(
+        &file,
+        r#"{"name": "fraud-2", "variants": [{"name": "stable", "weight": 100}],
+            "shadow_gate": {"min_comparisons": 300, "max_error_rate": 0.2}}"#,
+    )
+    .unwrap();
+    let (code, out, err) = run(&[
+        "create",
+        "--file",
+        file.to_str().unwrap(),
+        "--shadow-gate",
+        "max_error_rate=0.02",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let rollout: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (
+            &rollout["shadow_gate"]["min_comparisons"],
+            &rollout["shadow_gate"]["max_error_rate"]
+        ),
+        (&serde_json::json!(300), &serde_json::json!(0.02))
+    );
+
+    // Bad thresholds: named by the command line or by the scorer.
+    for (gate, says) in [
+        (
+            "max_timeout_rate=often",
+            "`often` in `max_timeout_rate=often` is not a number",
+        ),
+        ("min_copies", "`min_copies` is not KEY=VALUE"),
+        (
+            "max_timeout_rate=1.5",
+            "field `shadow_gate.max_timeout_rate`",
+        ),
+        ("min_copies=2.5", "field `shadow_gate.min_copies`"),
+        ("max_latency_ms=5", "field `shadow_gate.max_latency_ms`"),
+    ] {
+        let (code, _, err) = run(&[
+            "create",
+            "fraud-3",
+            "--variant",
+            "stable=100",
+            "--shadow-gate",
+            gate,
+        ]);
+        assert_ne!(code, 0, "{gate}");
+        assert!(err.contains(says), "{gate}: {err}");
+    }
+}

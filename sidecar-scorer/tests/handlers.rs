@@ -500,6 +500,9 @@ async fn rollout_requests_are_refused_with_the_field_at_fault() {
         refusal("step with an unknown variant", M::POST, "/v1/rollouts", admin, Some(json!({"name": "x", "variants": variants, "steps": [{"weights": {"stable": 100}}, {"weights": {"shadow": 100}}]})), 400, "invalid_value", Some("steps[1].weights.shadow"), "no variant `shadow` in this rollout"),
         refusal("step not adding up", M::POST, "/v1/rollouts", admin, Some(json!({"name": "x", "variants": variants, "steps": [{"weights": {"stable": 50}}]})), 400, "invalid_value", Some("steps[0].weights"), "add up to 50"),
         refusal("bad shadow gate", M::POST, "/v1/rollouts", admin, Some(json!({"name": "x", "variants": variants, "shadow_gate": {"min_agreement": 1.5}})), 400, "invalid_value", Some("shadow_gate.min_agreement"), "must be between 0 and 1"),
+        refusal("bad timeout rate", M::POST, "/v1/rollouts", admin, Some(json!({"name": "x", "variants": variants, "shadow_gate": {"max_timeout_rate": 2}})), 400, "invalid_value", Some("shadow_gate.max_timeout_rate"), "must be between 0 and 1"),
+        refusal("copies as text", M::POST, "/v1/rollouts", admin, Some(json!({"name": "x", "variants": variants, "shadow_gate": {"min_copies": "many"}})), 400, "invalid_type", Some("shadow_gate.min_copies"), "invalid type"),
+        refusal("unknown gate field", M::POST, "/v1/rollouts", admin, Some(json!({"name": "x", "variants": variants, "shadow_gate": {"max_latency_ms": 5}})), 400, "invalid_type", Some("shadow_gate.max_latency_ms"), "unknown field"),
         refusal("exists", M::POST, "/v1/rollouts", admin, Some(json!({"name": "fraud", "variants": variants})), 409, "conflict", None, "a rollout named `fraud` exists"),
         // Changes.
         refusal("read an unknown rollout", M::GET, "/v1/rollouts/nope", None, None, 404, "not_found", None, "no rollout named `nope`"),
@@ -642,7 +645,8 @@ async fn a_rollout_is_created_changed_and_recorded() {
     );
     assert_eq!(
         created["shadow_gate"],
-        json!({"min_agreement": 0.99, "min_comparisons": 1000, "max_error_rate": 0.01})
+        json!({"min_agreement": 0.99, "min_comparisons": 1000, "max_error_rate": 0.01,
+            "max_timeout_rate": 0.01, "min_copies": 1000})
     );
     assert_eq!(api.get("/v1/rollouts/fraud").await.json(), created);
 
@@ -1084,20 +1088,43 @@ async fn samples_and_shadow_reports_are_read_back_and_their_queries_checked() {
         .json();
     assert_eq!(
         report["gate"],
-        json!({"min_agreement": 0.99, "min_comparisons": 50, "max_error_rate": 0.01})
+        json!({"min_agreement": 0.99, "min_comparisons": 50, "max_error_rate": 0.01,
+            "max_timeout_rate": 0.01, "min_copies": 1000})
     );
     let v3 = &report["shadows"][0];
     assert_eq!(
         (&v3["variant"], &v3["compared"], &v3["verdict"]),
         (&json!("v3"), &json!(99), &json!("fail"))
     );
+    // Agreement (96 of 99) fails; the 100 copies are too few to judge errors.
+    assert_eq!(v3["rules"], json!(["min_agreement"]));
+    assert_eq!(
+        (
+            &v3["ended"],
+            &v3["error_rate"]["rate"],
+            &v3["timeout_rate"]["rate"]
+        ),
+        (&json!(100), &json!(0.01), &json!(0.0))
+    );
     assert_eq!(v3["skipped"], json!({"body_too_large": 2}));
     assert_eq!(v3["confusion"]["primary_0"]["shadow_1"], 3);
     let lenient = api
-        .get("/v1/rollouts/fraud/shadow?min_comparisons=50&min_agreement=0.9&max_error_rate=0.05")
+        .get("/v1/rollouts/fraud/shadow?min_comparisons=50&min_agreement=0.9&max_error_rate=0.05&min_copies=50")
         .await
         .json();
     assert_eq!(lenient["shadows"][0]["verdict"], "pass");
+    let strict = api
+        .get("/v1/rollouts/fraud/shadow?min_comparisons=50&min_agreement=0.9&min_copies=50&max_error_rate=0.005&max_timeout_rate=0")
+        .await
+        .json();
+    assert_eq!(strict["gate"]["max_timeout_rate"], 0.0);
+    assert_eq!(strict["shadows"][0]["rules"], json!(["max_error_rate"]));
+    let few = api
+        .get("/v1/rollouts/fraud/shadow?min_comparisons=50&min_agreement=0.9")
+        .await
+        .json();
+    assert_eq!(few["shadows"][0]["verdict"], "insufficient_data");
+    assert_eq!(few["shadows"][0]["rules"], json!(["min_copies"]));
     let later = api
         .get("/v1/rollouts/fraud/shadow?from_ms=5000")
         .await
@@ -1174,6 +1201,17 @@ async fn samples_and_shadow_reports_are_read_back_and_their_queries_checked() {
                 Some("max_error_rate"),
                 "must be between 0 and 1",
             ),
+            refusal(
+                "timeout rate above 1",
+                M::GET,
+                "/v1/rollouts/fraud/shadow?max_timeout_rate=1.5",
+                None,
+                None,
+                400,
+                "invalid_value",
+                Some("max_timeout_rate"),
+                "must be between 0 and 1",
+            ),
         ],
     )
     .await;
@@ -1202,8 +1240,9 @@ async fn bad_query_strings_and_paths_are_refused_in_json() {
         // Shadow reports.
         refusal("agreement not a number", M::GET, "/v1/rollouts/fraud/shadow?min_agreement=high", None, None, 400, "invalid_type", Some("min_agreement"), "`high` is not a valid `min_agreement`: invalid float literal"),
         refusal("comparisons with a fraction", M::GET, "/v1/rollouts/fraud/shadow?min_comparisons=1.5", None, None, 400, "invalid_type", Some("min_comparisons"), "`1.5` is not a valid `min_comparisons`"),
+        refusal("negative copies", M::GET, "/v1/rollouts/fraud/shadow?min_copies=-1", None, None, 400, "invalid_type", Some("min_copies"), "`-1` is not a valid `min_copies`"),
         refusal("window end not a number", M::GET, "/v1/rollouts/fraud/shadow?from_ms=0&to_ms=now", None, None, 400, "invalid_type", Some("to_ms"), "`now` is not a valid `to_ms`"),
-        refusal("unknown shadow parameter", M::GET, "/v1/rollouts/fraud/shadow?verdict=pass", None, None, 400, "invalid_type", Some("verdict"), "unknown query parameter `verdict`, expected one of `from_ms`, `to_ms`, `min_agreement`, `min_comparisons`, `max_error_rate`"),
+        refusal("unknown shadow parameter", M::GET, "/v1/rollouts/fraud/shadow?verdict=pass", None, None, 400, "invalid_type", Some("verdict"), "unknown query parameter `verdict`, expected one of `from_ms`, `to_ms`, `min_agreement`, `min_comparisons`, `max_error_rate`, `max_timeout_rate`, `min_copies`"),
         // Names in the path that are no rollout's, decodable or not.
         refusal("a name that breaks the rules", M::GET, "/v1/rollouts/fraud.v2/telemetry", None, None, 404, "not_found", None, "no rollout named `fraud.v2`"),
         refusal("a name too long", M::GET, "/v1/rollouts/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", None, None, 404, "not_found", None, "no rollout named"),
@@ -1232,7 +1271,7 @@ async fn bad_query_strings_and_paths_are_refused_in_json() {
     };
     assert_eq!(count("/v1/rollouts/{name}/samples", "400").await, 5.0);
     assert_eq!(count("/v1/rollouts/{name}/samples", "200").await, 1.0);
-    assert_eq!(count("/v1/rollouts/{name}/shadow", "400").await, 4.0);
+    assert_eq!(count("/v1/rollouts/{name}/shadow", "400").await, 5.0);
     assert_eq!(count("/v1/rollouts/{name}/telemetry", "400").await, 4.0);
     assert_eq!(count("/v1/rollouts/{name}", "404").await, 3.0);
 }

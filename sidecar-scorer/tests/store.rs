@@ -626,3 +626,27 @@ async fn sqlite_a_lease_not_renewed_expires() {
     assert!(b.try_lead("b", t + lease + 1).await.unwrap(), "expired");
     assert!(!a.try_lead("a", t + lease + 2).await.unwrap(), "a lost it");
 }
+
+/// A replica that died without releasing its SQLite lease (`kill -9`) and comes back
+/// under the same `--replica-id` takes the lease back at once; under another id (the
+/// default one holds the process id) it waits for the lease to expire.
+#[tokio::test]
+async fn sqlite_a_replica_restarted_with_its_id_takes_its_lease_back_at_once() {
+    let backend = Backend::sqlite();
+    let t = 1_000_000;
+    let before = open(&backend).await;
+    assert!(before.try_lead("scorer-1", t).await.unwrap());
+    drop(before);
+    let restarted = open(&backend).await;
+    let other = open(&backend).await;
+    assert!(
+        !other.try_lead("host-4242", t + 100).await.unwrap(),
+        "another id waits"
+    );
+    assert!(
+        restarted.try_lead("scorer-1", t + 100).await.unwrap(),
+        "the same id takes it back at once"
+    );
+    let lease = outrider_scorer::store::sqlite::LEASE_MS;
+    assert!(!other.try_lead("host-4242", t + lease).await.unwrap());
+}

@@ -7,7 +7,7 @@
 //! stream, with no body),
 //! `x-test-delay-ms: 20`, `x-test-score: 0.42` (the score in the answer).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +37,16 @@ pub struct Behaviour {
     pub scoring: Scoring,
     /// Answer without the `outputs` field (a model answer that cannot be read).
     pub omit_score: bool,
+    /// A known share of slow answers: inputs (`{"inputs": [{"data": [id, ...]}]}`)
+    /// whose `id % 100 < percent` wait `ms` longer before the answer.
+    pub slow: Slow,
+}
+
+/// See [`Behaviour::slow`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Slow {
+    pub percent: u64,
+    pub ms: u64,
 }
 
 /// Where the score of an answer comes from.
@@ -62,6 +72,8 @@ pub struct Seen {
     /// Requests that still carried an override header (the filter should strip it).
     override_headers: AtomicU64,
     routing_values: Mutex<HashMap<String, u64>>,
+    /// The names of the headers that shadow copies carried.
+    shadow_header_names: Mutex<BTreeSet<String>>,
 }
 
 pub struct StandIn {
@@ -136,6 +148,16 @@ impl StandIn {
         self.seen.override_headers.load(Ordering::Relaxed)
     }
 
+    /// The names of the headers that shadow copies (`x-outrider-shadow`) carried, in
+    /// any of them.
+    pub fn shadow_header_names(&self) -> BTreeSet<String> {
+        self.seen
+            .shadow_header_names
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
+    }
+
     /// How many requests arrived with each value of `x-outrider-variant`.
     pub fn routing_values(&self) -> HashMap<String, u64> {
         self.seen
@@ -159,6 +181,12 @@ struct State {
 }
 
 type Body = BoxBody<Bytes, Infallible>;
+
+/// The id of an input: `{"inputs": [{"data": [id, ...]}]}`.
+fn input_id(input: &[u8]) -> Option<u64> {
+    let body: serde_json::Value = serde_json::from_slice(input).ok()?;
+    body["inputs"][0]["data"][0].as_u64()
+}
 
 /// The score [`Scoring::Echo`] gives an input.
 fn echo_score(input: &[u8], flip_percent: u64) -> Option<f64> {
@@ -185,6 +213,9 @@ impl State {
         }
         if req.headers().contains_key("x-outrider-shadow") {
             self.seen.shadow_copies.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut names) = self.seen.shadow_header_names.lock() {
+                names.extend(req.headers().keys().map(|k| k.as_str().to_owned()));
+            }
         }
         let routing = header(&req, "x-outrider-variant").unwrap_or("").to_owned();
         if let Ok(mut values) = self.seen.routing_values.lock() {
@@ -211,6 +242,13 @@ impl State {
                     low
                 }
             });
+        let slow = self.behaviour.slow;
+        let delay = delay
+            + if slow.percent > 0 && input_id(&input).is_some_and(|id| id % 100 < slow.percent) {
+                slow.ms
+            } else {
+                0
+            };
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }

@@ -532,3 +532,91 @@ async fn envoy_native_mirroring_copies_routed_requests() {
     );
     assert!(canary.requests() > 0 && stable.requests() > 0);
 }
+
+/// What a copy carries: the request's own headers, minus the hop-by-hop ones, the
+/// routing header and Envoy's `x-envoy-*`; plus `x-outrider-shadow`, and the two
+/// headers Envoy's HTTP client adds to every call. An override token, valid or not,
+/// never reaches the shadow (nor the primary).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_carry_the_request_headers_and_never_an_override_token() {
+    const SECRET: &str = "shadow-test-secret-0123456789abcdef";
+    let mut config = config(shadow(json!({})));
+    config["override"] = json!({"secrets": [SECRET], "max_ttl_seconds": 3600});
+    let echo = Behaviour {
+        scoring: Scoring::Echo { flip_percent: 0 },
+        ..Behaviour::default()
+    };
+    let shadow_standin = StandIn::start_on("v3", SocketAddr::from(([127, 0, 0, 1], 0)), echo)
+        .await
+        .unwrap();
+    let addr = shadow_standin.addr;
+    let rollout = RolloutUnderTest::start_with_stand_ins(config, 1, echo, move |spec| {
+        spec.clusters.push(Cluster::new("shadow-v3", addr));
+    })
+    .await
+    .unwrap();
+    let expiry = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let valid =
+        outrider_filter_logic::override_token::mint(SECRET.as_bytes(), "fraud", "stable", expiry)
+            .unwrap();
+    let client = HttpClient::new();
+    let tokens = [valid.as_str(), "stable.1.forged", ""];
+    for (id, token) in (0..30u64).zip(tokens.iter().cycle()) {
+        let mut headers = vec![
+            ("x-user-id", format!("u{id}")),
+            ("content-type", "application/json".to_owned()),
+            ("authorization", "Bearer model-token".to_owned()),
+            ("x-request-id", format!("req-{id}")),
+            ("x-outrider-variant", "canary".to_owned()),
+            ("x-envoy-upstream-rq-timeout-ms", "9000".to_owned()),
+        ];
+        if !token.is_empty() {
+            headers.push(("x-outrider-override", (*token).to_owned()));
+        }
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let reply = client
+            .request(
+                Method::POST,
+                &format!("{}/v2/models/fraud/infer", rollout.url),
+                &headers,
+                input(id, 0.3),
+            )
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200);
+    }
+    let v = "rollout=fraud.variant=v3";
+    wait_stat(
+        &rollout,
+        &format!("shadow_response_total.{v}.result=completed"),
+        30,
+    )
+    .await;
+    assert_eq!(shadow_standin.shadow_copies(), 30);
+    assert_eq!(
+        shadow_standin.override_headers_seen(),
+        0,
+        "no token reaches the shadow"
+    );
+    assert_eq!(rollout.standin("stable").override_headers_seen(), 0);
+    let names: Vec<String> = shadow_standin.shadow_header_names().into_iter().collect();
+    assert_eq!(
+        names,
+        [
+            "authorization",
+            "content-length",
+            "content-type",
+            "host",
+            "x-envoy-expected-rq-timeout-ms",
+            "x-envoy-internal",
+            "x-forwarded-proto",
+            "x-outrider-shadow",
+            "x-request-id",
+            "x-user-id",
+        ]
+    );
+}

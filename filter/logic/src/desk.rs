@@ -72,9 +72,14 @@ pub enum Event {
 /// long past the shadow's own timeout.
 pub const PAIR_GRACE_MS: u64 = 30_000;
 
-/// A call whose answer comes this close to its timeout, with no status or Envoy's own
-/// 504, was ended by the timeout.
-const TIMEOUT_SLACK_MS: u64 = 5;
+/// A call whose answer (no status, or Envoy's own 504) comes this close to its timeout
+/// was ended by the timeout: a tenth of the timeout, at least 5 ms and at most 100 ms.
+/// Envoy starts the timer at the time its event loop cached when the loop woke, which
+/// can be several milliseconds before the tick that sent the call read the clock (on a
+/// busy machine, more), so a timeout can look a little shorter than it was.
+fn timeout_slack_ms(timeout_ms: u64) -> u64 {
+    (timeout_ms / 10).clamp(5, 100)
+}
 
 /// What a shadow needs a reservation to know.
 #[derive(Debug, Clone, Copy)]
@@ -201,7 +206,7 @@ impl Desk {
             .and_then(|s| s.parse::<u16>().ok());
         // When the timeout strikes, Envoy answers the call itself with a 504; a 504
         // (or no answer) that took the whole timeout is that, not the shadow's word.
-        let timed_out = latency_ms + TIMEOUT_SLACK_MS >= call.timeout_ms;
+        let timed_out = latency_ms + timeout_slack_ms(call.timeout_ms) >= call.timeout_ms;
         let end = match status {
             Some(200..=299) => ShadowEnd::Completed,
             Some(504) | None if timed_out => ShadowEnd::Timeout,
@@ -430,6 +435,10 @@ mod tests {
             (Some(504), 998),
             (None, 999),
             (None, 20),
+            // Within a tenth of the 1 s timeout: Envoy's timer, started a little
+            // before the clock was read.
+            (Some(504), 950),
+            (Some(504), 850),
         ] {
             let mut events = Vec::new();
             let pair = desk.reserve(reservation(0, 8), host.now()).unwrap();
@@ -453,8 +462,19 @@ mod tests {
             }));
         }
         use ShadowEnd::{Error, Timeout};
-        assert_eq!(ends, [Error, Error, Timeout, Timeout, Error]);
+        assert_eq!(
+            ends,
+            [Error, Error, Timeout, Timeout, Error, Timeout, Error]
+        );
         assert_eq!(desk.open_pairs(), 0);
+    }
+
+    #[test]
+    fn the_timeout_slack_is_a_tenth_of_the_timeout_within_5_to_100_ms() {
+        assert_eq!(
+            [20, 400, 5_000, 60_000].map(timeout_slack_ms),
+            [5, 40, 100, 100]
+        );
     }
 
     #[test]

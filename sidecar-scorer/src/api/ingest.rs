@@ -417,6 +417,10 @@ pub struct ShadowQuery {
     min_comparisons: Option<u64>,
     #[serde(default)]
     max_error_rate: Option<f64>,
+    #[serde(default)]
+    max_timeout_rate: Option<f64>,
+    #[serde(default)]
+    min_copies: Option<u64>,
 }
 
 /// How each shadow variant compares with the primary, and its verdict against the
@@ -431,6 +435,8 @@ pub async fn shadow(
     gate.min_agreement = query.min_agreement.unwrap_or(gate.min_agreement);
     gate.min_comparisons = query.min_comparisons.unwrap_or(gate.min_comparisons);
     gate.max_error_rate = query.max_error_rate.unwrap_or(gate.max_error_rate);
+    gate.max_timeout_rate = query.max_timeout_rate.unwrap_or(gate.max_timeout_rate);
+    gate.min_copies = query.min_copies.unwrap_or(gate.min_copies);
     gate.check("")?;
     let windows = app
         .store
