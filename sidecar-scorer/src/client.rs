@@ -82,6 +82,17 @@ pub enum RolloutCommand {
     Events { name: String },
     /// Show the per-variant counts the filters reported.
     Telemetry { name: String },
+    /// The rollout's status and its analysis runs as a table: each run's interval,
+    /// step, outcome and every check's figure against the baseline's.
+    Status {
+        name: String,
+        /// Runs to show, newest last.
+        #[arg(long, default_value_t = 20)]
+        runs: u64,
+        /// Print the JSON of `GET /v1/rollouts/{name}/analysis` instead.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -150,6 +161,102 @@ fn score_diff_range(histogram: &Value, q: f64) -> String {
         (Some(lower), None) => format!("> {lower}"),
         (None, None) => "-".to_owned(),
     }
+}
+
+/// A time of day (UTC) from ms since the epoch: `14:03:20`.
+fn clock(ms: &Value) -> String {
+    ms.as_u64().map_or_else(
+        || "-".to_owned(),
+        |ms| {
+            let s = (ms / 1000) % 86_400;
+            format!("{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+        },
+    )
+}
+
+/// A figure of a check: shares as percent, latencies and distances as they are.
+fn figure(metric: &str, v: &Value) -> String {
+    match metric {
+        "error_rate" | "grpc_error_rate" | "score_share_above" => percent(v),
+        _ => v
+            .as_f64()
+            .map_or_else(|| "-".to_owned(), |n| format!("{n:.4}")),
+    }
+}
+
+/// `GET /v1/rollouts/{name}/analysis` as a person reads it: one line per run, then its
+/// checks indented below it.
+pub fn render_status(status: &Value) -> String {
+    let mut out = format!(
+        "rollout {}: {}, step {}\n",
+        status["rollout"].as_str().unwrap_or(""),
+        status["status"].as_str().unwrap_or(""),
+        status["step"]
+            .as_u64()
+            .map_or_else(|| "-".to_owned(), |s| (s + 1).to_string())
+    );
+    let runs = status["runs"].as_array().cloned().unwrap_or_default();
+    if status["analysis"].is_null() {
+        out.push_str("no analysis: steps advance on their hold alone\n");
+        return out;
+    }
+    if runs.is_empty() {
+        out.push_str(
+            "no analysis run yet (a run waits for its interval's telemetry to be complete)\n",
+        );
+        return out;
+    }
+    out.push_str(&format!(
+        "{:<19} {:>4}  {:<12}  {}\n    {:<22} {:<10} {:>10} {:>10}  {:<12} why\n",
+        "interval (UTC)",
+        "step",
+        "outcome",
+        "requests",
+        "check",
+        "candidate",
+        "value",
+        "baseline",
+        "outcome"
+    ));
+    for run in &runs {
+        let requests: Vec<String> = run["requests"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(v, n)| format!("{v}={n}"))
+            .collect();
+        out.push_str(&format!(
+            "{:<19} {:>4}  {:<12}  {}\n",
+            format!("{}-{}", clock(&run["start_ms"]), clock(&run["end_ms"])),
+            run["step"]
+                .as_u64()
+                .map_or_else(|| "-".to_owned(), |s| (s + 1).to_string()),
+            run["outcome"].as_str().unwrap_or(""),
+            requests.join(" ")
+        ));
+        let checks = run["checks"].as_array().cloned().unwrap_or_default();
+        if checks.is_empty() {
+            out.push_str(&format!("    {}\n", run["reason"].as_str().unwrap_or("")));
+        }
+        for c in &checks {
+            let metric = c["metric"].as_str().unwrap_or("");
+            out.push_str(&format!(
+                "    {:<22} {:<10} {:>10} {:>10}  {:<12} {}{}\n",
+                c["name"].as_str().unwrap_or(""),
+                c["candidate"].as_str().unwrap_or(""),
+                figure(metric, &c["value"]),
+                figure(metric, &c["baseline"]),
+                c["outcome"].as_str().unwrap_or(""),
+                if c["dry_run"] == true {
+                    "(dry run) "
+                } else {
+                    ""
+                },
+                c["reason"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    out
 }
 
 /// A shadow report as a person reads it.
@@ -534,6 +641,20 @@ pub async fn run(conn: Connection, command: RolloutCommand) -> Result<()> {
             client
                 .send(Method::GET, &format!("/v1/rollouts/{name}/events"), None)
                 .await?
+        }
+        RolloutCommand::Status { name, runs, json } => {
+            let status = client
+                .send(
+                    Method::GET,
+                    &format!("/v1/rollouts/{name}/analysis?limit={runs}"),
+                    None,
+                )
+                .await?;
+            if !json {
+                print!("{}", render_status(&status));
+                return Ok(());
+            }
+            status
         }
         RolloutCommand::Telemetry { name } => {
             client

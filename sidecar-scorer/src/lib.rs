@@ -7,6 +7,8 @@
 //!
 //! - [`rollout`]: rollouts and the changes allowed to them (pure), refused with a
 //!   [`rollout::RolloutError`];
+//! - [`analysis`]: what a canary's analysis checks each interval, and what its runs
+//!   decide;
 //! - [`shadow_report`]: how shadow variants compare, against the shadow gate;
 //! - [`completeness`]: which telemetry windows hold everything the filters saw;
 //! - [`histogram`]: quantiles from the latency and score-difference histograms;
@@ -19,6 +21,7 @@
 //! - [`client`]: the command line's client of a running server;
 //! - [`stats`]: the statistics engine's JSON contract (CLI and `POST /v1/stats/...`).
 
+pub mod analysis;
 pub mod api;
 pub mod client;
 pub mod completeness;

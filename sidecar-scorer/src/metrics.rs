@@ -58,6 +58,12 @@ pub struct VariantLabels {
     pub variant: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RunLabels {
+    pub rollout: String,
+    pub outcome: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub http_requests: Family<HttpLabels, Counter>,
@@ -67,6 +73,7 @@ pub struct Metrics {
     pub state_polls: Family<PollLabels, Counter>,
     pub leader: Gauge,
     pub controller_steps: Counter,
+    pub analysis_runs: Family<RunLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -120,6 +127,12 @@ impl Metrics {
             "Rollout changes made by the controller",
             controller_steps.clone(),
         );
+        let analysis_runs = Family::default();
+        registry.register(
+            "analysis_runs",
+            "Analysis runs by rollout and outcome (passed, failed, inconclusive)",
+            analysis_runs.clone(),
+        );
         Self {
             registry,
             http_requests,
@@ -129,6 +142,7 @@ impl Metrics {
             state_polls,
             leader,
             controller_steps,
+            analysis_runs,
         }
     }
 

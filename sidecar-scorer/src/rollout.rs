@@ -9,6 +9,7 @@ use outrider_protocol::rules::{MAX_VARIANTS, check_name, check_total, weight_to_
 use outrider_protocol::{FieldError, RolloutState, VariantWeight};
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::AnalysisSpec;
 use crate::shadow_report::ShadowGate;
 
 /// How the variants share traffic.
@@ -91,6 +92,9 @@ pub struct Rollout {
     /// What shadow variants must show to pass the shadow stage.
     #[serde(default)]
     pub shadow_gate: ShadowGate,
+    /// What each step's analysis checks; without it steps advance on their hold alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisSpec>,
     pub created_ms: u64,
     pub updated_ms: u64,
 }
@@ -121,6 +125,8 @@ pub struct CreateRequest {
     pub steps: Vec<Step>,
     #[serde(default)]
     pub shadow_gate: Option<ShadowGate>,
+    #[serde(default)]
+    pub analysis: Option<AnalysisSpec>,
     #[serde(default)]
     pub actor: Option<String>,
     #[serde(default)]
@@ -320,8 +326,23 @@ impl Rollout {
         }
         let shadow_gate = req.shadow_gate.unwrap_or_default();
         shadow_gate.check("shadow_gate.")?;
+        if req.analysis.is_some() {
+            if req.mode != Mode::Canary {
+                return Err(invalid(
+                    "analysis",
+                    "analysis judges canary steps; this rollout is not a canary",
+                ));
+            }
+            if req.steps.is_empty() || names.len() < 2 {
+                return Err(invalid(
+                    "analysis",
+                    "analysis judges steps: give a baseline, a candidate and steps",
+                ));
+            }
+        }
         let rollout = Rollout {
             shadow_gate,
+            analysis: req.analysis,
             name: req.name,
             mode: req.mode,
             status: Status::Active,
@@ -445,8 +466,9 @@ impl Rollout {
     }
 
     /// What the controller does at `now_ms`: move to the next step once the current
-    /// one has been held long enough, or complete the schedule after the last.
-    pub fn advance(&self, now_ms: u64) -> Option<Change> {
+    /// one has been held long enough (and, with an analysis, `passed` says what its
+    /// runs showed), or complete the schedule after the last.
+    pub fn advance(&self, now_ms: u64, passed: Option<&str>) -> Option<Change> {
         if self.status != Status::Active {
             return None;
         }
@@ -455,9 +477,15 @@ impl Rollout {
         if now_ms < self.step_started_ms.saturating_add(hold_ms) {
             return None;
         }
+        let mut reason = format!("step {} held {} s", current + 1, hold_ms / 1000);
+        match (&self.analysis, passed) {
+            (Some(_), None) => return None,
+            (Some(_), Some(why)) => reason.push_str(&format!("; analysis: {why}")),
+            (None, _) => {}
+        }
         let by = Attribution {
             actor: "controller".into(),
-            reason: format!("step {} held {} s", current + 1, hold_ms / 1000),
+            reason,
         };
         let names = self.variant_names();
         match self.steps.get(current + 1) {
@@ -634,22 +662,22 @@ mod tests {
             vec![95.0, 5.0],
             "the first step applies at once"
         );
-        assert!(r.advance(1_000 + 9_999).is_none());
-        let (r2, e) = r.advance(11_000).unwrap();
+        assert!(r.advance(1_000 + 9_999, None).is_none());
+        let (r2, e) = r.advance(11_000, None).unwrap();
         assert_eq!(
             (weights(&r2), r2.step, e.kind.as_str(), e.actor.as_str()),
             (vec![50.0, 50.0], Some(1), "step", "controller")
         );
-        assert!(r2.advance(20_999).is_none());
-        let (done, e) = r2.advance(21_000).unwrap();
+        assert!(r2.advance(20_999, None).is_none());
+        let (done, e) = r2.advance(21_000, None).unwrap();
         assert_eq!(
             (done.status, done.step, e.kind.as_str()),
             (Status::Completed, None, "completed")
         );
-        assert!(done.advance(99_000).is_none());
+        assert!(done.advance(99_000, None).is_none());
         let paused = r2.pause(&by(), 12_000).unwrap().0;
         assert!(
-            paused.advance(99_000).is_none(),
+            paused.advance(99_000, None).is_none(),
             "paused rollouts hold their step"
         );
     }

@@ -14,7 +14,7 @@ use serde_json::json;
 use super::auth::Admin;
 use super::body::JsonBody;
 use super::error::ApiError;
-use super::params::PathParams;
+use super::params::{PathParams, Query};
 use super::{AppState, load_rollout, now_ms};
 use crate::metrics::{Named, PollLabels};
 use crate::rollout::{Attribution, Change, CreateRequest, Rollout, RolloutError};
@@ -53,6 +53,9 @@ pub async fn create(
     JsonBody(request): JsonBody<CreateRequest>,
 ) -> Result<Response, ApiError> {
     let by = attribution(&headers, request.actor.clone(), request.reason.clone());
+    if let Some(analysis) = &request.analysis {
+        analysis.check("analysis.", app.config.window_ms)?;
+    }
     let (rollout, event) = Rollout::create(request, &by, now_ms())?;
     app.store.create_rollout(&rollout, &event).await?;
     app.states.put(&rollout);
@@ -70,6 +73,36 @@ pub async fn get_one(
     PathParams(name): PathParams<String>,
 ) -> Result<Response, ApiError> {
     Ok(Json(load_rollout(&app, &name).await?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisQuery {
+    #[serde(default)]
+    limit: Option<u64>,
+}
+
+/// The rollout's analysis spec and its newest runs (oldest first), each with the
+/// figures of every check.
+pub async fn analysis(
+    State(app): State<AppState>,
+    PathParams(name): PathParams<String>,
+    Query(query): Query<AnalysisQuery>,
+) -> Result<Response, ApiError> {
+    let rollout = load_rollout(&app, &name).await?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=1_000).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
+    }
+    let runs = app.store.runs(&name, limit).await?;
+    Ok(Json(json!({
+        "rollout": name,
+        "status": rollout.status,
+        "step": rollout.step,
+        "analysis": rollout.analysis,
+        "runs": runs,
+    }))
+    .into_response())
 }
 
 pub async fn events(

@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use outrider_protocol::{BatchOutcome, LATENCY_SLOTS, TelemetryBatch};
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::Run;
 use crate::rollout::{Event, Rollout};
 
 pub use sql::Placeholders;
@@ -164,6 +165,22 @@ pub trait Store: Send + Sync {
 
     /// Feedback events stored (for a rollout, or all).
     async fn feedback_count(&self, rollout: Option<&str>) -> StoreResult<u64>;
+
+    /// Stores an analysis run unless one with the same interval end is stored; true
+    /// if this one was.
+    async fn add_run(&self, run: &Run) -> StoreResult<bool>;
+
+    /// The newest `limit` analysis runs of a rollout, oldest first.
+    async fn runs(&self, rollout: &str, limit: u64) -> StoreResult<Vec<Run>>;
+
+    /// The sampled scores of a rollout with `from_ms <= at_ms < to_ms`, as (variant,
+    /// score).
+    async fn scores(
+        &self,
+        rollout: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> StoreResult<Vec<(String, f64)>>;
 
     /// Samples stored for a rollout.
     async fn sample_count(&self, rollout: &str) -> StoreResult<u64>;

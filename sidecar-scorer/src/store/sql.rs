@@ -33,6 +33,12 @@ pub const UPSERT_WORKER: &str = "INSERT INTO telemetry_workers (rollout, proxy, 
      last_seen_ms = excluded.last_seen_ms";
 pub const SELECT_WORKERS: &str = "SELECT proxy, worker, complete_through_ms, last_seen_ms FROM telemetry_workers \
      WHERE rollout = $1 ORDER BY proxy, worker";
+pub const INSERT_RUN: &str = "INSERT INTO analysis_runs (rollout, end_ms, start_ms, step, outcome, body) \
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (rollout, end_ms) DO NOTHING";
+pub const SELECT_RUNS: &str = "SELECT body FROM (SELECT body, end_ms FROM analysis_runs WHERE rollout = $1 \
+     ORDER BY end_ms DESC LIMIT $2) newest ORDER BY end_ms";
+pub const SELECT_SCORES: &str = "SELECT variant, score FROM samples \
+     WHERE rollout = $1 AND at_ms >= $2 AND at_ms < $3 AND score IS NOT NULL";
 pub const COUNT_FEEDBACK: &str = "SELECT COUNT(*) FROM feedback";
 pub const COUNT_FEEDBACK_ROLLOUT: &str = "SELECT COUNT(*) FROM feedback WHERE rollout = $1";
 pub const COUNT_SAMPLES: &str = "SELECT COUNT(*) FROM samples WHERE rollout = $1";

@@ -16,14 +16,16 @@ use sqlx::{
 
 use super::sql::{
     COUNT_FEEDBACK, COUNT_FEEDBACK_ROLLOUT, COUNT_SAMPLES, INSERT_BATCH, INSERT_CHUNK,
-    INSERT_EVENT, INSERT_ROLLOUT, Placeholders, SELECT_EVENTS, SELECT_ROLLOUT, SELECT_ROLLOUTS,
-    SELECT_SAMPLES, SELECT_WORKERS, UPDATE_ROLLOUT, UPSERT_WORKER, by_variant, db_int, from_db_int,
-    insert_feedback, insert_samples, select_shadows, select_windows, shadow_columns,
-    shadow_from_values, shadow_values, upsert_shadow, upsert_windows,
+    INSERT_EVENT, INSERT_ROLLOUT, INSERT_RUN, Placeholders, SELECT_EVENTS, SELECT_ROLLOUT,
+    SELECT_ROLLOUTS, SELECT_RUNS, SELECT_SAMPLES, SELECT_SCORES, SELECT_WORKERS, UPDATE_ROLLOUT,
+    UPSERT_WORKER, by_variant, db_int, from_db_int, insert_feedback, insert_samples,
+    select_shadows, select_windows, shadow_columns, shadow_from_values, shadow_values,
+    upsert_shadow, upsert_windows,
 };
 use super::{
     FeedbackEvent, FeedbackOutcome, Store, StoreError, StoreResult, WindowCounts, WorkerMark,
 };
+use crate::analysis::Run;
 use crate::rollout::{Event, Rollout};
 
 /// What one SQL database does its own way.
@@ -351,6 +353,51 @@ where
         }
         tx.commit().await?;
         Ok(outcome)
+    }
+
+    async fn add_run(&self, run: &Run) -> StoreResult<bool> {
+        let body = serde_json::to_string(run).map_err(json_error)?;
+        let outcome = serde_json::to_value(run.outcome).map_err(json_error)?;
+        let result = sqlx::query::<D::Db>(INSERT_RUN)
+            .bind(&run.rollout)
+            .bind(db_int(run.end_ms))
+            .bind(db_int(run.start_ms))
+            .bind(run.step.map_or(-1, |s| db_int(s as u64)))
+            .bind(outcome.as_str().unwrap_or("inconclusive").to_owned())
+            .bind(body)
+            .execute(&self.write)
+            .await?;
+        Ok(D::rows_affected(&result) > 0)
+    }
+
+    async fn runs(&self, rollout: &str, limit: u64) -> StoreResult<Vec<Run>> {
+        let bodies: Vec<String> = sqlx::query_scalar::<D::Db, String>(SELECT_RUNS)
+            .bind(rollout)
+            .bind(db_int(limit))
+            .fetch_all(&self.read)
+            .await?;
+        bodies
+            .iter()
+            .map(|b| serde_json::from_str(b).map_err(json_error))
+            .collect()
+    }
+
+    async fn scores(
+        &self,
+        rollout: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> StoreResult<Vec<(String, f64)>> {
+        let rows = sqlx::query::<D::Db>(SELECT_SCORES)
+            .bind(rollout)
+            .bind(db_int(from_ms))
+            .bind(db_int(to_ms))
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("variant")?, row.try_get("score")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
     }
 
     async fn workers(&self, rollout: &str) -> StoreResult<Vec<WorkerMark>> {

@@ -1,0 +1,857 @@
+//! Canary analysis: what a rollout checks every interval, and the verdict of one run.
+//! Pure: the controller ([`crate::controller`]) reads the interval's complete telemetry
+//! windows and sampled scores, [`judge`] turns them into a run, and [`decide`] turns
+//! the runs of a step into the next move.
+//!
+//! A run compares each candidate (every variant after the first with traffic) with the
+//! baseline (the first variant) over one interval. A run without the minimum of
+//! requests on both sides is inconclusive: never a failure, never a pass. Checks marked
+//! `dry_run` are measured and shown but never decide.
+
+use std::collections::BTreeMap;
+
+use outrider_protocol::{FieldError, LATENCY_SLOTS};
+use outrider_stats::drift::bins::{ReferenceBins, shares};
+use outrider_stats::drift::{jensen_shannon, ks, psi};
+use serde::{Deserialize, Serialize};
+
+use crate::histogram::latency_quantile;
+use crate::store::WindowCounts;
+
+/// Shortest analysis interval.
+pub const MIN_INTERVAL_SECONDS: u64 = 5;
+/// Bins of the baseline's scores for PSI and Jensen-Shannon.
+const SCORE_BINS: usize = 10;
+
+/// What a rollout's analysis checks and how the results decide.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisSpec {
+    /// Length of one run, a whole number of the scorer's telemetry windows.
+    pub interval_seconds: u64,
+    /// Requests each of the baseline and the candidate needs in an interval before
+    /// anything is judged.
+    #[serde(default = "default_min_requests")]
+    pub min_requests: u64,
+    /// Failed runs in a row that roll the rollout back.
+    #[serde(default = "default_failure_limit")]
+    pub failure_limit: u32,
+    /// Inconclusive runs in a row that pause the rollout.
+    #[serde(default = "default_inconclusive_limit")]
+    pub inconclusive_limit: u32,
+    /// Passed runs a step needs (besides its `hold_seconds`) before the next step.
+    #[serde(default = "default_passes_per_step")]
+    pub passes_per_step: u32,
+    pub checks: Vec<Check>,
+}
+
+fn default_min_requests() -> u64 {
+    50
+}
+fn default_failure_limit() -> u32 {
+    2
+}
+fn default_inconclusive_limit() -> u32 {
+    3
+}
+fn default_passes_per_step() -> u32 {
+    1
+}
+
+/// What a check measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// 5xx responses / responses.
+    ErrorRate,
+    /// Responses with a non-OK `grpc-status` / responses.
+    GrpcErrorRate,
+    LatencyP50Ms,
+    LatencyP99Ms,
+    /// Kolmogorov-Smirnov statistic of the candidate's sampled scores against the
+    /// baseline's.
+    PredictionKs,
+    /// Population stability index of the candidate's scores, in ten bins of the
+    /// baseline's.
+    PredictionPsi,
+    /// Jensen-Shannon distance (base 2) in the same bins.
+    PredictionJs,
+    /// Share of sampled scores at or above `threshold`.
+    ScoreShareAbove,
+}
+
+impl Metric {
+    fn name(self) -> &'static str {
+        match self {
+            Metric::ErrorRate => "error_rate",
+            Metric::GrpcErrorRate => "grpc_error_rate",
+            Metric::LatencyP50Ms => "latency_p50_ms",
+            Metric::LatencyP99Ms => "latency_p99_ms",
+            Metric::PredictionKs => "prediction_ks",
+            Metric::PredictionPsi => "prediction_psi",
+            Metric::PredictionJs => "prediction_js",
+            Metric::ScoreShareAbove => "score_share_above",
+        }
+    }
+
+    /// Distances between the two sides: they have no baseline figure of their own.
+    fn is_distance(self) -> bool {
+        matches!(
+            self,
+            Metric::PredictionKs | Metric::PredictionPsi | Metric::PredictionJs
+        )
+    }
+
+    fn needs_scores(self) -> bool {
+        self.is_distance() || self == Metric::ScoreShareAbove
+    }
+}
+
+/// One check: a metric and its pass condition. `max` bounds the candidate's figure
+/// (a distance for the prediction metrics); `max_increase` bounds candidate minus
+/// baseline; `max_ratio` bounds candidate / baseline. Every bound given must hold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    /// Defaults to the metric's name.
+    #[serde(default)]
+    pub name: Option<String>,
+    pub metric: Metric,
+    #[serde(default)]
+    pub max: Option<f64>,
+    #[serde(default)]
+    pub max_increase: Option<f64>,
+    #[serde(default)]
+    pub max_ratio: Option<f64>,
+    /// For `score_share_above`: the decision threshold.
+    #[serde(default)]
+    pub threshold: Option<f64>,
+    /// For the prediction metrics: sampled scores each side needs, else the check is
+    /// inconclusive.
+    #[serde(default)]
+    pub min_samples: Option<u64>,
+    /// Measured and shown, never deciding.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+const DEFAULT_MIN_SAMPLES: u64 = 50;
+
+impl Check {
+    pub fn name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| self.metric.name().to_owned())
+    }
+}
+
+impl AnalysisSpec {
+    /// Checks the spec against the scorer's telemetry window; `field` prefixes paths.
+    pub fn check(&self, field: &str, window_ms: u64) -> Result<(), FieldError> {
+        let at = |name: &str| format!("{field}{name}");
+        let interval_ms = self.interval_seconds.saturating_mul(1000);
+        if self.interval_seconds < MIN_INTERVAL_SECONDS {
+            return Err(FieldError::new(
+                at("interval_seconds"),
+                format!("must be at least {MIN_INTERVAL_SECONDS}"),
+            ));
+        }
+        if window_ms == 0 || interval_ms % window_ms != 0 {
+            return Err(FieldError::new(
+                at("interval_seconds"),
+                format!(
+                    "must be a whole number of the scorer's {} s telemetry windows (--window-seconds)",
+                    window_ms / 1000
+                ),
+            ));
+        }
+        if self.failure_limit == 0 || self.inconclusive_limit == 0 {
+            let name = if self.failure_limit == 0 {
+                "failure_limit"
+            } else {
+                "inconclusive_limit"
+            };
+            return Err(FieldError::new(at(name), "must be at least 1"));
+        }
+        if self.checks.is_empty() {
+            return Err(FieldError::new(at("checks"), "needs at least one check"));
+        }
+        let mut names = Vec::new();
+        for (i, c) in self.checks.iter().enumerate() {
+            let at = |name: &str| format!("{field}checks[{i}].{name}");
+            let name = c.name();
+            if names.contains(&name) {
+                return Err(FieldError::new(
+                    at("name"),
+                    format!("`{name}` names two checks; give them distinct names"),
+                ));
+            }
+            names.push(name);
+            if c.max.is_none() && c.max_increase.is_none() && c.max_ratio.is_none() {
+                return Err(FieldError::new(
+                    at("max"),
+                    "give at least one of max, max_increase, max_ratio",
+                ));
+            }
+            for (bound, value) in [
+                ("max", c.max),
+                ("max_increase", c.max_increase),
+                ("max_ratio", c.max_ratio),
+            ] {
+                if value.is_some_and(|v| !v.is_finite() || v < 0.0) {
+                    return Err(FieldError::new(at(bound), "must be a number of at least 0"));
+                }
+            }
+            if c.metric.is_distance() && (c.max_increase.is_some() || c.max_ratio.is_some()) {
+                return Err(FieldError::new(
+                    at("metric"),
+                    "a distance between candidate and baseline takes `max` only",
+                ));
+            }
+            match (c.metric, c.threshold) {
+                (Metric::ScoreShareAbove, None) => {
+                    return Err(FieldError::new(
+                        at("threshold"),
+                        "score_share_above needs the decision threshold",
+                    ));
+                }
+                (Metric::ScoreShareAbove, Some(t)) if !t.is_finite() => {
+                    return Err(FieldError::new(at("threshold"), "must be a finite number"));
+                }
+                (Metric::ScoreShareAbove, Some(_)) | (_, None) => {}
+                (_, Some(_)) => {
+                    return Err(FieldError::new(
+                        at("threshold"),
+                        "only score_share_above takes a threshold",
+                    ));
+                }
+            }
+            if c.min_samples.is_some() && !c.metric.needs_scores() {
+                return Err(FieldError::new(
+                    at("min_samples"),
+                    "only the prediction metrics take min_samples",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn interval_ms(&self) -> u64 {
+        self.interval_seconds.saturating_mul(1000)
+    }
+}
+
+/// What one side of a comparison saw in an interval.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Side {
+    pub counts: WindowCounts,
+    /// Sampled scores.
+    pub scores: Vec<f64>,
+}
+
+impl Side {
+    fn responses(&self) -> u64 {
+        let r = &self.counts.responses;
+        r.success + r.redirect + r.client_error + r.server_error
+    }
+
+    fn rate(&self, n: u64) -> Option<f64> {
+        let responses = self.responses();
+        (responses > 0).then(|| n as f64 / responses as f64)
+    }
+
+    /// The side's own figure for a metric (`None` when it has no data).
+    fn figure(&self, check: &Check) -> Option<f64> {
+        let latency = |q| {
+            let mut counts = self.counts.latency_ms.clone();
+            counts.resize(LATENCY_SLOTS, 0);
+            latency_quantile(&counts, q)
+        };
+        match check.metric {
+            Metric::ErrorRate => self.rate(self.counts.responses.server_error),
+            Metric::GrpcErrorRate => self.rate(self.counts.grpc_errors),
+            Metric::LatencyP50Ms => latency(0.5),
+            Metric::LatencyP99Ms => latency(0.99),
+            Metric::ScoreShareAbove => {
+                let threshold = check.threshold.unwrap_or(0.5);
+                (!self.scores.is_empty()).then(|| {
+                    self.scores.iter().filter(|s| **s >= threshold).count() as f64
+                        / self.scores.len() as f64
+                })
+            }
+            Metric::PredictionKs | Metric::PredictionPsi | Metric::PredictionJs => None,
+        }
+    }
+}
+
+/// How a check or a run came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Passed,
+    Failed,
+    Inconclusive,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Passed => "passed",
+            Outcome::Failed => "failed",
+            Outcome::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+/// One check of one candidate in a run, with its figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub name: String,
+    pub metric: Metric,
+    pub candidate: String,
+    /// The candidate's figure, or the distance for the prediction metrics.
+    pub value: Option<f64>,
+    /// The baseline's figure, where the metric has one.
+    pub baseline: Option<f64>,
+    /// The KS test's p-value, for `prediction_ks`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<f64>,
+    pub outcome: Outcome,
+    pub dry_run: bool,
+    /// Why, in words: the bound crossed or the data missing.
+    pub reason: String,
+}
+
+/// One analysis run: an interval, what each side saw, and the checks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub rollout: String,
+    /// Index of the step the run judged.
+    pub step: Option<usize>,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    /// Requests and sampled scores per variant in the interval.
+    pub requests: BTreeMap<String, u64>,
+    pub samples: BTreeMap<String, u64>,
+    pub outcome: Outcome,
+    pub checks: Vec<CheckResult>,
+    /// Why the run came out as it did.
+    pub reason: String,
+}
+
+fn sorted(scores: &[f64]) -> Vec<f64> {
+    let mut s: Vec<f64> = scores.iter().copied().filter(|x| x.is_finite()).collect();
+    s.sort_by(f64::total_cmp);
+    s
+}
+
+/// The distance of a prediction metric between the two sides' scores, and the KS
+/// p-value.
+fn distance(metric: Metric, baseline: &[f64], candidate: &[f64]) -> (Option<f64>, Option<f64>) {
+    let (b, c) = (sorted(baseline), sorted(candidate));
+    if b.is_empty() || c.is_empty() {
+        return (None, None);
+    }
+    match metric {
+        Metric::PredictionKs => {
+            let r = ks::ks_2samp_sorted(&b, &c);
+            (Some(r.statistic), Some(r.p_value))
+        }
+        Metric::PredictionPsi | Metric::PredictionJs => {
+            let bins = ReferenceBins::from_sorted(&b, SCORE_BINS);
+            let (rb, rc) = (
+                shares(&bins.counts_sorted(&b)),
+                shares(&bins.counts_sorted(&c)),
+            );
+            if metric == Metric::PredictionPsi {
+                (Some(psi::psi(&rb, &rc)), None)
+            } else {
+                (jensen_shannon::distance(&rb, &rc), None)
+            }
+        }
+        _ => (None, None),
+    }
+}
+
+fn fmt(v: f64) -> String {
+    format!("{v:.4}")
+}
+
+/// One check of one candidate against the baseline.
+fn judge_check(check: &Check, name: &str, baseline: &Side, candidate: &Side) -> CheckResult {
+    let mut result = CheckResult {
+        name: check.name(),
+        metric: check.metric,
+        candidate: name.to_owned(),
+        value: None,
+        baseline: None,
+        p_value: None,
+        outcome: Outcome::Inconclusive,
+        dry_run: check.dry_run,
+        reason: String::new(),
+    };
+    if check.metric.needs_scores() {
+        let need = check.min_samples.unwrap_or(DEFAULT_MIN_SAMPLES).max(1);
+        let have = (baseline.scores.len() as u64).min(candidate.scores.len() as u64);
+        if have < need {
+            result.reason = format!(
+                "{} and {} sampled scores (baseline, candidate); the check needs {need} each",
+                baseline.scores.len(),
+                candidate.scores.len()
+            );
+            return result;
+        }
+    }
+    if check.metric.is_distance() {
+        let (d, p) = distance(check.metric, &baseline.scores, &candidate.scores);
+        result.value = d;
+        result.p_value = p;
+    } else {
+        result.value = candidate.figure(check);
+        result.baseline = baseline.figure(check);
+    }
+    let Some(value) = result.value else {
+        result.reason = "no data for this metric in the interval".into();
+        return result;
+    };
+    let mut crossed = Vec::new();
+    if let Some(max) = check.max
+        && value > max
+    {
+        crossed.push(format!("{} is above max {max}", fmt(value)));
+    }
+    if let Some(limit) = check.max_increase {
+        match result.baseline {
+            Some(b) if value - b > limit => crossed.push(format!(
+                "{} is {} above the baseline's {} (max_increase {limit})",
+                fmt(value),
+                fmt(value - b),
+                fmt(b)
+            )),
+            Some(_) => {}
+            None => {
+                result.reason = "the baseline has no figure to compare with".into();
+                return result;
+            }
+        }
+    }
+    if let Some(limit) = check.max_ratio {
+        match result.baseline {
+            Some(b) if b > 0.0 && value / b > limit => crossed.push(format!(
+                "{} is {:.2}x the baseline's {} (max_ratio {limit})",
+                fmt(value),
+                value / b,
+                fmt(b)
+            )),
+            Some(b) if b <= 0.0 && value > 0.0 => crossed.push(format!(
+                "{} against a baseline of 0 (max_ratio {limit})",
+                fmt(value)
+            )),
+            Some(_) => {}
+            None => {
+                result.reason = "the baseline has no figure to compare with".into();
+                return result;
+            }
+        }
+    }
+    if crossed.is_empty() {
+        result.outcome = Outcome::Passed;
+        result.reason = format!("{} within bounds", fmt(value));
+    } else {
+        result.outcome = Outcome::Failed;
+        result.reason = crossed.join("; ");
+    }
+    result
+}
+
+/// A run over one interval. `sides` maps each variant (in rollout order, the baseline
+/// first) to what it saw; candidates are the variants after the first with requests.
+pub fn judge(
+    rollout: &str,
+    step: Option<usize>,
+    spec: &AnalysisSpec,
+    (start_ms, end_ms): (u64, u64),
+    sides: &[(String, Side)],
+) -> Run {
+    let mut run = Run {
+        rollout: rollout.to_owned(),
+        step,
+        start_ms,
+        end_ms,
+        requests: sides
+            .iter()
+            .map(|(n, s)| (n.clone(), s.counts.requests))
+            .collect(),
+        samples: sides
+            .iter()
+            .map(|(n, s)| (n.clone(), s.scores.len() as u64))
+            .collect(),
+        outcome: Outcome::Inconclusive,
+        checks: Vec::new(),
+        reason: String::new(),
+    };
+    let Some(((baseline_name, baseline), candidates)) = sides.split_first() else {
+        run.reason = "no variants".into();
+        return run;
+    };
+    let candidates: Vec<&(String, Side)> = candidates
+        .iter()
+        .filter(|(_, s)| s.counts.requests > 0)
+        .collect();
+    if candidates.is_empty() {
+        run.reason = "no candidate had traffic in the interval".into();
+        return run;
+    }
+    // A step that gives the baseline nothing (the last, at 100%) has no comparison to
+    // make: only the candidates' own bounds are judged.
+    let compared = baseline.counts.requests > 0;
+    let short: Vec<String> = std::iter::once((baseline_name, baseline))
+        .filter(|_| compared)
+        .chain(candidates.iter().map(|(n, s)| (n, s)))
+        .filter(|(_, s)| s.counts.requests < spec.min_requests)
+        .map(|(n, s)| format!("{n} {}", s.counts.requests))
+        .collect();
+    if !short.is_empty() {
+        run.reason = format!(
+            "too few requests to judge ({}; min_requests {})",
+            short.join(", "),
+            spec.min_requests
+        );
+        return run;
+    }
+    let mut skipped = Vec::new();
+    for (name, side) in &candidates {
+        for check in &spec.checks {
+            if compared {
+                run.checks.push(judge_check(check, name, baseline, side));
+            } else if check.max.is_some() && !check.metric.is_distance() {
+                let own = Check {
+                    max_increase: None,
+                    max_ratio: None,
+                    ..check.clone()
+                };
+                run.checks.push(judge_check(&own, name, baseline, side));
+            } else {
+                skipped.push(check.name());
+            }
+        }
+    }
+    let deciding = || run.checks.iter().filter(|c| !c.dry_run);
+    let failed: Vec<String> = deciding()
+        .filter(|c| c.outcome == Outcome::Failed)
+        .map(|c| format!("{} of {}: {}", c.name, c.candidate, c.reason))
+        .collect();
+    let open: Vec<String> = deciding()
+        .filter(|c| c.outcome == Outcome::Inconclusive)
+        .map(|c| format!("{} of {}: {}", c.name, c.candidate, c.reason))
+        .collect();
+    (run.outcome, run.reason) = if !failed.is_empty() {
+        (Outcome::Failed, failed.join("; "))
+    } else if !open.is_empty() {
+        (Outcome::Inconclusive, open.join("; "))
+    } else {
+        (Outcome::Passed, "every check passed".into())
+    };
+    if !skipped.is_empty() {
+        skipped.dedup();
+        run.reason.push_str(&format!(
+            "; the baseline had no traffic, so {} (comparisons with it) were not judged",
+            skipped.join(", ")
+        ));
+    }
+    run
+}
+
+/// What the runs of the step in effect say to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Keep going: more runs needed.
+    Wait,
+    /// The step has its passes: the next step may start once its hold is over.
+    StepPassed,
+    RollBack(String),
+    Pause(String),
+}
+
+/// Looks at the runs of the current step, oldest first.
+pub fn decide(spec: &AnalysisSpec, runs: &[Run]) -> Decision {
+    let trailing = |outcome: Outcome| {
+        runs.iter()
+            .rev()
+            .take_while(|r| r.outcome == outcome)
+            .count()
+    };
+    let failed = trailing(Outcome::Failed);
+    if failed >= spec.failure_limit as usize {
+        let last = runs.last().map(|r| r.reason.as_str()).unwrap_or("");
+        return Decision::RollBack(format!(
+            "{failed} failed analysis runs in a row (failure_limit {}): {last}",
+            spec.failure_limit
+        ));
+    }
+    let open = trailing(Outcome::Inconclusive);
+    if open >= spec.inconclusive_limit as usize {
+        let last = runs.last().map(|r| r.reason.as_str()).unwrap_or("");
+        return Decision::Pause(format!(
+            "{open} inconclusive analysis runs in a row (inconclusive_limit {}): {last}",
+            spec.inconclusive_limit
+        ));
+    }
+    let passed = runs.iter().filter(|r| r.outcome == Outcome::Passed).count();
+    if passed >= spec.passes_per_step as usize
+        && runs.last().is_some_and(|r| r.outcome == Outcome::Passed)
+    {
+        Decision::StepPassed
+    } else {
+        Decision::Wait
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use outrider_protocol::{ClassCounts, latency_slot};
+
+    use super::*;
+
+    fn spec(checks: serde_json::Value) -> AnalysisSpec {
+        serde_json::from_value(serde_json::json!({
+            "interval_seconds": 10, "min_requests": 100, "checks": checks
+        }))
+        .unwrap()
+    }
+
+    /// `requests` responses of which `errors` are 5xx, all at `latency_ms`.
+    fn side(requests: u64, errors: u64, latency_ms: f64, scores: &[f64]) -> Side {
+        let mut latency = vec![0; LATENCY_SLOTS];
+        latency[latency_slot(latency_ms)] = requests;
+        Side {
+            counts: WindowCounts {
+                requests,
+                responses: ClassCounts {
+                    success: requests - errors,
+                    server_error: errors,
+                    ..ClassCounts::default()
+                },
+                latency_ms: latency,
+                ..WindowCounts::default()
+            },
+            scores: scores.to_vec(),
+        }
+    }
+
+    fn run(spec: &AnalysisSpec, baseline: Side, canary: Side) -> Run {
+        judge(
+            "fraud",
+            Some(1),
+            spec,
+            (0, 10_000),
+            &[("stable".into(), baseline), ("canary".into(), canary)],
+        )
+    }
+
+    #[test]
+    fn a_spec_is_refused_with_the_field_at_fault() {
+        let refused = |json: serde_json::Value, window_ms: u64| {
+            serde_json::from_value::<AnalysisSpec>(json)
+                .unwrap()
+                .check("analysis.", window_ms)
+                .unwrap_err()
+                .field
+        };
+        let check = serde_json::json!([{"metric": "error_rate", "max": 0.01}]);
+        use serde_json::json;
+        assert_eq!(
+            refused(json!({"interval_seconds": 2, "checks": check}), 1_000),
+            "analysis.interval_seconds"
+        );
+        assert_eq!(
+            refused(json!({"interval_seconds": 15, "checks": check}), 10_000),
+            "analysis.interval_seconds",
+            "not a whole number of windows"
+        );
+        assert_eq!(
+            refused(json!({"interval_seconds": 10, "checks": []}), 10_000),
+            "analysis.checks"
+        );
+        assert_eq!(
+            refused(
+                json!({"interval_seconds": 10, "checks": [{"metric": "error_rate"}]}),
+                10_000
+            ),
+            "analysis.checks[0].max"
+        );
+        assert_eq!(
+            refused(
+                json!({"interval_seconds": 10, "checks": [{"metric": "prediction_ks", "max_ratio": 2}]}),
+                10_000
+            ),
+            "analysis.checks[0].metric"
+        );
+        assert_eq!(
+            refused(
+                json!({"interval_seconds": 10, "checks": [{"metric": "score_share_above", "max_increase": 0.1}]}),
+                10_000
+            ),
+            "analysis.checks[0].threshold"
+        );
+        assert_eq!(
+            refused(
+                json!({"interval_seconds": 10, "checks": [{"metric": "error_rate", "max": 1}, {"metric": "error_rate", "max": 2}]}),
+                10_000
+            ),
+            "analysis.checks[1].name"
+        );
+        assert_eq!(
+            refused(
+                json!({"interval_seconds": 10, "failure_limit": 0, "checks": check}),
+                10_000
+            ),
+            "analysis.failure_limit"
+        );
+        spec(check).check("analysis.", 5_000).unwrap();
+    }
+
+    #[test]
+    fn error_rates_and_latency_are_judged_against_bounds_and_the_baseline() {
+        let s = spec(serde_json::json!([
+            {"metric": "error_rate", "max": 0.05, "max_increase": 0.01},
+            {"metric": "latency_p99_ms", "max_ratio": 1.5},
+        ]));
+        let healthy = run(&s, side(1_000, 5, 20.0, &[]), side(200, 1, 20.0, &[]));
+        assert_eq!(healthy.outcome, Outcome::Passed, "{}", healthy.reason);
+        assert_eq!(healthy.checks[0].value, Some(0.005));
+        assert_eq!(healthy.checks[0].baseline, Some(0.005));
+
+        let erring = run(&s, side(1_000, 5, 20.0, &[]), side(200, 6, 20.0, &[]));
+        assert_eq!(erring.outcome, Outcome::Failed);
+        assert_eq!(erring.checks[0].outcome, Outcome::Failed);
+        assert!(
+            erring.checks[0].reason.contains("above the baseline"),
+            "{}",
+            erring.reason
+        );
+
+        // 300 ms slower: p99 in the (300, 500] bucket against (15, 20].
+        let slow = run(&s, side(1_000, 0, 20.0, &[]), side(200, 0, 320.0, &[]));
+        assert_eq!(slow.outcome, Outcome::Failed);
+        assert_eq!(slow.checks[1].outcome, Outcome::Failed);
+        assert!(slow.checks[1].value.unwrap() > 300.0);
+        assert_eq!(slow.requests["canary"], 200);
+    }
+
+    #[test]
+    fn too_little_traffic_is_inconclusive_never_a_verdict() {
+        let s = spec(serde_json::json!([{"metric": "error_rate", "max": 0.01}]));
+        let r = run(&s, side(1_000, 0, 5.0, &[]), side(99, 99, 5.0, &[]));
+        assert_eq!(r.outcome, Outcome::Inconclusive);
+        assert!(r.checks.is_empty());
+        assert!(r.reason.contains("canary 99"), "{}", r.reason);
+        let none = run(&s, side(1_000, 0, 5.0, &[]), side(0, 0, 5.0, &[]));
+        assert_eq!(none.outcome, Outcome::Inconclusive);
+    }
+
+    #[test]
+    fn without_baseline_traffic_only_the_candidates_own_bounds_are_judged() {
+        let s = spec(serde_json::json!([
+            {"metric": "error_rate", "max": 0.05, "max_increase": 0.0},
+            {"metric": "latency_p99_ms", "max_ratio": 1.5},
+            {"metric": "prediction_ks", "max": 0.1, "min_samples": 1},
+        ]));
+        let last_step = run(&s, side(0, 0, 5.0, &[]), side(200, 2, 5.0, &[0.5]));
+        assert_eq!(last_step.outcome, Outcome::Passed, "{}", last_step.reason);
+        assert_eq!(last_step.checks.len(), 1);
+        assert!(
+            last_step.reason.contains("latency_p99_ms, prediction_ks"),
+            "{}",
+            last_step.reason
+        );
+        let bad = run(&s, side(0, 0, 5.0, &[]), side(200, 20, 5.0, &[]));
+        assert_eq!(bad.outcome, Outcome::Failed);
+    }
+
+    #[test]
+    fn a_dry_run_check_is_shown_but_never_decides() {
+        let s = spec(serde_json::json!([
+            {"metric": "error_rate", "max": 0.5},
+            {"name": "strict", "metric": "error_rate", "max": 0.0, "dry_run": true},
+        ]));
+        let r = run(&s, side(1_000, 0, 5.0, &[]), side(200, 10, 5.0, &[]));
+        assert_eq!(r.outcome, Outcome::Passed);
+        assert_eq!(r.checks[1].outcome, Outcome::Failed);
+        assert!(r.checks[1].dry_run);
+    }
+
+    #[test]
+    fn a_silently_wrong_model_shows_in_its_score_distribution() {
+        let s = spec(serde_json::json!([
+            {"metric": "prediction_ks", "max": 0.2, "min_samples": 4},
+            {"metric": "prediction_psi", "max": 0.25, "min_samples": 4},
+            {"metric": "score_share_above", "threshold": 0.5, "max_increase": 0.1, "min_samples": 4},
+        ]));
+        let low: Vec<f64> = (0..40).map(|i| 0.01 * f64::from(i)).collect();
+        let high: Vec<f64> = low.iter().map(|x| x + 0.6).collect();
+        let same = run(&s, side(100, 0, 5.0, &low), side(100, 0, 5.0, &low));
+        assert_eq!(same.outcome, Outcome::Passed, "{}", same.reason);
+        assert_eq!(same.checks[0].value, Some(0.0));
+        assert_eq!(same.checks[1].value, Some(0.0));
+        let wrong = run(&s, side(100, 0, 5.0, &low), side(100, 0, 5.0, &high));
+        assert_eq!(wrong.outcome, Outcome::Failed);
+        // Every candidate score is above every baseline score.
+        assert_eq!(wrong.checks[0].value, Some(1.0));
+        assert!(wrong.checks[0].p_value.unwrap() < 1e-10);
+        // Baseline: none at or above 0.5; candidate: every score.
+        assert_eq!(
+            (wrong.checks[2].baseline, wrong.checks[2].value),
+            (Some(0.0), Some(1.0))
+        );
+        assert!(wrong.checks.iter().all(|c| c.outcome == Outcome::Failed));
+        let few = run(&s, side(100, 0, 5.0, &low[..3]), side(100, 0, 5.0, &high));
+        assert_eq!(few.outcome, Outcome::Inconclusive, "{}", few.reason);
+    }
+
+    fn outcomes(list: &[Outcome]) -> Vec<Run> {
+        let s = spec(serde_json::json!([{"metric": "error_rate", "max": 0.01}]));
+        list.iter()
+            .map(|o| {
+                let mut r = run(&s, side(1, 0, 1.0, &[]), side(1, 0, 1.0, &[]));
+                r.outcome = *o;
+                r.reason = o.as_str().into();
+                r
+            })
+            .collect()
+    }
+
+    #[test]
+    fn runs_decide_step_rollback_and_pause() {
+        use Outcome::*;
+        let s = spec(serde_json::json!([{"metric": "error_rate", "max": 0.01}]));
+        assert_eq!(decide(&s, &[]), Decision::Wait);
+        assert_eq!(decide(&s, &outcomes(&[Passed])), Decision::StepPassed);
+        assert_eq!(decide(&s, &outcomes(&[Passed, Failed])), Decision::Wait);
+        assert!(matches!(
+            decide(&s, &outcomes(&[Passed, Failed, Failed])),
+            Decision::RollBack(_)
+        ));
+        assert_eq!(
+            decide(&s, &outcomes(&[Failed, Passed])),
+            Decision::StepPassed,
+            "a failure followed by a pass is no longer in a row"
+        );
+        assert_eq!(
+            decide(&s, &outcomes(&[Inconclusive, Inconclusive])),
+            Decision::Wait
+        );
+        assert!(matches!(
+            decide(
+                &s,
+                &outcomes(&[Passed, Inconclusive, Inconclusive, Inconclusive])
+            ),
+            Decision::Pause(_)
+        ));
+        assert_eq!(
+            decide(&s, &outcomes(&[Passed, Inconclusive])),
+            Decision::Wait,
+            "the last run must pass"
+        );
+    }
+}

@@ -1,0 +1,356 @@
+//! Canary analysis end to end: Envoy with the filter in front of a stable and a canary
+//! stand-in, keyed traffic whose scores the filter samples, a real scorer whose
+//! controller runs the rollout's analysis every 5 s on complete telemetry windows.
+//! A healthy canary is stepped to 100%; a silently wrong one (HTTP fine, scores
+//! flipped) and a slow one are rolled back by the analysis with the evidence in the
+//! event; one with too little traffic is paused, never stepped or rolled back.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use hyper::Method;
+use outrider_harness::bootstrap::{Cluster, Spec};
+use outrider_harness::client::HttpClient;
+use outrider_harness::envoy::Envoy;
+use outrider_harness::scorer::{ADMIN_TOKEN, Scorer};
+use outrider_harness::standin::{Behaviour, Scoring, StandIn};
+use outrider_harness::{bootstrap::LISTENER, paths};
+use serde_json::{Value, json};
+
+const INTERVAL_S: u64 = 5;
+
+/// Stand-ins with their own behaviour per variant, and Envoy linked to the scorer.
+struct Mesh {
+    _envoy: Envoy,
+    url: String,
+    _standins: Vec<StandIn>,
+}
+
+async fn mesh(scorer: &Scorer, stable: Behaviour, canary: Behaviour) -> Mesh {
+    let mut config = linked_config(100.0, 0.0, 300, 300);
+    config["telemetry"] = json!({
+        "sample_rate": 1.0,
+        "features": {"id": "/inputs/0/data/0"},
+        "score": "/outputs/0/data/0",
+        "max_samples_per_batch": 1000
+    });
+    let mut standins = Vec::new();
+    let mut clusters = Vec::new();
+    for (name, behaviour) in [("stable", stable), ("canary", canary)] {
+        let s = StandIn::start_on(name, SocketAddr::from(([127, 0, 0, 1], 0)), behaviour)
+            .await
+            .unwrap();
+        clusters.push(Cluster::new(name, s.addr));
+        standins.push(s);
+    }
+    clusters.push(Cluster::new("outrider-scorer", scorer.addr));
+    let spec = Spec::rollout(&paths::filter_wasm().unwrap(), &config, clusters).unwrap();
+    let envoy = Envoy::start(&spec.bootstrap(), 2).await.unwrap();
+    let url = format!(
+        "{}/v2/models/fraud/infer",
+        envoy.url(LISTENER).await.unwrap()
+    );
+    Mesh {
+        _envoy: envoy,
+        url,
+        _standins: standins,
+    }
+}
+
+fn echo(flip_percent: u64) -> Behaviour {
+    Behaviour {
+        scoring: Scoring::Echo { flip_percent },
+        ..Behaviour::default()
+    }
+}
+
+/// The rollout: 10%, 50%, 100% canary, each step judged by the analysis.
+async fn create(scorer: &Scorer, min_requests: u64) {
+    admin(
+        scorer,
+        Method::POST,
+        "/v1/rollouts",
+        json!({
+            "name": "fraud",
+            "variants": [{"name": "stable", "weight": 90}, {"name": "canary", "weight": 10}],
+            "steps": [
+                {"weights": {"stable": 90, "canary": 10}},
+                {"weights": {"stable": 50, "canary": 50}},
+                {"weights": {"stable": 0, "canary": 100}}
+            ],
+            "analysis": {
+                "interval_seconds": INTERVAL_S,
+                "min_requests": min_requests,
+                "failure_limit": 2,
+                "inconclusive_limit": 3,
+                "checks": [
+                    {"metric": "error_rate", "max": 0.05},
+                    {"metric": "latency_p99_ms", "max": 150},
+                    {"metric": "prediction_ks", "max": 0.25, "min_samples": 20},
+                    {"name": "fraud_share", "metric": "score_share_above", "threshold": 0.5,
+                     "max_increase": 0.2, "min_samples": 20, "dry_run": true}
+                ]
+            }
+        }),
+    )
+    .await;
+}
+
+/// Keyed requests at `rate` per second until stopped; each carries an id and a score
+/// skewed low, as a fraud model's are, which Echo stand-ins answer with.
+fn traffic(url: String, rate: u64) -> (Arc<AtomicBool>, tokio::task::JoinHandle<u64>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let task = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let client = HttpClient::new();
+            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+            let mut requests = tokio::task::JoinSet::new();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                i += 1;
+                let (client, url) = (client.clone(), url.clone());
+                requests.spawn(async move {
+                    let x = ((i * 37) % 100) as f64 / 100.0;
+                    let body = json!({"inputs": [{"name": "tx", "datatype": "FP64", "shape": [1, 2],
+                        "data": [i, x * x * 0.6]}]});
+                    let key = format!("analysis-user-{i}");
+                    let reply = client
+                        .request(
+                            Method::POST,
+                            &url,
+                            &[("x-user-id", &key), ("content-type", "application/json")],
+                            Bytes::from(body.to_string()),
+                        )
+                        .await;
+                    u64::from(!matches!(reply, Ok(r) if r.status == 200))
+                });
+            }
+            let mut failed = 0;
+            while let Some(f) = requests.join_next().await {
+                failed += f.unwrap_or(1);
+            }
+            failed
+        })
+    };
+    (stop, task)
+}
+
+async fn rollout(scorer: &Scorer) -> Value {
+    call(scorer, Method::GET, "/v1/rollouts/fraud", None, None)
+        .await
+        .json()
+        .unwrap()
+}
+
+async fn events(scorer: &Scorer) -> Vec<Value> {
+    call(scorer, Method::GET, "/v1/rollouts/fraud/events", None, None)
+        .await
+        .json()
+        .unwrap()["events"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+async fn runs(scorer: &Scorer) -> Vec<Value> {
+    call(
+        scorer,
+        Method::GET,
+        "/v1/rollouts/fraud/analysis",
+        None,
+        None,
+    )
+    .await
+    .json()
+    .unwrap()["runs"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Waits for the rollout to reach `status`; the seconds it took.
+async fn reaches(scorer: &Scorer, status: &str, within: Duration) -> f64 {
+    let started = Instant::now();
+    while rollout(scorer).await["status"] != status {
+        if started.elapsed() > within {
+            let runs = runs(scorer).await;
+            let reasons: Vec<String> = runs
+                .iter()
+                .map(|r| format!("{} {}: {}", r["outcome"], r["requests"], r["reason"]))
+                .collect();
+            panic!(
+                "not {status} after {within:?}: {}\nruns:\n{}",
+                rollout(scorer).await,
+                reasons.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    started.elapsed().as_secs_f64()
+}
+
+/// `outrider-scorer rollout status fraud`, as a person runs it.
+fn status_table(scorer: &Scorer) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_outrider-scorer"))
+        .args(["rollout", "status", "fraud", "--server", &scorer.url()])
+        .env("OUTRIDER_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_canary_is_stepped_to_the_end_on_passed_runs() {
+    let backend = Backend::sqlite();
+    let scorer = start_scorer(&backend, "analysis-healthy").await;
+    let mesh = mesh(&scorer, echo(0), echo(0)).await;
+    create(&scorer, 20).await;
+    let (stop, task) = traffic(mesh.url.clone(), 100);
+    let took = reaches(&scorer, "completed", Duration::from_secs(60)).await;
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(task.await.unwrap(), 0, "no request failed");
+    eprintln!("healthy canary: three steps passed in {took:.1} s");
+
+    let steps: Vec<Value> = events(&scorer)
+        .await
+        .into_iter()
+        .filter(|e| e["kind"] == "step" || e["kind"] == "completed")
+        .collect();
+    assert_eq!(steps.len(), 3, "two steps and the end: {steps:?}");
+    for e in &steps {
+        assert_eq!(e["actor"], "controller");
+        assert!(e["reason"].as_str().unwrap().contains("analysis: "), "{e}");
+        let run = &e["details"]["analysis"];
+        assert_eq!(run["outcome"], "passed", "{e}");
+        let ks = run["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["metric"] == "prediction_ks");
+        if e["kind"] == "step" {
+            let ks = ks.unwrap();
+            assert!(ks["value"].as_f64().unwrap() <= 0.25, "{ks}");
+        } else {
+            // At 100% the baseline has no traffic: nothing to compare with.
+            assert!(ks.is_none(), "{e}");
+            assert!(
+                run["reason"].as_str().unwrap().contains("no traffic"),
+                "{e}"
+            );
+        }
+    }
+    let weights = &rollout(&scorer).await["variants"];
+    assert_eq!(weights[1]["weight"], 100.0);
+    let runs = runs(&scorer).await;
+    assert!(runs.iter().filter(|r| r["outcome"] == "passed").count() >= 3);
+    assert!(
+        runs.iter().all(|r| r["outcome"] != "failed"),
+        "a healthy canary never fails a run: {runs:?}"
+    );
+    let table = status_table(&scorer);
+    eprintln!("{table}");
+    assert!(table.contains("rollout fraud: completed"), "{table}");
+    assert!(table.contains("prediction_ks"), "{table}");
+    assert!(table.contains("(dry run)"), "{table}");
+    drop(mesh);
+}
+
+/// A canary that answers 200 with wrong scores, or answers slowly, is rolled back by
+/// the analysis: the figures that decided are in the event.
+async fn rolled_back_by_analysis(canary: Behaviour, metric: &str, tag: &str) {
+    let backend = Backend::sqlite();
+    let scorer = start_scorer(&backend, tag).await;
+    let mesh = mesh(&scorer, echo(0), canary).await;
+    create(&scorer, 20).await;
+    let (stop, task) = traffic(mesh.url.clone(), 100);
+    let took = reaches(&scorer, "rolled_back", Duration::from_secs(40)).await;
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(task.await.unwrap(), 0, "no request failed");
+    let runs = runs(&scorer).await;
+    eprintln!(
+        "{tag}: rolled back {took:.1} s after the rollout began, after {} runs of {INTERVAL_S} s",
+        runs.len()
+    );
+    // Two failed runs in a row decide; the first interval may start before the
+    // canary had traffic.
+    assert!(runs.len() <= 3, "{runs:?}");
+    let event = events(&scorer)
+        .await
+        .into_iter()
+        .find(|e| e["kind"] == "rolled_back")
+        .unwrap();
+    assert_eq!(event["actor"], "analysis");
+    assert_eq!(event["details"]["weights"]["stable"], 100.0);
+    let failed = event["details"]["analysis"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["metric"] == metric)
+        .unwrap()
+        .clone();
+    assert_eq!(failed["outcome"], "failed", "{failed}");
+    assert!(
+        event["reason"].as_str().unwrap().contains(metric),
+        "{}",
+        event["reason"]
+    );
+    drop(mesh);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silently_wrong_model_is_rolled_back_on_its_score_distribution() {
+    rolled_back_by_analysis(echo(60), "prediction_ks", "analysis-wrong").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_300_ms_slower_is_rolled_back() {
+    let slow = Behaviour {
+        latency_ms: (300, 300),
+        ..echo(0)
+    };
+    rolled_back_by_analysis(slow, "latency_p99_ms", "analysis-slow").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_little_traffic_pauses_and_never_judges() {
+    let backend = Backend::sqlite();
+    let scorer = start_scorer(&backend, "analysis-quiet").await;
+    let mesh = mesh(&scorer, echo(0), echo(60)).await;
+    // 4 requests a second: about 2 canary requests per interval, far below 100.
+    create(&scorer, 100).await;
+    let (stop, task) = traffic(mesh.url.clone(), 4);
+    let took = reaches(&scorer, "paused", Duration::from_secs(45)).await;
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(task.await.unwrap(), 0);
+    eprintln!("quiet canary: paused after {took:.1} s");
+    let runs = runs(&scorer).await;
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    assert!(runs.iter().all(|r| r["outcome"] == "inconclusive"));
+    assert!(
+        runs[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("too few requests")
+    );
+    let kinds: Vec<Value> = events(&scorer)
+        .await
+        .into_iter()
+        .map(|e| e["kind"].clone())
+        .collect();
+    assert_eq!(kinds, [json!("created"), json!("paused")]);
+    drop(mesh);
+}
