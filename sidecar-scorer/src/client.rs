@@ -60,6 +60,14 @@ pub enum RolloutCommand {
         #[arg(long = "shadow-gate", value_name = "KEY=VALUE")]
         shadow_gate: Vec<String>,
     },
+    /// Create a rollout from a spec file, YAML or JSON, in the shape of
+    /// `POST /v1/rollouts` (see docs/rollouts.md); `-` reads stdin. A rollout that
+    /// already exists with the same spec is left as it is; one with another spec is
+    /// refused (a running rollout's plan is not changed under it).
+    Apply {
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+    },
     /// Set the weights: `set-weights fraud stable=70 canary=30`.
     SetWeights {
         name: String,
@@ -161,6 +169,73 @@ fn score_diff_range(histogram: &Value, q: f64) -> String {
         (Some(lower), None) => format!("> {lower}"),
         (None, None) => "-".to_owned(),
     }
+}
+
+/// A rollout spec as YAML (or JSON, which YAML reads too).
+pub fn parse_spec(text: &str) -> Result<Value> {
+    let spec: Value = serde_saphyr::from_str(text).context("not a YAML or JSON rollout spec")?;
+    if !spec.is_object() {
+        bail!("a rollout spec is a mapping with `name`, `variants`, ...");
+    }
+    Ok(spec)
+}
+
+/// The parts of a spec an existing rollout does not match. Weights are left out: they
+/// move as the rollout runs.
+pub fn spec_differences(spec: &Value, existing: &Value) -> Vec<&'static str> {
+    let names = |v: &Value| -> Vec<Value> {
+        v["variants"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| v["name"].clone())
+            .collect()
+    };
+    let mut out = Vec::new();
+    let mode = spec.get("mode").cloned().unwrap_or(json!("canary"));
+    if mode != existing["mode"] {
+        out.push("mode");
+    }
+    if names(spec) != names(existing) {
+        out.push("variants");
+    }
+    let steps = |v: &Value| -> Vec<(BTreeMap<String, f64>, u64)> {
+        v["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                let weights = s["weights"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, w)| (k.clone(), w.as_f64().unwrap_or(f64::NAN)))
+                    .filter(|(_, w)| *w != 0.0)
+                    .collect();
+                (weights, s["hold_seconds"].as_u64().unwrap_or(0))
+            })
+            .collect()
+    };
+    if steps(spec) != steps(existing) {
+        out.push("steps");
+    }
+    // Compared as the server reads them, defaults filled in.
+    fn parsed<T: serde::de::DeserializeOwned + PartialEq>(v: &Value) -> Option<T> {
+        serde_json::from_value(v.clone()).ok()
+    }
+    if !spec["analysis"].is_null()
+        && parsed::<crate::analysis::AnalysisSpec>(&spec["analysis"])
+            != parsed(&existing["analysis"])
+    {
+        out.push("analysis");
+    }
+    if !spec["shadow_gate"].is_null()
+        && parsed::<crate::shadow_report::ShadowGate>(&spec["shadow_gate"])
+            != parsed(&existing["shadow_gate"])
+    {
+        out.push("shadow_gate");
+    }
+    out
 }
 
 /// A time of day (UTC) from ms since the epoch: `14:03:20`.
@@ -446,6 +521,28 @@ impl Client {
         format!("{}{path}", self.conn.server.trim_end_matches('/'))
     }
 
+    /// A GET that may find nothing: `None` for a 404.
+    async fn find(&self, path: &str) -> Result<Option<Value>> {
+        let response = self
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the scorer at {}", self.conn.server))?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let status = response.status();
+        let value: Value = response
+            .json()
+            .await
+            .context("the scorer answered no JSON")?;
+        if !status.is_success() {
+            bail!("{status}: {}", value["error"]["message"]);
+        }
+        Ok(Some(value))
+    }
+
     async fn send(
         &self,
         method: reqwest::Method,
@@ -581,6 +678,45 @@ pub async fn run(conn: Connection, command: RolloutCommand) -> Result<()> {
             client
                 .send(Method::POST, "/v1/rollouts", Some(body))
                 .await?
+        }
+        RolloutCommand::Apply { file } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?
+            };
+            let spec = parse_spec(&text).with_context(|| format!("{}", file.display()))?;
+            let name = spec["name"]
+                .as_str()
+                .with_context(|| format!("{}: the spec has no `name`", file.display()))?
+                .to_owned();
+            match client.find(&format!("/v1/rollouts/{name}")).await? {
+                Some(existing) => {
+                    let differ = spec_differences(&spec, &existing);
+                    if !differ.is_empty() {
+                        bail!(
+                            "rollout `{name}` exists with another {}: a running rollout's plan is not changed; roll it back or promote it, or apply under a new name",
+                            differ.join(", ")
+                        );
+                    }
+                    json!({"result": "unchanged", "rollout": existing})
+                }
+                None => {
+                    let mut body = spec;
+                    if let (Some(obj), Value::Object(by)) =
+                        (body.as_object_mut(), client.attribution())
+                    {
+                        for (k, v) in by {
+                            obj.entry(k).or_insert(v);
+                        }
+                    }
+                    let created = client
+                        .send(Method::POST, "/v1/rollouts", Some(body))
+                        .await?;
+                    json!({"result": "created", "rollout": created})
+                }
+            }
         }
         RolloutCommand::SetWeights { name, weights } => {
             let weights: BTreeMap<String, f64> = weights

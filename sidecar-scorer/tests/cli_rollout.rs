@@ -211,3 +211,79 @@ async fn the_shadow_gate_is_set_from_the_command_line() {
         assert!(err.contains(says), "{gate}: {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_spec_is_applied_from_yaml() {
+    let backend = Backend::sqlite();
+    let scorer = start_scorer(&backend, "cli-apply").await;
+    let url = scorer.url();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("fraud.yaml");
+    let yaml = "\
+name: fraud
+variants:
+  - {name: stable, weight: 99}
+  - {name: canary, weight: 1}
+steps:
+  - weights: {stable: 99, canary: 1}
+  - weights: {stable: 90, canary: 10}
+    hold_seconds: 60
+analysis:
+  interval_seconds: 10
+  checks:
+    - metric: error_rate
+      max: 0.02
+    - metric: prediction_ks
+      max: 0.15
+      min_samples: 100
+";
+    std::fs::write(&spec, yaml).unwrap();
+    let path = spec.to_str().unwrap();
+    let (code, out, err) = cli(
+        &url,
+        Some(ADMIN_TOKEN),
+        &["apply", "-f", path, "--reason", "v7"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("\"result\": \"created\""), "{out}");
+    let rollout = call(
+        &scorer,
+        hyper::Method::GET,
+        "/v1/rollouts/fraud",
+        None,
+        None,
+    )
+    .await
+    .json()
+    .unwrap();
+    assert_eq!(rollout["analysis"]["interval_seconds"], 10);
+    assert_eq!(rollout["analysis"]["checks"][1]["metric"], "prediction_ks");
+    assert_eq!(
+        rollout["analysis"]["failure_limit"], 2,
+        "defaults filled in"
+    );
+
+    // Applying it again changes nothing; another plan under the same name is refused.
+    let (code, out, _) = cli(&url, Some(ADMIN_TOKEN), &["apply", "-f", path]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\"result\": \"unchanged\""), "{out}");
+    std::fs::write(&spec, yaml.replace("max: 0.02", "max: 0.05")).unwrap();
+    let (code, _, err) = cli(&url, Some(ADMIN_TOKEN), &["apply", "-f", path]);
+    assert_ne!(code, 0);
+    assert!(err.contains("exists with another analysis"), "{err}");
+
+    // A bad spec is refused by the server with the field at fault.
+    std::fs::write(
+        &spec,
+        yaml.replace("name: fraud", "name: other")
+            .replace("interval_seconds: 10", "interval_seconds: 2"),
+    )
+    .unwrap();
+    let (code, _, err) = cli(&url, Some(ADMIN_TOKEN), &["apply", "-f", path]);
+    assert_ne!(code, 0);
+    assert!(err.contains("analysis.interval_seconds"), "{err}");
+    std::fs::write(&spec, "name: [unclosed").unwrap();
+    let (code, _, err) = cli(&url, Some(ADMIN_TOKEN), &["apply", "-f", path]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not a YAML or JSON rollout spec"), "{err}");
+}

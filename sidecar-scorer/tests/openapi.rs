@@ -259,12 +259,14 @@ async fn the_server_follows_its_openapi_document() {
             "/v1/rollouts",
             "/v1/rollouts",
             admin,
-            Some(json!({"name": "judged", "variants": [{"name": "stable", "weight": 90}, {"name": "canary", "weight": 10}],
+            Some(
+                json!({"name": "judged", "variants": [{"name": "stable", "weight": 90}, {"name": "canary", "weight": 10}],
                 "steps": [{"weights": {"stable": 90, "canary": 10}}, {"weights": {"stable": 0, "canary": 100}}],
                 "analysis": {"interval_seconds": 5, "checks": [
                     {"metric": "error_rate", "max": 0.01, "max_increase": 0.005},
                     {"metric": "prediction_ks", "max": 0.2, "min_samples": 100},
-                    {"name": "fraud_share", "metric": "score_share_above", "threshold": 0.5, "max_increase": 0.05, "dry_run": true}]}})),
+                    {"name": "fraud_share", "metric": "score_share_above", "threshold": 0.5, "max_increase": 0.05, "dry_run": true}]}}),
+            ),
             vec![],
         ),
         (
@@ -272,9 +274,11 @@ async fn the_server_follows_its_openapi_document() {
             "/v1/rollouts",
             "/v1/rollouts",
             admin,
-            Some(json!({"name": "misjudged", "variants": [{"name": "stable", "weight": 90}, {"name": "canary", "weight": 10}],
+            Some(
+                json!({"name": "misjudged", "variants": [{"name": "stable", "weight": 90}, {"name": "canary", "weight": 10}],
                 "steps": [{"weights": {"stable": 90, "canary": 10}}],
-                "analysis": {"interval_seconds": 3, "checks": [{"metric": "error_rate", "max": 0.01}]}})),
+                "analysis": {"interval_seconds": 3, "checks": [{"metric": "error_rate", "max": 0.01}]}}),
+            ),
             vec![],
         ),
         (
