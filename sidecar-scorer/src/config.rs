@@ -12,6 +12,21 @@ pub const DEFAULT_STORE: &str = "outrider-scorer.db";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 pub const DEFAULT_WINDOW_SECONDS: u64 = 10;
 pub const DEFAULT_WORKER_TIMEOUT_SECONDS: u64 = 30;
+pub const DEFAULT_RUNBOOK_URL: &str = "docs/runbook.md";
+
+/// Flag values if given, else the file's; each an http(s) URL.
+fn urls(name: &str, flags: Vec<String>, file: Vec<String>) -> Result<Vec<String>> {
+    let urls = if flags.is_empty() { file } else { flags };
+    for url in &urls {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!("{name} must be an http:// or https:// URL, got `{url}`");
+        }
+    }
+    Ok(urls
+        .into_iter()
+        .map(|u| u.trim_end_matches('/').to_owned())
+        .collect())
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -56,6 +71,30 @@ pub struct ServeArgs {
     /// windows stop waiting for it to be complete. [default: 30]
     #[arg(long, env = "OUTRIDER_WORKER_TIMEOUT_SECONDS")]
     pub worker_timeout_seconds: Option<u64>,
+    /// Alertmanager to send alerts to (`http://host:9093`); repeat, or separate
+    /// with commas, for several.
+    #[arg(
+        long = "alertmanager-url",
+        env = "OUTRIDER_ALERTMANAGER_URL",
+        value_delimiter = ','
+    )]
+    pub alertmanager_urls: Vec<String>,
+    /// A webhook that takes Alertmanager's webhook format (version 4) for each alert
+    /// that fires or resolves; repeat, or separate with commas, for several.
+    #[arg(
+        long = "alert-webhook-url",
+        env = "OUTRIDER_ALERT_WEBHOOK_URL",
+        value_delimiter = ','
+    )]
+    pub alert_webhook_urls: Vec<String>,
+    /// Where the runbook is; each alert links to its section (`<url>#<alert name>`).
+    /// [default: docs/runbook.md]
+    #[arg(long, env = "OUTRIDER_RUNBOOK_URL")]
+    pub runbook_url: Option<String>,
+    /// This scorer's URL as people reach it, for the alerts' links. [default:
+    /// http://<listen>]
+    #[arg(long, env = "OUTRIDER_EXTERNAL_URL")]
+    pub external_url: Option<String>,
     /// Log lines as text or JSON. [default: text]
     #[arg(long, env = "OUTRIDER_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -78,6 +117,12 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     window_seconds: Option<u64>,
     worker_timeout_seconds: Option<u64>,
+    #[serde(default)]
+    alertmanager_urls: Vec<String>,
+    #[serde(default)]
+    alert_webhook_urls: Vec<String>,
+    runbook_url: Option<String>,
+    external_url: Option<String>,
     log_format: Option<LogFormat>,
     replica_id: Option<String>,
 }
@@ -93,6 +138,10 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     pub window_ms: u64,
     pub worker_timeout_ms: u64,
+    pub alertmanager_urls: Vec<String>,
+    pub alert_webhook_urls: Vec<String>,
+    pub runbook_url: String,
+    pub external_url: String,
     pub log_format: LogFormat,
     pub replica_id: String,
     pub address_file: Option<PathBuf>,
@@ -175,6 +224,24 @@ impl ServeConfig {
                 .unwrap_or(DEFAULT_MAX_BODY_BYTES),
             window_ms: window_seconds * 1000,
             worker_timeout_ms: worker_timeout_seconds * 1000,
+            alertmanager_urls: urls(
+                "alertmanager_url",
+                args.alertmanager_urls,
+                file.alertmanager_urls,
+            )?,
+            alert_webhook_urls: urls(
+                "alert_webhook_url",
+                args.alert_webhook_urls,
+                file.alert_webhook_urls,
+            )?,
+            runbook_url: args
+                .runbook_url
+                .or(file.runbook_url)
+                .unwrap_or_else(|| DEFAULT_RUNBOOK_URL.to_owned()),
+            external_url: args
+                .external_url
+                .or(file.external_url)
+                .unwrap_or_else(|| format!("http://{listen}")),
             log_format: args
                 .log_format
                 .or(file.log_format)

@@ -16,11 +16,14 @@
 //!   for SQLite and PostgreSQL;
 //! - [`api`]: the HTTP API v1: token and body extractors, handlers, [`api::ApiError`];
 //! - [`metrics`]: the scorer's own Prometheus metrics;
+//! - [`alerts`], [`notifier`]: the alerts that hold for each rollout, sent to
+//!   Alertmanager and webhooks and stored;
 //! - [`controller`]: the replica that holds the decision lock advances step schedules;
 //! - [`config`], [`server`]: `outrider-scorer serve`, its settings and its start-up;
 //! - [`client`]: the command line's client of a running server;
 //! - [`stats`]: the statistics engine's JSON contract (CLI and `POST /v1/stats/...`).
 
+pub mod alerts;
 pub mod analysis;
 pub mod api;
 pub mod client;
@@ -29,6 +32,7 @@ pub mod config;
 pub mod controller;
 pub mod histogram;
 pub mod metrics;
+pub mod notifier;
 pub mod rollout;
 pub mod server;
 pub mod shadow_report;

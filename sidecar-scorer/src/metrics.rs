@@ -64,6 +64,12 @@ pub struct RunLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotifyLabels {
+    pub sink: String,
+    pub result: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub http_requests: Family<HttpLabels, Counter>,
@@ -74,6 +80,7 @@ pub struct Metrics {
     pub leader: Gauge,
     pub controller_steps: Counter,
     pub analysis_runs: Family<RunLabels, Counter>,
+    pub alert_notifications: Family<NotifyLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -133,6 +140,12 @@ impl Metrics {
             "Analysis runs by rollout and outcome (passed, failed, inconclusive)",
             analysis_runs.clone(),
         );
+        let alert_notifications = Family::default();
+        registry.register(
+            "alert_notifications",
+            "Alerts posted to Alertmanager and webhooks, by sink and result (sent, failed)",
+            alert_notifications.clone(),
+        );
         Self {
             registry,
             http_requests,
@@ -143,6 +156,7 @@ impl Metrics {
             leader,
             controller_steps,
             analysis_runs,
+            alert_notifications,
         }
     }
 

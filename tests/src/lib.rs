@@ -12,9 +12,11 @@
 //! - [`load`]: closed-loop and fixed-rate load, and a process's CPU time.
 //! - [`prom`]: reading `/stats/prometheus`.
 //! - [`postgres`]: a private PostgreSQL server.
+//! - [`alertmanager`]: a private Alertmanager.
 //! - [`scorer`]: a real `outrider-scorer serve` process.
 
 pub mod admin_stats;
+pub mod alertmanager;
 pub mod bootstrap;
 pub mod client;
 pub mod envoy;

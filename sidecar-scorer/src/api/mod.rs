@@ -68,6 +68,7 @@ pub fn router(app: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .route("/v1/alerts", get(ops::alerts))
         .route("/v1/rollouts", get(rollouts::list).post(rollouts::create))
         .route("/v1/rollouts/{name}", get(rollouts::get_one))
         .route("/v1/rollouts/{name}/weights", put(rollouts::set_weights))

@@ -8,7 +8,7 @@ use serde_json::json;
 use super::AppState;
 use super::body::JsonText;
 use super::error::ApiError;
-use super::params::PathParams;
+use super::params::{PathParams, Query};
 use crate::stats::{self, Analysis};
 
 pub async fn healthz() -> Response {
@@ -28,6 +28,28 @@ pub async fn readyz(State(app): State<AppState>) -> Result<Response, ApiError> {
         "leader": app.leading.load(std::sync::atomic::Ordering::Relaxed),
     }))
     .into_response())
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsQuery {
+    #[serde(default)]
+    limit: Option<u64>,
+    #[serde(default)]
+    firing: bool,
+}
+
+/// Alerts raised, oldest first: the newest `limit` (default 100), or only those firing.
+pub async fn alerts(
+    State(app): State<AppState>,
+    Query(query): Query<AlertsQuery>,
+) -> Result<Response, ApiError> {
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1_000).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
+    }
+    let alerts = app.store.alerts(limit, query.firing).await?;
+    Ok(Json(json!({ "alerts": alerts })).into_response())
 }
 
 pub async fn metrics(State(app): State<AppState>) -> Response {

@@ -80,6 +80,20 @@ pub struct WorkerMark {
     pub last_seen_ms: u64,
 }
 
+/// An alert as stored and listed by `GET /v1/alerts`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredAlert {
+    pub fingerprint: String,
+    /// `firing` or `resolved`.
+    pub status: String,
+    pub starts_ms: u64,
+    /// When it resolved; absent while it fires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_ms: Option<u64>,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub annotations: std::collections::BTreeMap<String, String>,
+}
+
 /// An outcome label for a request (by its id) or a user (by sticky key).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeedbackEvent {
@@ -165,6 +179,14 @@ pub trait Store: Send + Sync {
 
     /// Feedback events stored (for a rollout, or all).
     async fn feedback_count(&self, rollout: Option<&str>) -> StoreResult<u64>;
+
+    /// Records an alert's firing or resolution (one row per firing, by fingerprint and
+    /// start).
+    async fn put_alert(&self, alert: &StoredAlert) -> StoreResult<()>;
+
+    /// The newest `limit` alerts, firing or resolved, oldest first; or only those
+    /// still firing.
+    async fn alerts(&self, limit: u64, firing_only: bool) -> StoreResult<Vec<StoredAlert>>;
 
     /// Stores an analysis run unless one with the same interval end is stored; true
     /// if this one was.

@@ -39,6 +39,13 @@ pub const SELECT_RUNS: &str = "SELECT body FROM (SELECT body, end_ms FROM analys
      ORDER BY end_ms DESC LIMIT $2) newest ORDER BY end_ms";
 pub const SELECT_SCORES: &str = "SELECT variant, score FROM samples \
      WHERE rollout = $1 AND at_ms >= $2 AND at_ms < $3 AND score IS NOT NULL";
+pub const UPSERT_ALERT: &str = "INSERT INTO alerts (fingerprint, starts_ms, rollout, name, status, ends_ms, body) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (fingerprint, starts_ms) DO UPDATE SET \
+     status = excluded.status, ends_ms = excluded.ends_ms, body = excluded.body";
+pub const SELECT_ALERTS: &str = "SELECT body FROM (SELECT body, starts_ms FROM alerts \
+     ORDER BY starts_ms DESC LIMIT $1) newest ORDER BY starts_ms";
+pub const SELECT_FIRING: &str =
+    "SELECT body FROM alerts WHERE status = 'firing' ORDER BY starts_ms";
 pub const COUNT_FEEDBACK: &str = "SELECT COUNT(*) FROM feedback";
 pub const COUNT_FEEDBACK_ROLLOUT: &str = "SELECT COUNT(*) FROM feedback WHERE rollout = $1";
 pub const COUNT_SAMPLES: &str = "SELECT COUNT(*) FROM samples WHERE rollout = $1";

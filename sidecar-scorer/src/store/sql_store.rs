@@ -16,14 +16,15 @@ use sqlx::{
 
 use super::sql::{
     COUNT_FEEDBACK, COUNT_FEEDBACK_ROLLOUT, COUNT_SAMPLES, INSERT_BATCH, INSERT_CHUNK,
-    INSERT_EVENT, INSERT_ROLLOUT, INSERT_RUN, Placeholders, SELECT_EVENTS, SELECT_ROLLOUT,
-    SELECT_ROLLOUTS, SELECT_RUNS, SELECT_SAMPLES, SELECT_SCORES, SELECT_WORKERS, UPDATE_ROLLOUT,
-    UPSERT_WORKER, by_variant, db_int, from_db_int, insert_feedback, insert_samples,
-    select_shadows, select_windows, shadow_columns, shadow_from_values, shadow_values,
-    upsert_shadow, upsert_windows,
+    INSERT_EVENT, INSERT_ROLLOUT, INSERT_RUN, Placeholders, SELECT_ALERTS, SELECT_EVENTS,
+    SELECT_FIRING, SELECT_ROLLOUT, SELECT_ROLLOUTS, SELECT_RUNS, SELECT_SAMPLES, SELECT_SCORES,
+    SELECT_WORKERS, UPDATE_ROLLOUT, UPSERT_ALERT, UPSERT_WORKER, by_variant, db_int, from_db_int,
+    insert_feedback, insert_samples, select_shadows, select_windows, shadow_columns,
+    shadow_from_values, shadow_values, upsert_shadow, upsert_windows,
 };
 use super::{
-    FeedbackEvent, FeedbackOutcome, Store, StoreError, StoreResult, WindowCounts, WorkerMark,
+    FeedbackEvent, FeedbackOutcome, Store, StoreError, StoreResult, StoredAlert, WindowCounts,
+    WorkerMark,
 };
 use crate::analysis::Run;
 use crate::rollout::{Event, Rollout};
@@ -353,6 +354,35 @@ where
         }
         tx.commit().await?;
         Ok(outcome)
+    }
+
+    async fn put_alert(&self, alert: &StoredAlert) -> StoreResult<()> {
+        let body = serde_json::to_string(alert).map_err(json_error)?;
+        let label = |k: &str| alert.labels.get(k).cloned().unwrap_or_default();
+        sqlx::query::<D::Db>(UPSERT_ALERT)
+            .bind(&alert.fingerprint)
+            .bind(db_int(alert.starts_ms))
+            .bind(label("rollout"))
+            .bind(label("alertname"))
+            .bind(&alert.status)
+            .bind(db_int(alert.ends_ms.unwrap_or(0)))
+            .bind(body)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn alerts(&self, limit: u64, firing_only: bool) -> StoreResult<Vec<StoredAlert>> {
+        let query = if firing_only {
+            sqlx::query_scalar::<D::Db, String>(SELECT_FIRING)
+        } else {
+            sqlx::query_scalar::<D::Db, String>(SELECT_ALERTS).bind(db_int(limit))
+        };
+        let bodies: Vec<String> = query.fetch_all(&self.read).await?;
+        bodies
+            .iter()
+            .map(|b| serde_json::from_str(b).map_err(json_error))
+            .collect()
     }
 
     async fn add_run(&self, run: &Run) -> StoreResult<bool> {

@@ -1,0 +1,289 @@
+//! Sends alerts: on the replica that holds the decision lock, every few seconds, the
+//! alerts of every rollout ([`crate::alerts`]) are compared with those firing before.
+//! A new one is stored and sent to the webhooks; one that cleared is stored resolved,
+//! sent to the webhooks, and to Alertmanager with its end. Alertmanager gets every
+//! firing alert again every [`RESEND_MS`], with an end ahead of it, as Prometheus does,
+//! so an alert resolves by itself if the scorer stops sending. A replica that takes
+//! the lead reads what was firing from the store, so no resolution is lost to a
+//! failover.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::alerts::{Alert, Facts, active, for_alertmanager, webhook_body};
+use crate::api::{AppState, now_ms};
+use crate::metrics::NotifyLabels;
+use crate::shadow_report::{report, total};
+use crate::store::{StoreError, StoredAlert};
+
+const TICK: Duration = Duration::from_secs(2);
+/// How often a firing alert is sent to Alertmanager again.
+pub const RESEND_MS: u64 = 30_000;
+/// How far ahead the end of a firing alert is set.
+const ENDS_AHEAD_MS: u64 = 4 * RESEND_MS;
+
+/// An alert firing, and what is still owed for it.
+struct Firing {
+    alert: Alert,
+    sent_to_alertmanager_ms: u64,
+    /// Webhooks that have not taken its firing yet.
+    webhooks_owed: Vec<String>,
+}
+
+pub async fn run(app: AppState, mut shutdown: watch::Receiver<bool>) {
+    let http = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "no HTTP client for alerts");
+            return;
+        }
+    };
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut firing: Option<BTreeMap<String, Firing>> = None;
+    // Resolutions whose webhooks failed, tried again each tick.
+    let mut owed: Vec<(String, serde_json::Value)> = Vec::new();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        if !app.leading.load(Ordering::Relaxed) {
+            firing = None;
+            continue;
+        }
+        let state = match firing.as_mut() {
+            Some(s) => s,
+            None => match load_firing(&app).await {
+                Ok(s) => firing.insert(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the alerts that were firing");
+                    continue;
+                }
+            },
+        };
+        if let Err(e) = evaluate(&app, &http, state, &mut owed).await {
+            tracing::warn!(error = %e, "alerts could not be evaluated");
+        }
+        let mut still = Vec::new();
+        for (url, body) in owed.drain(..) {
+            if !post(&app, &http, "webhook", &url, &body).await {
+                still.push((url, body));
+            }
+        }
+        owed = still;
+    }
+}
+
+async fn load_firing(app: &AppState) -> Result<BTreeMap<String, Firing>, StoreError> {
+    Ok(app
+        .store
+        .alerts(0, true)
+        .await?
+        .into_iter()
+        .map(|s| {
+            let alert = Alert {
+                labels: s.labels,
+                annotations: s.annotations,
+                starts_ms: s.starts_ms,
+            };
+            (
+                s.fingerprint,
+                Firing {
+                    alert,
+                    sent_to_alertmanager_ms: 0,
+                    webhooks_owed: Vec::new(),
+                },
+            )
+        })
+        .collect())
+}
+
+/// Every alert that holds now, over every rollout.
+async fn current(app: &AppState) -> Result<BTreeMap<String, Alert>, StoreError> {
+    let mut out = BTreeMap::new();
+    for rollout in app.store.rollouts().await? {
+        let events = app.store.events(&rollout.name).await?;
+        let windows = app
+            .store
+            .shadow_windows(&rollout.name, 0, u64::MAX / 2)
+            .await?;
+        let mut by_shadow: BTreeMap<&str, Vec<&outrider_protocol::ShadowCounts>> = BTreeMap::new();
+        for (_, counts) in &windows {
+            by_shadow
+                .entry(counts.variant.as_str())
+                .or_default()
+                .push(counts);
+        }
+        let shadows: Vec<_> = by_shadow
+            .values()
+            .filter_map(|w| total(w))
+            .map(|t| report(&t, &rollout.shadow_gate))
+            .collect();
+        let facts = Facts {
+            rollout: &rollout,
+            last_event: events.last(),
+            shadows: &shadows,
+        };
+        for alert in active(&facts, &app.config.runbook_url) {
+            out.insert(alert.fingerprint(), alert);
+        }
+    }
+    Ok(out)
+}
+
+fn stored(fingerprint: &str, alert: &Alert, ends_ms: Option<u64>) -> StoredAlert {
+    StoredAlert {
+        fingerprint: fingerprint.to_owned(),
+        status: if ends_ms.is_some() {
+            "resolved"
+        } else {
+            "firing"
+        }
+        .to_owned(),
+        starts_ms: alert.starts_ms,
+        ends_ms,
+        labels: alert.labels.clone(),
+        annotations: alert.annotations.clone(),
+    }
+}
+
+fn generator_url(app: &AppState, alert: &Alert) -> String {
+    let rollout = alert.labels.get("rollout").map_or("", String::as_str);
+    format!("{}/v1/rollouts/{rollout}/events", app.config.external_url)
+}
+
+async fn evaluate(
+    app: &AppState,
+    http: &reqwest::Client,
+    firing: &mut BTreeMap<String, Firing>,
+    owed: &mut Vec<(String, serde_json::Value)>,
+) -> Result<(), StoreError> {
+    let now = now_ms();
+    let holds = current(app).await?;
+    let external = app.config.external_url.clone();
+    // Cleared: resolved everywhere.
+    let cleared: Vec<String> = firing
+        .keys()
+        .filter(|f| !holds.contains_key(*f))
+        .cloned()
+        .collect();
+    for fingerprint in cleared {
+        let Some(gone) = firing.remove(&fingerprint) else {
+            continue;
+        };
+        let alert = gone.alert;
+        app.store
+            .put_alert(&stored(&fingerprint, &alert, Some(now)))
+            .await?;
+        tracing::info!(alert = alert.name(), rollout = ?alert.labels.get("rollout"), "alert resolved");
+        let generator = generator_url(app, &alert);
+        let body = serde_json::Value::Array(vec![for_alertmanager(&alert, now, &generator)]);
+        for url in &app.config.alertmanager_urls {
+            post(
+                app,
+                http,
+                "alertmanager",
+                &format!("{url}/api/v2/alerts"),
+                &body,
+            )
+            .await;
+        }
+        let hook = webhook_body(&alert, Some(now), &generator, &external);
+        for url in &app.config.alert_webhook_urls {
+            if !post(app, http, "webhook", url, &hook).await {
+                owed.push((url.clone(), hook.clone()));
+            }
+        }
+    }
+    // New: stored, and owed to every webhook.
+    for (fingerprint, alert) in holds {
+        if firing.contains_key(&fingerprint) {
+            continue;
+        }
+        app.store
+            .put_alert(&stored(&fingerprint, &alert, None))
+            .await?;
+        tracing::warn!(alert = alert.name(), rollout = ?alert.labels.get("rollout"), summary = ?alert.annotations.get("summary"), "alert firing");
+        firing.insert(
+            fingerprint,
+            Firing {
+                alert,
+                sent_to_alertmanager_ms: 0,
+                webhooks_owed: app.config.alert_webhook_urls.clone(),
+            },
+        );
+    }
+    // Firing: to Alertmanager again when due, to webhooks still owed.
+    for f in firing.values_mut() {
+        let generator = generator_url(app, &f.alert);
+        if now >= f.sent_to_alertmanager_ms + RESEND_MS && !app.config.alertmanager_urls.is_empty()
+        {
+            let body = serde_json::Value::Array(vec![for_alertmanager(
+                &f.alert,
+                now + ENDS_AHEAD_MS,
+                &generator,
+            )]);
+            let mut all = true;
+            for url in &app.config.alertmanager_urls {
+                all &= post(
+                    app,
+                    http,
+                    "alertmanager",
+                    &format!("{url}/api/v2/alerts"),
+                    &body,
+                )
+                .await;
+            }
+            if all {
+                f.sent_to_alertmanager_ms = now;
+            }
+        }
+        if !f.webhooks_owed.is_empty() {
+            let hook = webhook_body(&f.alert, None, &generator, &external);
+            let mut still = Vec::new();
+            for url in f.webhooks_owed.drain(..) {
+                if !post(app, http, "webhook", &url, &hook).await {
+                    still.push(url);
+                }
+            }
+            f.webhooks_owed = still;
+        }
+    }
+    Ok(())
+}
+
+/// Posts JSON; true on a 2xx. Failures are logged and counted, never fatal.
+async fn post(
+    app: &AppState,
+    http: &reqwest::Client,
+    sink: &'static str,
+    url: &str,
+    body: &serde_json::Value,
+) -> bool {
+    let ok = match http.post(url).json(body).send().await {
+        Ok(r) if r.status().is_success() => true,
+        Ok(r) => {
+            tracing::warn!(%url, status = %r.status(), "alert not taken");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(%url, error = %e, "alert not sent");
+            false
+        }
+    };
+    app.metrics
+        .alert_notifications
+        .get_or_create(&NotifyLabels {
+            sink: sink.to_owned(),
+            result: if ok { "sent" } else { "failed" }.to_owned(),
+        })
+        .inc();
+    ok
+}
