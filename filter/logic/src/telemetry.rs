@@ -226,6 +226,7 @@ impl Aggregator {
                 .into_iter()
                 .filter(|s| *s != fresh_shadow(&s.variant))
                 .collect(),
+            guardrail_trips: Vec::new(),
         };
         self.window_start_ms = now_ms;
         self.touched = false;
