@@ -13,8 +13,7 @@
 //! - [`Record`]: the trips of an Envoy, in shared data, so every worker applies a trip
 //!   one of them judged at its next tick.
 
-use outrider_protocol::{GuardrailReason, GuardrailTrip, StatusClass};
-use serde::{Deserialize, Serialize};
+use outrider_protocol::{ClosedSet, GuardrailReason, GuardrailTrip, StatusClass};
 
 use crate::config::Guardrail;
 
@@ -171,12 +170,46 @@ pub fn judge(t: &Totals, limits: &Guardrail) -> Option<Verdict> {
 }
 
 /// The trips of one Envoy, shared by its workers: the latest trip of each variant.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Stored as one line per trip, `<variant> <reason> <requests> <offending> <limit as
+/// f64 bits, hex> <window_ms> <at_ms> <state_version>` (a few integers to parse, and
+/// the limit exactly as the tripping worker had it).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Record {
     pub trips: Vec<GuardrailTrip>,
 }
 
 impl Record {
+    pub fn encode(&self) -> String {
+        self.trips
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} {} {} {} {:x} {} {} {}\n",
+                    t.variant,
+                    t.reason.name(),
+                    t.requests,
+                    t.offending,
+                    t.limit.to_bits(),
+                    t.window_ms,
+                    t.at_ms,
+                    t.state_version
+                )
+            })
+            .collect()
+    }
+
+    /// The trips of a stored record; lines that do not read as a trip are left out,
+    /// and so is anything past [`MAX_TRIPS`].
+    pub fn decode(bytes: &[u8]) -> Record {
+        let trips = std::str::from_utf8(bytes)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(decode_trip)
+            .take(MAX_TRIPS)
+            .collect();
+        Record { trips }
+    }
+
     /// Puts a trip in, in place of an earlier one of the same variant, and leaves out
     /// trips from before `since_ms` (those of an earlier configuration).
     pub fn put(&mut self, trip: GuardrailTrip, since_ms: u64) {
@@ -186,6 +219,43 @@ impl Record {
         let excess = self.trips.len().saturating_sub(MAX_TRIPS);
         self.trips.drain(..excess);
     }
+}
+
+fn decode_trip(line: &str) -> Option<GuardrailTrip> {
+    let mut parts = line.split(' ');
+    let variant = parts.next()?.to_owned();
+    let reason = GuardrailReason::from_name(parts.next()?)?;
+    let mut numbers = [0u64; 6];
+    for (i, n) in numbers.iter_mut().enumerate() {
+        let part = parts.next()?;
+        *n = if i == 2 {
+            u64::from_str_radix(part, 16).ok()?
+        } else {
+            part.parse().ok()?
+        };
+    }
+    let [
+        requests,
+        offending,
+        limit_bits,
+        window_ms,
+        at_ms,
+        state_version,
+    ] = numbers;
+    if variant.is_empty() || parts.next().is_some() || requests == 0 {
+        return None;
+    }
+    Some(GuardrailTrip {
+        share: offending as f64 / requests as f64,
+        variant,
+        reason,
+        requests,
+        offending,
+        limit: f64::from_bits(limit_bits),
+        window_ms,
+        at_ms,
+        state_version,
+    })
 }
 
 /// What changed on a worker, for its stats and log.
@@ -613,6 +683,23 @@ mod tests {
             2,
             "b's trip is from an earlier configuration"
         );
+        let text = r.encode();
+        assert_eq!(
+            text,
+            "a p99_latency 100 2 409f400000000000 10000 30 1\n\
+             c p99_latency 100 2 409f400000000000 10000 40 1\n"
+        );
+        assert_eq!(Record::decode(text.as_bytes()), r, "round trip");
+        let garbage = format!(
+            "{text}x 5xx 1 1 0 1 1 1\ny p99_latency 1 1 zz 1 1 1\nz p99_latency 0 0 0 1 1 1\n\
+             w p99_latency 1 1 0 1 1 1 extra\nv p99_latency 1 1\n\n"
+        );
+        assert_eq!(
+            Record::decode(garbage.as_bytes()),
+            r,
+            "lines that are not trips are left out"
+        );
+        assert_eq!(Record::decode(b"\xff\xfe"), Record::default());
         for i in 0..40 {
             r.put(trip(&format!("v{i}"), 100 + i), 0);
         }

@@ -126,7 +126,7 @@ impl Worker {
             return;
         }
         g.seen_cas.set(cas);
-        let Some(record) = value.and_then(|v| serde_json::from_slice::<Record>(&v).ok()) else {
+        let Some(record) = value.map(|v| Record::decode(&v)) else {
             return;
         };
         let changes = g
@@ -274,14 +274,9 @@ fn publish(host: &impl Host, g: &Guardrail, trip: GuardrailTrip) {
         .unwrap_or(0);
     for _ in 0..3 {
         let (value, cas) = host.shared_get(&g.key);
-        let mut record: Record = value
-            .and_then(|v| serde_json::from_slice(&v).ok())
-            .unwrap_or_default();
+        let mut record = value.map(|v| Record::decode(&v)).unwrap_or_default();
         record.put(trip.clone(), since);
-        let Ok(bytes) = serde_json::to_vec(&record) else {
-            return;
-        };
-        if host.shared_set(&g.key, &bytes, cas) {
+        if host.shared_set(&g.key, record.encode().as_bytes(), cas) {
             return;
         }
     }

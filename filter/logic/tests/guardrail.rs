@@ -13,11 +13,12 @@
 mod common;
 
 use common::{Answer, Filter};
+use outrider_filter_logic::guardrail::Record;
 use outrider_filter_logic::host::{LogLevel, Map};
 use outrider_filter_logic::metric_names as names;
 use outrider_filter_logic::mock::{HttpCall, MockHost};
 use outrider_filter_logic::{Request, Root};
-use outrider_protocol::{GuardrailReason, GuardrailTrip, TelemetryBatch};
+use outrider_protocol::{GuardrailReason, TelemetryBatch};
 
 /// Half the users on each variant; the canary guarded on its 5xx share.
 fn guarded(limits: &str) -> String {
@@ -212,10 +213,8 @@ fn a_failing_variant_goes_to_zero_at_once_on_the_worker_that_judged_it() {
         "the canary's users counted where they went"
     );
     // The Envoy's record, for the other workers.
-    let record: serde_json::Value =
-        serde_json::from_slice(&f.host.shared("outrider/fraud/guardrail").unwrap()).unwrap();
-    let shared: Vec<GuardrailTrip> = serde_json::from_value(record["trips"].clone()).unwrap();
-    assert_eq!(shared, vec![t.clone()]);
+    let record = Record::decode(&f.host.shared("outrider/fraud/guardrail").unwrap());
+    assert_eq!(record.trips, vec![t.clone()]);
     // Reported once.
     f.tick(1_000);
     assert!(
