@@ -97,7 +97,7 @@ demo: build ## Envoy with the filter in front of a stable and a canary model sta
 
 bench: bench-filter bench-shadow bench-stats bench-scorer bench-model ## every benchmark (see BENCHMARKS.md)
 
-bench-filter: build ## Envoy CPU per request and latency: plain route, weighted_clusters, empty wasm filter, outrider (also with a shadow, with sampling)
+bench-filter: build ## Envoy CPU per request and latency: plain route, weighted_clusters, empty wasm filter, outrider (also with a shadow, with sampling, with a guardrail)
 	target/release/outrider-bench filter
 
 bench-shadow: build ## the primary's latency and throughput with no mirroring and with every request mirrored

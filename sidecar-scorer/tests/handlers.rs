@@ -1522,3 +1522,213 @@ async fn routes_methods_analyses_and_operations() {
     assert_eq!(count("/v1/stats/{analysis}", "POST", "200").await, 1.0);
     assert_eq!(count("/v1/rollouts/{name}", "PATCH", "405").await, 1.0);
 }
+
+/// A guardrail trip of the canary (5xx, 34 of 40) made under state `version`.
+fn trip(version: u64) -> Value {
+    json!({"variant": "canary", "reason": "5xx_share", "requests": 40, "offending": 34,
+        "share": 0.85, "limit": 0.5, "window_ms": 10_000, "at_ms": 1_800_000_000_000u64,
+        "state_version": version})
+}
+
+/// The events of rollout `fraud`.
+async fn events(api: &Api) -> Vec<Value> {
+    api.get("/v1/rollouts/fraud/events").await.json()["events"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test]
+async fn a_guardrail_trip_rolls_the_rollout_back_with_its_figures() {
+    let api = Api::with_fraud().await;
+    let t = Some(TELEMETRY);
+    let batch = |id: &str, trips: Value| {
+        with(
+            with(
+                telemetry_batch(id, &[("canary", 40)]),
+                "guardrail_trips",
+                trips,
+            ),
+            "worker",
+            json!("w-1"),
+        )
+    };
+    use Method as M;
+    refuse_all(
+        &api,
+        vec![
+            refusal(
+                "trip of an unknown variant",
+                M::POST,
+                "/v1/telemetry",
+                t,
+                Some(batch(
+                    "r-1",
+                    json!([trip(1), with(trip(1), "variant", json!("blue"))]),
+                )),
+                400,
+                "invalid_value",
+                Some("guardrail_trips[1].variant"),
+                "no variant `blue` in rollout `fraud`",
+            ),
+            refusal(
+                "trip of an unknown reason",
+                M::POST,
+                "/v1/telemetry",
+                t,
+                Some(batch("r-2", json!([with(trip(1), "reason", json!("5xx"))]))),
+                400,
+                "invalid_type",
+                Some("guardrail_trips[0].reason"),
+                "unknown GuardrailReason `5xx`",
+            ),
+            refusal(
+                "share above 1",
+                M::POST,
+                "/v1/telemetry",
+                t,
+                Some(batch("r-3", json!([with(trip(1), "share", json!(1.5))]))),
+                400,
+                "invalid_value",
+                Some("guardrail_trips[0].share"),
+                "from 0 to 1",
+            ),
+            refusal(
+                "more offending than requests",
+                M::POST,
+                "/v1/telemetry",
+                t,
+                Some(batch("r-4", json!([with(trip(1), "offending", json!(41))]))),
+                400,
+                "invalid_value",
+                Some("guardrail_trips[0].offending"),
+                "not be more than `requests`",
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(events(&api).await.len(), 1, "refused trips change nothing");
+
+    let answer = api
+        .send(
+            M::POST,
+            "/v1/telemetry",
+            t,
+            Some(batch("b-1", json!([trip(1)]))),
+        )
+        .await;
+    assert_eq!(
+        answer.json(),
+        json!({"batch_id": "b-1", "result": "applied"})
+    );
+    let rollout = api.get("/v1/rollouts/fraud").await.json();
+    assert_eq!(
+        (
+            &rollout["status"],
+            &rollout["version"],
+            &rollout["variants"]
+        ),
+        (
+            &json!("rolled_back"),
+            &json!(2),
+            &json!([{"name": "stable", "weight": 100.0}, {"name": "canary", "weight": 0.0}])
+        )
+    );
+    let state = api.get("/v1/rollouts/fraud/state").await.json();
+    assert_eq!(
+        (&state["version"], &state["weights"][1]["weight"]),
+        (&json!(2), &json!(0.0)),
+        "what every other Envoy gets at its next poll"
+    );
+    let all = events(&api).await;
+    assert_eq!(all.len(), 2);
+    let event = &all[1];
+    assert_eq!(
+        (&event["kind"], &event["actor"], &event["reason"]),
+        (
+            &json!("rolled_back"),
+            &json!("guardrail"),
+            &json!(
+                "guardrail tripped on envoy-1: variant `canary` 5xx share 0.850 (34 of 40 \
+                 requests in 10000 ms) above 0.5"
+            )
+        )
+    );
+    assert_eq!(
+        event["details"]["guardrail"],
+        with(
+            with(trip(1), "proxy", json!("envoy-1")),
+            "worker",
+            json!("w-1")
+        )
+    );
+    assert_eq!(
+        event["details"]["weights"],
+        json!({"stable": 100.0, "canary": 0.0})
+    );
+    let summary = api.get("/v1/rollouts/fraud/telemetry").await.json();
+    assert_eq!(
+        summary["variants"][1]["requests"], 40,
+        "the counts are in too"
+    );
+
+    // The same batch again, and another worker's trip: already rolled back.
+    let again = api
+        .send(
+            M::POST,
+            "/v1/telemetry",
+            t,
+            Some(batch("b-1", json!([trip(1)]))),
+        )
+        .await;
+    assert_eq!(again.json()["result"], "duplicate");
+    api.send(
+        M::POST,
+        "/v1/telemetry",
+        t,
+        Some(batch("b-2", json!([trip(1)]))),
+    )
+    .await;
+    assert_eq!(events(&api).await.len(), 2);
+
+    // Back to 10% (version 3): a late trip made under version 1 is superseded; one made
+    // under version 3 rolls it back again.
+    api.admin(
+        M::PUT,
+        "/v1/rollouts/fraud/weights",
+        json!({"weights": {"stable": 90, "canary": 10}, "reason": "fixed"}),
+    )
+    .await;
+    api.send(
+        M::POST,
+        "/v1/telemetry",
+        t,
+        Some(batch("b-3", json!([trip(1)]))),
+    )
+    .await;
+    let rollout = api.get("/v1/rollouts/fraud").await.json();
+    assert_eq!(
+        (&rollout["status"], &rollout["version"]),
+        (&json!("active"), &json!(3))
+    );
+    api.send(
+        M::POST,
+        "/v1/telemetry",
+        t,
+        Some(batch("b-4", json!([trip(3)]))),
+    )
+    .await;
+    let rollout = api.get("/v1/rollouts/fraud").await.json();
+    assert_eq!(
+        (&rollout["status"], &rollout["version"]),
+        (&json!("rolled_back"), &json!(4))
+    );
+    let all = events(&api).await;
+    assert_eq!(
+        all.iter()
+            .map(|e| e["actor"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["api", "guardrail", "api", "guardrail"]
+    );
+    assert_eq!(all[3]["details"]["guardrail"]["state_version"], 3);
+}

@@ -475,6 +475,51 @@ async fn the_server_follows_its_openapi_document() {
         spec.check(method.as_str(), template, &reply);
         seen.insert((method.to_string(), template.to_owned()));
     }
+    // A guardrail trip in a batch rolls the rollout back; its event carries the trip.
+    let reactivate = send(
+        &scorer,
+        Method::PUT,
+        "/v1/rollouts/fraud/weights",
+        admin,
+        Some(json!({"weights": {"stable": 90, "canary": 10}})),
+        &[],
+    )
+    .await;
+    spec.check("PUT", "/v1/rollouts/{name}/weights", &reactivate);
+    let tripped = json!({"batch_id": "b-trip", "rollout": "fraud", "proxy": "p", "worker": "w",
+        "window_start_ms": 1, "window_end_ms": 2, "variants": [],
+        "guardrail_trips": [{"variant": "canary", "reason": "p99_latency", "requests": 100, "offending": 3,
+            "share": 0.03, "limit": 2000.0, "window_ms": 10000, "at_ms": 2, "state_version": 0}]});
+    let reply = send(
+        &scorer,
+        Method::POST,
+        "/v1/telemetry",
+        Some(TELEMETRY_TOKEN),
+        Some(tripped),
+        &[],
+    )
+    .await;
+    spec.check("POST", "/v1/telemetry", &reply);
+    let events = send(
+        &scorer,
+        Method::GET,
+        "/v1/rollouts/fraud/events",
+        None,
+        None,
+        &[],
+    )
+    .await;
+    spec.check("GET", "/v1/rollouts/{name}/events", &events);
+    let last = events.json().unwrap()["events"]
+        .as_array()
+        .unwrap()
+        .last()
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (&last["actor"], &last["details"]["guardrail"]["reason"]),
+        (&json!("guardrail"), &json!("p99_latency"))
+    );
     let etag_reply = send(
         &scorer,
         Method::GET,

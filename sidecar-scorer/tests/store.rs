@@ -210,6 +210,7 @@ fn batch(id: &str, window_end_ms: u64, variants: Vec<VariantCounts>) -> Telemetr
         samples: Vec::new(),
         dropped_batches: 0,
         shadows: Vec::new(),
+        guardrail_trips: Vec::new(),
     }
 }
 

@@ -157,6 +157,7 @@ fn batch(id: usize, requests: u64) -> TelemetryBatch {
         samples: vec![],
         dropped_batches: 0,
         shadows: vec![],
+        guardrail_trips: vec![],
     }
 }
 

@@ -5,12 +5,14 @@
 //! `x-test-status: 503` (HTTP status), `x-test-grpc-status: 14` (sent in trailers
 //! after a 200), `x-test-grpc-trailers-only: 14` (status in headers that end the
 //! stream, with no body),
-//! `x-test-delay-ms: 20`, `x-test-score: 0.42` (the score in the answer).
+//! `x-test-delay-ms: 20`, `x-test-score: 0.42` (the score in the answer). A test can
+//! also turn a running stand-in into one that answers every request with an error
+//! ([`StandIn::fail_with`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -80,6 +82,8 @@ pub struct StandIn {
     pub name: String,
     pub addr: SocketAddr,
     seen: Arc<Seen>,
+    /// When not 0, the status of every answer (see [`StandIn::fail_with`]).
+    forced_status: Arc<AtomicU16>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -98,9 +102,11 @@ impl StandIn {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let seen = Arc::new(Seen::default());
+        let forced_status = Arc::new(AtomicU16::new(0));
         let state = Arc::new(State {
             name: name.to_owned(),
             seen: seen.clone(),
+            forced_status: forced_status.clone(),
             behaviour,
         });
         let server = tokio::spawn(async move {
@@ -128,8 +134,15 @@ impl StandIn {
             name: name.to_owned(),
             addr,
             seen,
+            forced_status,
             server,
         })
+    }
+
+    /// From now on every answer has `status` (a variant that starts failing mid-run),
+    /// whatever the request asks for; 0 goes back to the usual behaviour.
+    pub fn fail_with(&self, status: u16) {
+        self.forced_status.store(status, Ordering::Relaxed);
     }
 
     pub fn requests(&self) -> u64 {
@@ -177,6 +190,7 @@ impl Drop for StandIn {
 struct State {
     name: String,
     seen: Arc<Seen>,
+    forced_status: Arc<AtomicU16>,
     behaviour: Behaviour,
 }
 
@@ -252,8 +266,10 @@ impl State {
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
-        let status = header(&req, "x-test-status")
-            .and_then(|v| v.parse().ok())
+        let forced = self.forced_status.load(Ordering::Relaxed);
+        let status = Some(forced)
+            .filter(|s| *s != 0)
+            .or_else(|| header(&req, "x-test-status").and_then(|v| v.parse().ok()))
             .unwrap_or_else(|| {
                 if self.behaviour.error_rate > 0.0 && fastrand::f64() < self.behaviour.error_rate {
                     503

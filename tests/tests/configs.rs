@@ -25,7 +25,7 @@ const TOKEN_ENV: (&str, &str) = ("OUTRIDER_TELEMETRY_TOKEN", "a-test-telemetry-t
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_configuration_is_refused_with_the_reason_logged() {
-    let cases: [(Value, &str); 4] = [
+    let cases: [(Value, &str); 5] = [
         (
             json!({"rollout": "fraud", "variants": [{"name": "stable", "weight": 90}, {"name": "canary", "weight": 120}]}),
             "invalid configuration: field `variants[1].weight`: must be a percentage between 0 and 100, got 120",
@@ -41,6 +41,11 @@ async fn an_invalid_configuration_is_refused_with_the_reason_logged() {
         (
             json!({"rollout": "fraud", "variants": [{"name": "stable", "weight": 100}], "override": {"secrets": ["short"]}}),
             "invalid configuration: field `override.secrets[0]`: a secret must be at least 16 bytes long",
+        ),
+        (
+            json!({"rollout": "fraud", "variants": [{"name": "stable", "weight": 90}, {"name": "canary", "weight": 10}],
+                "guardrail": {"max_5xx_share": 0.5, "variants": ["stable"]}}),
+            "invalid configuration: field `guardrail.variants[0]`: `stable` is the baseline (the first variant): it takes the traffic of a tripped variant, so it cannot be guarded",
         ),
     ];
     let stable = StandIn::start("stable").await.unwrap();

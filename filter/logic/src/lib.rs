@@ -14,7 +14,9 @@
 //! - [`recorder`]: each fact once, to Envoy's stats ([`stats`], [`metric_names`]) and
 //!   to the scorer's telemetry ([`telemetry`]);
 //! - [`body`], [`json_body`], [`response`]: what is read from bodies and responses;
-//! - [`shadow`], [`desk`]: copies to shadow variants, sent and compared by the root.
+//! - [`shadow`], [`desk`]: copies to shadow variants, sent and compared by the root;
+//! - [`guardrail`]: per-variant limits judged on each response; a trip takes the
+//!   variant to 0% on this Envoy at once.
 //!
 //! Off the request path, on the root's tick:
 //! - [`link`]: the link to the scorer ([`lease`], [`state`], [`outbox`], [`backlog`]).
@@ -25,6 +27,7 @@ pub mod body;
 pub mod config;
 pub mod decision;
 pub mod desk;
+pub mod guardrail;
 pub mod host;
 pub mod json_body;
 pub mod lease;

@@ -143,6 +143,11 @@ impl Link {
         updated
     }
 
+    /// Version of the last state picked up (0: none yet, the configured weights).
+    pub fn version(&self) -> u64 {
+        self.applied_version
+    }
+
     fn polling(&self) -> bool {
         self.in_flight.iter().any(|(_, c)| matches!(c, Call::Poll))
     }

@@ -67,6 +67,12 @@ pub fn weight(rollout: &str, variant: &str) -> String {
     format!("outrider.weight_basis_points.rollout={rollout}.variant={variant}")
 }
 
+/// Guardrail trips of a variant, by reason: `5xx_share`, `grpc_error_share`,
+/// `p99_latency`; counted by the worker that judged it (counter).
+pub fn guardrail_trips(rollout: &str, variant: &str, reason: &str) -> String {
+    format!("outrider.guardrail_trips_total.rollout={rollout}.variant={variant}.reason={reason}")
+}
+
 /// Polls of the scorer by this Envoy's polling worker, by result: `ok` (a state),
 /// `not_modified`, `failed` (counter).
 pub fn scorer_polls(rollout: &str, result: &str) -> String {
@@ -199,6 +205,19 @@ mod tests {
             overrides_rejected("r", "expired")
         ));
         assert_eq!(base, "wasmcustom.outrider.override_rejected_total");
+        let (base, labels) = extract(&format!(
+            "wasmcustom.{}",
+            guardrail_trips("fraud", "canary", "5xx_share")
+        ));
+        assert_eq!(base, "wasmcustom.outrider.guardrail_trips_total");
+        assert_eq!(
+            labels,
+            vec![
+                ("rollout".into(), "fraud".into()),
+                ("variant".into(), "canary".into()),
+                ("reason".into(), "5xx_share".into())
+            ]
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! and, when a scorer is configured, to the telemetry for it. Callers say what
 //! happened once; the recorder knows where it goes.
 
-use outrider_protocol::{Sample, SampleResult, StatusClass, TelemetryBatch};
+use outrider_protocol::{GuardrailTrip, Sample, SampleResult, StatusClass, TelemetryBatch};
 
 use crate::config::Rollout;
 use crate::decision::{Decision, Via};
@@ -153,9 +153,18 @@ impl Recorder {
         }
     }
 
-    /// Sets the weight gauges to the weights in effect.
-    pub fn weights(&self, host: &impl Host, rollout: &Rollout) {
-        self.stats.weights(host, rollout);
+    /// A guardrail trip this worker judged: its counter, and the next telemetry batch.
+    pub fn guardrail_trip(&mut self, variant: usize, trip: &GuardrailTrip) {
+        self.stats
+            .guardrail_trip(&mut self.counters, variant, trip.reason);
+        if let Some(t) = &mut self.telemetry {
+            t.guardrail_trip(trip.clone());
+        }
+    }
+
+    /// Sets the weight gauges to the weights in effect, in basis points.
+    pub fn weights(&self, host: &impl Host, weights_bp: &[u32]) {
+        self.stats.weights(host, weights_bp);
     }
 
     /// Adds the counts kept in the worker to Envoy's counters.

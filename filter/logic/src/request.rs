@@ -38,6 +38,8 @@ struct Plan {
     request_done: bool,
     response_done: bool,
     grpc_error_seen: bool,
+    /// When the response's headers arrived, ms since the epoch.
+    responded_ms: u64,
 }
 
 /// Copies of this request on their way to shadows.
@@ -66,11 +68,13 @@ impl Request {
         // One clock read: the request's start, for its latency, its sample's time and
         // an override token's expiry.
         let started_nanos = host.now_nanos();
-        let decision = rollout.decide(
+        let mut decision = rollout.decide(
             &HostRequestHeaders(host),
             || started_nanos / 1_000_000_000,
             || worker.random.next_point(),
         );
+        // A variant a guardrail tripped on this Envoy gets none of these requests.
+        worker.route(&mut decision);
         let Some(variant) = rollout.variants.get(decision.variant) else {
             return;
         };
@@ -117,7 +121,9 @@ impl Request {
         let (Some(active), Some(plan)) = (&self.active, self.plan.as_mut()) else {
             return;
         };
-        let latency_ms = host.now_nanos().saturating_sub(plan.started_nanos) / 1_000_000;
+        let now_nanos = host.now_nanos();
+        let latency_ms = now_nanos.saturating_sub(plan.started_nanos) / 1_000_000;
+        plan.responded_ms = now_nanos / 1_000_000;
         let class = host
             .header(Map::ResponseHeaders, ":status")
             .as_deref()
@@ -125,7 +131,7 @@ impl Request {
         let variant = plan.variant;
         active
             .worker
-            .record(|r| r.response(host, variant, class, latency_ms));
+            .response(host, variant, class, latency_ms, plan.responded_ms);
         if let (Some(name), Some(spec)) = (
             &active.rollout.response_header,
             active.rollout.variants.get(variant),
@@ -197,10 +203,9 @@ impl Request {
             .and_then(grpc_error)
         {
             plan.grpc_error_seen = true;
-            let variant = plan.variant;
             active
                 .worker
-                .record(|r| r.grpc_error(host, variant, bucket));
+                .grpc_error(host, plan.variant, bucket, plan.responded_ms);
         }
     }
 
@@ -304,6 +309,7 @@ impl Plan {
             request_done: false,
             response_done: false,
             grpc_error_seen: false,
+            responded_ms: started_nanos / 1_000_000,
         }
     }
 

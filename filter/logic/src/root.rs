@@ -125,6 +125,7 @@ impl Root {
         self.next_link_ms = now;
         self.next_counters_ms = now + COUNTER_FLUSH_MS;
         if let Some(previous) = self.active.replace(Rc::new(Active { rollout, worker })) {
+            previous.worker.retire();
             previous.worker.record(|r| r.flush_counters(host));
             self.retired.push(previous.worker.clone());
         }
@@ -145,6 +146,9 @@ impl Root {
             self.send_shadow_copies(host, &active, now);
         }
         self.drive_link(host, &active, now);
+        // After the link: a state it just applied may lift a trip another worker's
+        // record still lists.
+        active.worker.follow_guardrail(host, now);
         if now >= self.next_counters_ms {
             self.next_counters_ms = now + COUNTER_FLUSH_MS;
             self.flush_counters(host);
@@ -164,7 +168,7 @@ impl Root {
             .record(|r| link.tick(host, now, &active.rollout, r))
             .flatten();
         if let Some(rollout) = updated {
-            worker.record(|r| r.weights(host, &rollout));
+            worker.state_applied(host, &rollout, link.version());
             host.log(
                 LogLevel::Info,
                 &format!(

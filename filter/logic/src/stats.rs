@@ -7,8 +7,8 @@
 //! happen show up in `/stats`.
 
 use outrider_protocol::{
-    BatchResult, ClosedSet, ComparisonResult, LabelPair, OverrideRejection, PollResult,
-    SampleResult, ShadowEnd, ShadowSkip, StatusClass,
+    BatchResult, ClosedSet, ComparisonResult, GuardrailReason, LabelPair, OverrideRejection,
+    PollResult, SampleResult, ShadowEnd, ShadowSkip, StatusClass,
 };
 
 use crate::config::Rollout;
@@ -87,6 +87,8 @@ struct VariantStats {
     overrides: Counter,
     /// Index 0 (OK) is never used; 1..=16 and "other" are defined on first use.
     grpc_errors: [Option<Counter>; GRPC_CODES + 1],
+    /// Guardrail trips by reason, for a guarded variant (empty otherwise).
+    guardrail_trips: Vec<Counter>,
 }
 
 /// Per-variant and per-rollout stats of the requests.
@@ -107,8 +109,12 @@ impl RolloutStats {
     ) -> Result<Self, String> {
         let r = rollout.name.as_str();
         let mut variants = Vec::with_capacity(rollout.variants.len());
-        for v in &rollout.variants {
+        for (i, v) in rollout.variants.iter().enumerate() {
             let name = v.name.as_str();
+            let guarded = rollout
+                .guardrail
+                .as_ref()
+                .is_some_and(|g| g.variants.contains(&i));
             let weight = host.define_metric(MetricKind::Gauge, &names::weight(r, name))?;
             host.record(weight, u64::from(v.weight_bp));
             let stats = VariantStats {
@@ -120,6 +126,13 @@ impl RolloutStats {
                     .define_metric(MetricKind::Histogram, &names::upstream_latency(r, name))?,
                 overrides: counters.define(host, &names::overrides_honoured(r, name))?,
                 grpc_errors: Default::default(),
+                guardrail_trips: if guarded {
+                    counters.define_all(host, |reason: GuardrailReason| {
+                        names::guardrail_trips(r, name, reason.name())
+                    })?
+                } else {
+                    Vec::new()
+                },
             };
             variants.push((v.name.clone(), stats));
         }
@@ -208,10 +221,20 @@ impl RolloutStats {
         }
     }
 
-    /// Sets the weight gauges to the weights in effect.
-    pub fn weights(&self, host: &impl Host, rollout: &Rollout) {
-        for ((_, v), spec) in self.variants.iter().zip(&rollout.variants) {
-            host.record(v.weight, u64::from(spec.weight_bp));
+    /// A guardrail trip this worker judged.
+    pub fn guardrail_trip(&self, counters: &mut Counters, variant: usize, reason: GuardrailReason) {
+        if let Some(c) = self
+            .variant(variant)
+            .and_then(|v| nth(&v.guardrail_trips, reason.index()))
+        {
+            counters.increment(c);
+        }
+    }
+
+    /// Sets the weight gauges to the weights in effect, in basis points.
+    pub fn weights(&self, host: &impl Host, weights_bp: &[u32]) {
+        for ((_, v), bp) in self.variants.iter().zip(weights_bp) {
+            host.record(v.weight, u64::from(*bp));
         }
     }
 }

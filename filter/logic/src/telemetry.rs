@@ -3,9 +3,11 @@
 //! each flush ([`crate::outbox`] keeps the batches until the scorer has them).
 
 use outrider_protocol::{
-    LATENCY_SLOTS, SCORE_DIFF_SLOTS, Sample, SampleResult, ShadowCounts, ShadowEnd, ShadowSkip,
-    StatusClass, TelemetryBatch, VariantCounts, latency_slot, score_diff_slot,
+    GuardrailTrip, LATENCY_SLOTS, SCORE_DIFF_SLOTS, Sample, SampleResult, ShadowCounts, ShadowEnd,
+    ShadowSkip, StatusClass, TelemetryBatch, VariantCounts, latency_slot, score_diff_slot,
 };
+
+use crate::guardrail::MAX_TRIPS;
 
 use crate::shadow::Comparison;
 
@@ -33,6 +35,8 @@ pub struct Aggregator {
     samples: Vec<Sample>,
     max_samples: usize,
     dropped_samples: u64,
+    /// Guardrail trips this worker judged, at most [`MAX_TRIPS`] a batch.
+    trips: Vec<GuardrailTrip>,
     window_start_ms: u64,
     seq: u64,
     touched: bool,
@@ -58,6 +62,7 @@ impl Aggregator {
             samples: Vec::new(),
             max_samples,
             dropped_samples: 0,
+            trips: Vec::new(),
             window_start_ms: now_ms,
             seq: 0,
             touched: false,
@@ -168,6 +173,14 @@ impl Aggregator {
         self.touched = true;
     }
 
+    /// A guardrail trip, for the next batch.
+    pub fn guardrail_trip(&mut self, trip: GuardrailTrip) {
+        if self.trips.len() < MAX_TRIPS {
+            self.trips.push(trip);
+            self.touched = true;
+        }
+    }
+
     pub fn dropped_samples(&self) -> u64 {
         self.dropped_samples
     }
@@ -226,6 +239,7 @@ impl Aggregator {
                 .into_iter()
                 .filter(|s| *s != fresh_shadow(&s.variant))
                 .collect(),
+            guardrail_trips: std::mem::take(&mut self.trips),
         };
         self.window_start_ms = now_ms;
         self.touched = false;

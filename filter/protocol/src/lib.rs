@@ -6,8 +6,8 @@
 //! - [`telemetry`]: the filter posts a [`TelemetryBatch`] to `POST /v1/telemetry` on a
 //!   timer;
 //! - [`results`]: results and reasons (sample results, shadow skip reasons, batch
-//!   results, override rejections, status classes), each a [`ClosedSet`] with its list
-//!   and its names;
+//!   results, override rejections, status classes, guardrail reasons), each a
+//!   [`ClosedSet`] with its list and its names;
 //! - [`rules`]: names, weights and limits that a rollout must keep to on both sides;
 //! - [`json`]: parsing a document with the path of the first bad field in the error.
 //!
@@ -22,12 +22,13 @@ pub mod telemetry;
 
 pub use closed_set::ClosedSet;
 pub use results::{
-    BatchOutcome, BatchResult, ComparisonResult, LabelPair, OverrideRejection, PollResult,
-    SampleResult, ShadowEnd, ShadowSkip, StatusClass,
+    BatchOutcome, BatchResult, ComparisonResult, GuardrailReason, LabelPair, OverrideRejection,
+    PollResult, SampleResult, ShadowEnd, ShadowSkip, StatusClass,
 };
 pub use rules::FieldError;
 pub use state::{RolloutState, VariantWeight};
 pub use telemetry::{
-    ClassCounts, LATENCY_BUCKETS_MS, LATENCY_SLOTS, SCORE_DIFF_BUCKETS, SCORE_DIFF_SLOTS, Sample,
-    ShadowCounts, TelemetryAck, TelemetryBatch, VariantCounts, latency_slot, score_diff_slot,
+    ClassCounts, GuardrailTrip, LATENCY_BUCKETS_MS, LATENCY_SLOTS, SCORE_DIFF_BUCKETS,
+    SCORE_DIFF_SLOTS, Sample, ShadowCounts, TelemetryAck, TelemetryBatch, VariantCounts,
+    latency_slot, score_diff_slot,
 };

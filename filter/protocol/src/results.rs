@@ -152,6 +152,20 @@ closed_set! {
     }
 }
 
+closed_set! {
+    /// Which guardrail limit a variant broke.
+    pub enum GuardrailReason {
+        /// The share of 5xx responses was above `max_5xx_share`.
+        ServerErrorShare => "5xx_share",
+        /// The share of responses with a non-OK `grpc-status` was above
+        /// `max_grpc_error_share`.
+        GrpcErrorShare => "grpc_error_share",
+        /// The p99 latency was above `max_p99_ms`: more than 1% of the responses took
+        /// longer than that.
+        P99Latency => "p99_latency",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +202,7 @@ mod tests {
         round_trips::<ComparisonResult>();
         round_trips::<LabelPair>();
         round_trips::<OverrideRejection>();
+        round_trips::<GuardrailReason>();
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::results::{BatchOutcome, ShadowSkip, StatusClass};
+use crate::results::{BatchOutcome, GuardrailReason, ShadowSkip, StatusClass};
 
 /// Upper bounds (ms) of the latency buckets, in the telemetry batches and in the
 /// Prometheus histogram of the filter. A value above the last bound falls in an
@@ -70,6 +70,64 @@ pub struct TelemetryBatch {
     /// Shadow variants: mirrored requests and how their answers compare.
     #[serde(default)]
     pub shadows: Vec<ShadowCounts>,
+    /// Guardrail trips this worker judged since its previous batch: each took a
+    /// variant to 0% on this Envoy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guardrail_trips: Vec<GuardrailTrip>,
+}
+
+/// A variant broke a guardrail limit in the window one worker judged, and went to 0%
+/// on that worker's Envoy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardrailTrip {
+    pub variant: String,
+    pub reason: GuardrailReason,
+    /// Requests of the variant answered within the window.
+    pub requests: u64,
+    /// Of those, the ones that count against the limit: 5xx responses
+    /// (`5xx_share`), responses with a gRPC error (`grpc_error_share`), or responses
+    /// slower than the limit (`p99_latency`).
+    pub offending: u64,
+    /// `offending / requests`.
+    pub share: f64,
+    /// The limit broken: the largest share allowed (`5xx_share`,
+    /// `grpc_error_share`), or the largest p99 in ms (`p99_latency`, broken when
+    /// more than 1% of the requests are slower).
+    pub limit: f64,
+    /// The span of the window judged, ms.
+    pub window_ms: u64,
+    /// When the worker tripped, ms since the epoch (the filter's clock).
+    pub at_ms: u64,
+    /// Version of the rollout state in effect then (0: the configured weights).
+    pub state_version: u64,
+}
+
+impl GuardrailTrip {
+    /// The figures in words, as the filter logs them and the scorer records them:
+    /// `5xx share 0.850 (17 of 20 requests in 10000 ms) above 0.5`.
+    pub fn figures(&self) -> String {
+        let (requests, offending, window) = (self.requests, self.offending, self.window_ms);
+        match self.reason {
+            GuardrailReason::ServerErrorShare | GuardrailReason::GrpcErrorShare => {
+                let what = if self.reason == GuardrailReason::ServerErrorShare {
+                    "5xx share"
+                } else {
+                    "gRPC error share"
+                };
+                format!(
+                    "{what} {:.3} ({offending} of {requests} requests in {window} ms) above {}",
+                    self.share, self.limit
+                )
+            }
+            GuardrailReason::P99Latency => format!(
+                "p99 latency above {} ms ({offending} of {requests} requests in {window} ms, \
+                 {:.1}%, took longer)",
+                self.limit,
+                self.share * 100.0
+            ),
+        }
+    }
 }
 
 /// How one shadow variant did since the previous batch.
@@ -232,10 +290,52 @@ mod tests {
             samples: vec![],
             dropped_batches: 0,
             shadows: vec![],
+            guardrail_trips: vec![],
         };
         let json = serde_json::to_value(&batch).unwrap();
         assert_eq!(json["variants"][0]["responses"]["5xx"], 1);
+        assert!(
+            json.get("guardrail_trips").is_none(),
+            "no trips, no field: scorers that predate it take the batch"
+        );
         let back: TelemetryBatch = serde_json::from_value(json).unwrap();
         assert_eq!(back, batch);
+    }
+
+    fn trip(reason: GuardrailReason, offending: u64, limit: f64) -> GuardrailTrip {
+        GuardrailTrip {
+            variant: "canary".into(),
+            reason,
+            requests: 40,
+            offending,
+            share: offending as f64 / 40.0,
+            limit,
+            window_ms: 10_000,
+            at_ms: 1_800_000_000_000,
+            state_version: 3,
+        }
+    }
+
+    #[test]
+    fn a_trip_travels_in_its_batch_and_reads_as_figures() {
+        let t = trip(GuardrailReason::ServerErrorShare, 34, 0.5);
+        assert_eq!(
+            t.figures(),
+            "5xx share 0.850 (34 of 40 requests in 10000 ms) above 0.5"
+        );
+        assert_eq!(
+            trip(GuardrailReason::GrpcErrorShare, 4, 0.05).figures(),
+            "gRPC error share 0.100 (4 of 40 requests in 10000 ms) above 0.05"
+        );
+        assert_eq!(
+            trip(GuardrailReason::P99Latency, 2, 2000.0).figures(),
+            "p99 latency above 2000 ms (2 of 40 requests in 10000 ms, 5.0%, took longer)"
+        );
+        let json = serde_json::to_value(&t).unwrap();
+        assert_eq!(json["reason"], "5xx_share");
+        let batch = serde_json::json!({"batch_id": "b", "rollout": "fraud", "proxy": "p",
+            "window_start_ms": 1, "window_end_ms": 2, "variants": [], "guardrail_trips": [json]});
+        let back: TelemetryBatch = serde_json::from_value(batch).unwrap();
+        assert_eq!(back.guardrail_trips, vec![t]);
     }
 }

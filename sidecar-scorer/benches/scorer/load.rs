@@ -237,6 +237,7 @@ fn batch_template(window_end_ms: u64) -> (String, String) {
         samples,
         shadows: Vec::new(),
         dropped_batches: 0,
+        guardrail_trips: Vec::new(),
     };
     let text = serde_json::to_string(&batch).unwrap_or_default();
     let marked = serde_json::to_string(MARK).unwrap_or_default();

@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use outrider_protocol::{BatchOutcome, FieldError, LATENCY_SLOTS, TelemetryAck, TelemetryBatch};
+use outrider_protocol::rules::MAX_VARIANTS;
+use outrider_protocol::{
+    BatchOutcome, FieldError, GuardrailTrip, LATENCY_SLOTS, TelemetryAck, TelemetryBatch,
+};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -18,8 +21,9 @@ use super::{AppState, load_rollout, now_ms};
 use crate::completeness::completeness;
 use crate::histogram::latency_quantile;
 use crate::metrics::{BatchLabels, FeedbackLabels, FeedbackResult, Named, VariantLabels};
+use crate::rollout::{Attribution, Status};
 use crate::shadow_report::{ShadowReport, report, total};
-use crate::store::{FeedbackEvent, WindowCounts};
+use crate::store::{FeedbackEvent, StoreError, WindowCounts};
 
 const MAX_ID_LEN: usize = 256;
 const MAX_SAMPLES: usize = 10_000;
@@ -95,6 +99,41 @@ fn validate(batch: &TelemetryBatch, variants: &[String]) -> Result<(), FieldErro
             }
         }
     }
+    if batch.guardrail_trips.len() > MAX_VARIANTS {
+        return Err(FieldError::new(
+            "guardrail_trips",
+            format!(
+                "at most {MAX_VARIANTS} per batch, got {}",
+                batch.guardrail_trips.len()
+            ),
+        ));
+    }
+    for (i, t) in batch.guardrail_trips.iter().enumerate() {
+        if !variants.contains(&t.variant) {
+            return Err(FieldError::new(
+                format!("guardrail_trips[{i}].variant"),
+                format!("no variant `{}` in rollout `{}`", t.variant, batch.rollout),
+            ));
+        }
+        if !t.share.is_finite() || !(0.0..=1.0).contains(&t.share) {
+            return Err(FieldError::new(
+                format!("guardrail_trips[{i}].share"),
+                "must be a share from 0 to 1",
+            ));
+        }
+        if !t.limit.is_finite() || t.limit < 0.0 {
+            return Err(FieldError::new(
+                format!("guardrail_trips[{i}].limit"),
+                "must be a finite number, 0 or more",
+            ));
+        }
+        if t.offending > t.requests {
+            return Err(FieldError::new(
+                format!("guardrail_trips[{i}].offending"),
+                "must not be more than `requests`",
+            ));
+        }
+    }
     if batch.samples.len() > MAX_SAMPLES {
         return Err(FieldError::new(
             "samples",
@@ -149,6 +188,14 @@ pub async fn telemetry(
                 })
                 .inc_by(v.requests);
         }
+        for trip in &batch.guardrail_trips {
+            // The batch is applied: a failure here is logged, not answered, or the
+            // filter would send the batch again and get `duplicate`.
+            if let Err(e) = roll_back_on_trip(&app, &batch, trip).await {
+                tracing::error!(rollout = %batch.rollout, variant = %trip.variant, error = %e,
+                    "guardrail trip not recorded: the rollout is not rolled back");
+            }
+        }
     }
     app.metrics
         .telemetry_batches
@@ -161,6 +208,66 @@ pub async fn telemetry(
         result,
     })
     .into_response())
+}
+
+/// A guardrail tripped in a filter, which took the variant to 0% on its Envoy: the
+/// rollout is rolled back (actor `guardrail`, the trip in `details.guardrail`), so
+/// every other Envoy stops sending the variant traffic at its next poll. Nothing is
+/// done for a rollout already rolled back, nor for a trip made under an older state
+/// than the rollout's (filters lift a trip when they apply a newer state; a variant
+/// that still fails trips again under it). A lost compare-and-set is tried again.
+async fn roll_back_on_trip(
+    app: &AppState,
+    batch: &TelemetryBatch,
+    trip: &GuardrailTrip,
+) -> Result<(), StoreError> {
+    for _ in 0..3 {
+        let Some(current) = app.store.rollout(&batch.rollout).await? else {
+            return Ok(());
+        };
+        if current.status == Status::RolledBack {
+            return Ok(());
+        }
+        if trip.state_version != 0 && trip.state_version < current.version {
+            tracing::info!(rollout = %current.name, variant = %trip.variant,
+                trip_version = trip.state_version, version = current.version,
+                "guardrail trip under an older state: the rollout changed since; not rolled back");
+            return Ok(());
+        }
+        let by = Attribution {
+            actor: "guardrail".to_owned(),
+            reason: format!(
+                "guardrail tripped on {}: variant `{}` {}",
+                batch.proxy,
+                trip.variant,
+                trip.figures()
+            ),
+        };
+        let Ok((next, mut event)) = current.rollback(&by, now_ms()) else {
+            return Ok(());
+        };
+        let mut evidence = serde_json::to_value(trip).unwrap_or_default();
+        evidence["proxy"] = json!(batch.proxy);
+        evidence["worker"] = json!(batch.worker);
+        event.details["guardrail"] = evidence;
+        match app
+            .store
+            .update_rollout(&next, current.version, &event)
+            .await
+        {
+            Ok(()) => {
+                app.states.put(&next);
+                tracing::warn!(rollout = %next.name, version = next.version, actor = %event.actor,
+                    reason = %event.reason, "rollout rolled back by a guardrail");
+                return Ok(());
+            }
+            Err(StoreError::Conflict(_)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::Conflict(
+        "the rollout kept changing meanwhile".to_owned(),
+    ))
 }
 
 /// One feedback event as posted.

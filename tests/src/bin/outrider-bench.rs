@@ -3,7 +3,8 @@
 //!
 //! - `outrider-bench filter` (`make bench-filter`): (a) a plain route, (b) Envoy's
 //!   weighted_clusters, (c) an empty wasm filter, (d) the outrider filter, (e) the
-//!   empty filter setting the routing header;
+//!   empty filter setting the routing header; the outrider filter with (g) a shadow at
+//!   100%, (i) sampling 10% and (j) a guardrail judging 90% of the requests;
 //! - `outrider-bench shadow` (`make bench-shadow`): the outrider filter with a shadow
 //!   variant mirroring (f) 0% and (g) 100% of requests, the shadow on its own upstream,
 //!   and (h) Envoy's fire-and-forget `request_mirror_policies` at 100% for reference;
@@ -94,7 +95,7 @@ struct Target {
     path: PathBuf,
 }
 
-const FILTER_TARGETS: [(&str, &str); 7] = [
+const FILTER_TARGETS: [(&str, &str); 8] = [
     ("(a) plain route", "a-plain.yaml"),
     ("(b) weighted_clusters", "b-weighted-clusters.yaml"),
     ("(c) pass-through wasm", "c-passthrough-wasm.yaml"),
@@ -105,6 +106,7 @@ const FILTER_TARGETS: [(&str, &str); 7] = [
     ),
     ("(g) outrider, one shadow at 100%", "g-shadow-100.yaml"),
     ("(i) outrider, sampling 10%", "i-outrider-sampling-10.yaml"),
+    ("(j) outrider, guardrail", "j-outrider-guardrail.yaml"),
 ];
 
 const SHADOW_TARGETS: [(&str, &str); 3] = [
@@ -468,6 +470,10 @@ fn report_filter(args: &RunArgs, targets: &[Target], samples: &[Samples]) -> Res
         for (file, what) in [
             ("g-shadow-100.yaml", "one shadow at 100% (g)"),
             ("i-outrider-sampling-10.yaml", "sampling 10% (i)"),
+            (
+                "j-outrider-guardrail.yaml",
+                "a guardrail judging 90% of the requests (j)",
+            ),
         ] {
             if let Some(x) = find(file) {
                 println!(
@@ -504,7 +510,7 @@ fn report_hostcalls(args: &RunArgs, targets: &[Target], samples: &[Samples]) -> 
 }
 
 /// The configs `outrider-bench instructions` counts by default.
-const INSTRUCTION_TARGETS: [(&str, &str); 6] = [
+const INSTRUCTION_TARGETS: [(&str, &str); 7] = [
     ("(a) plain route", "a-plain.yaml"),
     ("(c) pass-through wasm", "c-passthrough-wasm.yaml"),
     (
@@ -514,6 +520,7 @@ const INSTRUCTION_TARGETS: [(&str, &str); 6] = [
     ("(d) outrider filter", "d-outrider.yaml"),
     ("(g) outrider, one shadow at 100%", "g-shadow-100.yaml"),
     ("(i) outrider, sampling 10%", "i-outrider-sampling-10.yaml"),
+    ("(j) outrider, guardrail", "j-outrider-guardrail.yaml"),
 ];
 
 /// Runs each config's Envoy under callgrind, one at a time, and counts the

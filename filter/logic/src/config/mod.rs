@@ -4,6 +4,7 @@
 
 mod error;
 mod fields;
+mod guardrail;
 mod override_rule;
 mod scorer;
 mod shadow;
@@ -15,6 +16,7 @@ use serde::Deserialize;
 
 pub use error::ConfigError;
 pub use fields::{check_name, weight_to_basis_points};
+pub use guardrail::{DEFAULT_GUARDRAIL_MIN_REQUESTS, DEFAULT_GUARDRAIL_WINDOW_MS, Guardrail};
 pub use scorer::{
     DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_MAX_PENDING_BATCHES, DEFAULT_POLL_INTERVAL_MS,
     DEFAULT_TIMEOUT_MS, ScorerLink,
@@ -29,6 +31,7 @@ use crate::assignment::{Split, salt_seed};
 use crate::override_token::OverrideRule;
 use crate::sticky_key::StickyKey;
 use fields::{check_header_value, check_token, header_name};
+use guardrail::RawGuardrail;
 use override_rule::RawOverride;
 use scorer::RawScorer;
 use shadow::RawShadow;
@@ -60,6 +63,8 @@ struct RawConfig {
     telemetry: Option<RawTelemetry>,
     #[serde(default)]
     shadows: Vec<RawShadow>,
+    #[serde(default)]
+    guardrail: Option<RawGuardrail>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,6 +115,8 @@ pub struct Rollout {
     pub telemetry: Option<SampleRule>,
     /// Variants that get copies of requests, for comparison only.
     pub shadows: Vec<Shadow>,
+    /// Limits that take a failing variant to 0% on this Envoy at once.
+    pub guardrail: Option<Guardrail>,
 }
 
 impl Rollout {
@@ -241,6 +248,10 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Roll
     let variant_names: Vec<&str> = variants.iter().map(|v| v.name.as_str()).collect();
     let seed = salt_seed(&salt);
     let shadows = shadow::validate(raw.shadows, &variant_names, seed)?;
+    let guardrail = raw
+        .guardrail
+        .map(|g| guardrail::validate(g, &variant_names))
+        .transpose()?;
 
     Ok(Rollout {
         name: raw.rollout,
@@ -255,6 +266,7 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Roll
         scorer,
         telemetry,
         shadows,
+        guardrail,
     })
 }
 
@@ -468,6 +480,61 @@ mod tests {
                 "",
                 "trailing data",
             ),
+            (
+                r#"{"rollout": "r", "variants": [{"name": "a", "weight": 90}, {"name": "b", "weight": 10}], "guardrail": {}}"#,
+                "guardrail",
+                "at least one limit",
+            ),
+            (
+                r#"{"rollout": "r", "variants": [{"name": "a", "weight": 90}, {"name": "b", "weight": 10}], "guardrail": {"max_5xx_share": 1}}"#,
+                "guardrail.max_5xx_share",
+                "below 1, got 1",
+            ),
+            (
+                r#"{"rollout": "r", "variants": [{"name": "a", "weight": 90}, {"name": "b", "weight": 10}], "guardrail": {"max_grpc_error_share": -0.1}}"#,
+                "guardrail.max_grpc_error_share",
+                "at least 0",
+            ),
+            (
+                r#"{"rollout": "r", "variants": [{"name": "a", "weight": 90}, {"name": "b", "weight": 10}], "guardrail": {"max_p99_ms": 0}}"#,
+                "guardrail.max_p99_ms",
+                "between 1 and 600000",
+            ),
+            (
+                r#"{"rollout": "r", "variants": [{"name": "a", "weight": 90}, {"name": "b", "weight": 10}], "guardrail": {"max_p99_ms": 100, "window_ms": 500}}"#,
+                "guardrail.window_ms",
+                "between 1000 and 600000, got 500",
+            ),
+            (
+                r#"{"rollout": "r", "variants": [{"name": "a", "weight": 90}, {"name": "b", "weight": 10}], "guardrail": {"max_p99_ms": 100, "min_requests": 0}}"#,
+                "guardrail.min_requests",
+                "between 1 and",
+            ),
+            (
+                r#"{"rollout": "r", "variants": [{"name": "a", "weight": 90}, {"name": "b", "weight": 10}], "guardrail": {"max_5xx_share": 0.5, "variants": ["b", "c"]}}"#,
+                "guardrail.variants[1]",
+                "no variant `c`",
+            ),
+            (
+                r#"{"rollout": "r", "variants": [{"name": "a", "weight": 90}, {"name": "b", "weight": 10}], "guardrail": {"max_5xx_share": 0.5, "variants": ["a"]}}"#,
+                "guardrail.variants[0]",
+                "`a` is the baseline",
+            ),
+            (
+                r#"{"rollout": "r", "variants": [{"name": "a", "weight": 90}, {"name": "b", "weight": 10}], "guardrail": {"max_5xx_share": 0.5, "variants": ["b", "b"]}}"#,
+                "guardrail.variants[1]",
+                "listed twice",
+            ),
+            (
+                r#"{"rollout": "r", "variants": [{"name": "a", "weight": 100}], "guardrail": {"max_5xx_share": 0.5}}"#,
+                "guardrail.variants",
+                "guards no variant",
+            ),
+            (
+                r#"{"rollout": "r", "variants": [{"name": "a", "weight": 90}, {"name": "b", "weight": 10}], "guardrail": {"max_5xx_share": 0.5, "max_5xx": 1}}"#,
+                "guardrail.max_5xx",
+                "unknown field",
+            ),
             (r#"not json"#, "", "expected"),
             (r#""#, "", "EOF"),
         ];
@@ -481,6 +548,47 @@ mod tests {
             );
             assert!(err.to_string().starts_with("invalid configuration"));
         }
+    }
+
+    #[test]
+    fn a_guardrail_guards_every_variant_but_the_baseline_by_default() {
+        let three = r#"{"rollout": "r", "variants": [{"name": "a", "weight": 80},
+            {"name": "b", "weight": 10}, {"name": "c", "weight": 10}]"#;
+        let g = parse(&format!(
+            r#"{three}, "guardrail": {{"max_5xx_share": 0.5}}}}"#
+        ))
+        .unwrap()
+        .guardrail
+        .unwrap();
+        assert_eq!(
+            g,
+            Guardrail {
+                window_ms: 10_000,
+                min_requests: 20,
+                max_5xx_share: Some(0.5),
+                max_grpc_error_share: None,
+                max_p99_ms: None,
+                variants: vec![1, 2],
+            }
+        );
+        let g = parse(&format!(
+            r#"{three}, "guardrail": {{"window_ms": 5000, "min_requests": 50,
+                "max_grpc_error_share": 0, "max_p99_ms": 2000, "variants": ["c"]}}}}"#
+        ))
+        .unwrap()
+        .guardrail
+        .unwrap();
+        assert_eq!(
+            (
+                g.window_ms,
+                g.min_requests,
+                g.max_grpc_error_share,
+                g.max_p99_ms,
+                g.variants
+            ),
+            (5_000, 50, Some(0.0), Some(2_000), vec![2])
+        );
+        assert!(parse(MINIMAL).unwrap().guardrail.is_none());
     }
 
     #[test]
