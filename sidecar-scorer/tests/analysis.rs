@@ -198,6 +198,20 @@ async fn reaches(scorer: &Scorer, status: &str, within: Duration) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
+/// The one alert firing, once the scorer has raised it.
+async fn firing_alert(scorer: &Scorer) -> Value {
+    eventually(Duration::from_secs(10), "an alert firing", || async {
+        let alerts = call(scorer, Method::GET, "/v1/alerts?firing=true", None, None).await;
+        alerts.json().unwrap()["alerts"].as_array().unwrap().len() == 1
+    })
+    .await;
+    call(scorer, Method::GET, "/v1/alerts?firing=true", None, None)
+        .await
+        .json()
+        .unwrap()["alerts"][0]
+        .clone()
+}
+
 /// `outrider-scorer rollout status fraud`, as a person runs it.
 fn status_table(scorer: &Scorer) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_outrider-scorer"))
@@ -308,6 +322,19 @@ async fn rolled_back_by_analysis(canary: Behaviour, metric: &str, tag: &str) {
         "{}",
         event["reason"]
     );
+    let alert = firing_alert(&scorer).await;
+    assert_eq!(
+        (
+            &alert["labels"]["alertname"],
+            &alert["labels"]["severity"],
+            &alert["labels"]["by"]
+        ),
+        (
+            &json!("OutriderRolloutRolledBack"),
+            &json!("critical"),
+            &json!("analysis")
+        )
+    );
     drop(mesh);
 }
 
@@ -352,5 +379,13 @@ async fn too_little_traffic_pauses_and_never_judges() {
         .map(|e| e["kind"].clone())
         .collect();
     assert_eq!(kinds, [json!("created"), json!("paused")]);
+    let alert = firing_alert(&scorer).await;
+    assert_eq!(alert["labels"]["alertname"], "OutriderAnalysisInconclusive");
+    assert!(
+        alert["annotations"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("inconclusive")
+    );
     drop(mesh);
 }

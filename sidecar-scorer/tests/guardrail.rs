@@ -252,6 +252,21 @@ async fn a_failing_canary_goes_to_zero_within_a_second() {
         )),
         "{event}"
     );
+    // And an alert says so, with the variant and the figures.
+    eventually(Duration::from_secs(10), "the guardrail alert", || async {
+        let alerts = call(&scorer, Method::GET, "/v1/alerts?firing=true", None, None)
+            .await
+            .json()
+            .unwrap();
+        alerts["alerts"].as_array().unwrap().iter().any(|a| {
+            a["labels"]["alertname"] == "OutriderGuardrailTripped"
+                && a["labels"]["variant"] == "canary"
+                && a["annotations"]["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("5xx share"))
+        })
+    })
+    .await;
     eventually(
         Duration::from_secs(3),
         "the rolled-back state applied",

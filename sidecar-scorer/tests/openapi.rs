@@ -131,6 +131,15 @@ async fn the_server_follows_its_openapi_document() {
         (Method::GET, "/healthz", "/healthz", None, None, vec![]),
         (Method::GET, "/readyz", "/readyz", None, None, vec![]),
         (Method::GET, "/metrics", "/metrics", None, None, vec![]),
+        (Method::GET, "/v1/alerts", "/v1/alerts", None, None, vec![]),
+        (
+            Method::GET,
+            "/v1/alerts",
+            "/v1/alerts?firing=true&limit=5000",
+            None,
+            None,
+            vec![],
+        ),
         (
             Method::POST,
             "/v1/rollouts",
