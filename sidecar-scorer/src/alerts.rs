@@ -57,8 +57,7 @@ fn alert(
     severity: &str,
     rollout: &str,
     extra: &[(&str, &str)],
-    summary: String,
-    description: String,
+    (summary, description): (String, String),
     runbook_url: &str,
     starts_ms: u64,
 ) -> Alert {
@@ -107,11 +106,13 @@ pub fn active(facts: &Facts<'_>, runbook_url: &str) -> Vec<Alert> {
                 "critical",
                 &r.name,
                 &[("variant", variant)],
-                format!(
-                    "A filter's guardrail took {variant} of rollout {} to 0%",
-                    r.name
+                (
+                    format!(
+                        "A filter's guardrail took {variant} of rollout {} to 0%",
+                        r.name
+                    ),
+                    format!("{reason}. The rollout was rolled back to its baseline."),
                 ),
-                format!("{reason}. The rollout was rolled back to its baseline."),
                 runbook_url,
                 at,
             ));
@@ -125,8 +126,10 @@ pub fn active(facts: &Facts<'_>, runbook_url: &str) -> Vec<Alert> {
             },
             &r.name,
             &[("by", actor)],
-            format!("Rollout {} was rolled back by {actor}", r.name),
-            format!("{reason}. All traffic goes to the baseline."),
+            (
+                format!("Rollout {} was rolled back by {actor}", r.name),
+                format!("{reason}. All traffic goes to the baseline."),
+            ),
             runbook_url,
             at,
         )),
@@ -135,8 +138,12 @@ pub fn active(facts: &Facts<'_>, runbook_url: &str) -> Vec<Alert> {
             "warning",
             &r.name,
             &[],
-            format!("Rollout {} is paused: its analysis cannot decide", r.name),
-            format!("{reason}. The weights stay until someone resumes, promotes or rolls back."),
+            (
+                format!("Rollout {} is paused: its analysis cannot decide", r.name),
+                format!(
+                    "{reason}. The weights stay until someone resumes, promotes or rolls back."
+                ),
+            ),
             runbook_url,
             at,
         )),
@@ -148,8 +155,10 @@ pub fn active(facts: &Facts<'_>, runbook_url: &str) -> Vec<Alert> {
             "warning",
             &r.name,
             &[("variant", &s.variant)],
-            format!("Shadow {} of rollout {} fails its gate", s.variant, r.name),
-            s.reasons.join("; "),
+            (
+                format!("Shadow {} of rollout {} fails its gate", s.variant, r.name),
+                s.reasons.join("; "),
+            ),
             runbook_url,
             // A shadow's failure has no single moment: it counts from the rollout's
             // last change at the latest.

@@ -156,7 +156,7 @@ impl AnalysisSpec {
                 format!("must be at least {MIN_INTERVAL_SECONDS}"),
             ));
         }
-        if window_ms == 0 || interval_ms % window_ms != 0 {
+        if window_ms == 0 || !interval_ms.is_multiple_of(window_ms) {
             return Err(FieldError::new(
                 at("interval_seconds"),
                 format!(
