@@ -95,10 +95,13 @@ test-wasm: setup-rust ## the filter's logic and the protocol compiled to wasm32,
 demo: build ## Envoy with the filter in front of a stable and a canary model stand-in, a scorer ramping the canary, keyed traffic, a live per-variant table
 	target/release/outrider-demo
 
-bench: bench-filter bench-shadow bench-stats bench-scorer bench-model ## every benchmark (see BENCHMARKS.md)
+bench: bench-filter bench-shadow bench-rollback bench-stats bench-scorer bench-model ## every benchmark (see BENCHMARKS.md)
 
 bench-filter: build ## Envoy CPU per request and latency: plain route, weighted_clusters, empty wasm filter, outrider (also with a shadow, with sampling, with a guardrail)
 	target/release/outrider-bench filter
+
+bench-rollback: build ## a 10% canary going wrong at 200 req/s: time to 0% and bad responses with the guardrail and with the analysis alone; a silently wrong model's runs to rollback
+	target/release/outrider-bench rollback
 
 bench-shadow: build ## the primary's latency and throughput with no mirroring and with every request mirrored
 	target/release/outrider-bench shadow

@@ -13,6 +13,7 @@
 //! - [`prom`]: reading `/stats/prometheus`.
 //! - [`postgres`]: a private PostgreSQL server.
 //! - [`alertmanager`]: a private Alertmanager.
+//! - [`rollback`]: a canary that goes wrong under traffic, and how fast it is out.
 //! - [`scorer`]: a real `outrider-scorer serve` process.
 
 pub mod admin_stats;
@@ -25,5 +26,6 @@ pub mod load;
 pub mod paths;
 pub mod postgres;
 pub mod prom;
+pub mod rollback;
 pub mod scorer;
 pub mod standin;

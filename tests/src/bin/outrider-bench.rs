@@ -13,7 +13,10 @@
 //!   calls of one kind per request;
 //! - `outrider-bench instructions` (`make bench-instructions`): the same configs, each
 //!   Envoy under valgrind's callgrind, in instructions per request: a count that does
-//!   not move with what else the machine is doing.
+//!   not move with what else the machine is doing;
+//! - `outrider-bench rollback` (`make bench-rollback`): 200 requests a second with a
+//!   10% canary that goes wrong: time to 0% and bad responses with the guardrail and
+//!   with the analysis alone, and how many runs catch a silently wrong model.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,6 +51,18 @@ enum Bench {
     Hostcalls(RunArgs),
     /// Instructions per request under callgrind.
     Instructions(InstructionArgs),
+    /// How fast a broken canary is out of traffic, and what clients got meanwhile.
+    Rollback(RollbackArgs),
+}
+
+#[derive(clap::Args)]
+struct RollbackArgs {
+    /// Runs of each scenario.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Also print each run's bad responses by who answered them.
+    #[arg(long)]
+    verbose: bool,
 }
 
 #[derive(clap::Args)]
@@ -216,6 +231,7 @@ fn main() -> Result<()> {
                 report_hostcalls(&args, &targets, &samples)
             }
             Bench::Instructions(args) => instructions(&args).await,
+            Bench::Rollback(args) => rollback_bench(&args).await,
             Bench::Shadow(args) => {
                 // The shadow answers like the primaries, on its own upstream.
                 let _shadow = StandIn::start_on("shadow", SocketAddr::from(([127, 0, 0, 1], 18093)), echo())
@@ -686,5 +702,86 @@ fn report_shadow(args: &RunArgs, targets: &[Target], samples: &[Samples]) -> Res
         ratio(on, off, "(g) outrider mirroring 100% (target p99 ≤ 1.10)");
         ratio(native, off, "(h) Envoy's own mirror 100%");
     }
+    Ok(())
+}
+
+/// `outrider-bench rollback`: each scenario `rounds` times, then medians and ranges.
+async fn rollback_bench(args: &RollbackArgs) -> Result<()> {
+    use outrider_harness::rollback::{INTERVAL_S, RATE, Scenario, run};
+    let scorer = paths::repo_root().join("target/release/outrider-scorer");
+    let scenarios = [
+        (
+            Scenario::GuardrailOn5xx,
+            "canary answers 503, guardrail (max_5xx_share 0.05, window 10 s)",
+        ),
+        (
+            Scenario::AnalysisOn5xx,
+            "canary answers 503, analysis alone (5 s runs, failure_limit 1)",
+        ),
+        (
+            Scenario::SilentlyWrong,
+            "canary answers 200 with 60% of scores flipped, analysis (prediction_ks)",
+        ),
+    ];
+    println!(
+        "rollback: {RATE} req/s, canary at 10%, Envoy with 2 workers, poll and flush 300 ms, {} rounds",
+        args.rounds
+    );
+    println!(
+        "{:<72} {:>16} {:>14} {:>8}  rolled back by",
+        "scenario", "onset -> 0% (s)", "bad responses", "runs"
+    );
+    for (scenario, label) in scenarios {
+        let mut measured = Vec::new();
+        for _ in 0..args.rounds {
+            measured.push(run(scenario, &scorer).await?);
+        }
+        let secs: Vec<f64> = measured
+            .iter()
+            .map(|m| m.to_zero.map_or(f64::NAN, |d| d.as_secs_f64()))
+            .collect();
+        let bad: Vec<f64> = measured.iter().map(|m| m.bad as f64).collect();
+        let runs: Vec<String> = measured
+            .iter()
+            .map(|m| m.runs.map_or_else(|| "-".to_owned(), |r| r.to_string()))
+            .collect();
+        let range = |v: &[f64]| {
+            let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            format!("{:.2} ({lo:.2}-{hi:.2})", median(v))
+        };
+        let by: Vec<&str> = measured.iter().map(|m| m.rolled_back_by.as_str()).collect();
+        if args.verbose {
+            for m in &measured {
+                println!("    bad responses by who answered: {:?}, the last sent {:?} after the onset", m.bad_by, m.last_bad);
+            }
+        }
+        println!(
+            "{label:<72} {:>16} {:>14} {:>8}  {}",
+            range(&secs),
+            format!(
+                "{:.0} ({:.0}-{:.0})",
+                median(&bad),
+                bad.iter().copied().fold(f64::INFINITY, f64::min),
+                bad.iter().copied().fold(0.0, f64::max)
+            ),
+            runs.join(","),
+            by.join(",")
+        );
+    }
+    // Flagger's defaults, computed: an analysis every 60 s, rolled back at the first
+    // failed check (threshold 1). The fault falls anywhere in an interval, so the next
+    // check comes 0-60 s later; meanwhile the canary's 10% of 200 req/s fail.
+    let canary_rps = RATE as f64 * 0.1;
+    println!(
+        "{:<72} {:>16} {:>14} {:>8}  (computed, not measured)",
+        "Flagger defaults: interval 60 s, threshold 1, same traffic",
+        "30 (0-60)",
+        format!("{:.0} (0-{:.0})", canary_rps * 30.0, canary_rps * 60.0),
+        "1"
+    );
+    println!(
+        "analysis interval: {INTERVAL_S} s; onset -> 0% is when the last request the canary served was sent"
+    );
     Ok(())
 }
