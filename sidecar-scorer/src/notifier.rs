@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use crate::alerts::{Alert, Facts, active, for_alertmanager, webhook_body};
 use crate::api::{AppState, now_ms};
 use crate::metrics::NotifyLabels;
-use crate::shadow_report::{report, total};
+use crate::shadow_report::reports;
 use crate::store::{StoreError, StoredAlert};
 
 const TICK: Duration = Duration::from_secs(2);
@@ -114,18 +114,7 @@ async fn current(app: &AppState) -> Result<BTreeMap<String, Alert>, StoreError> 
             .store
             .shadow_windows(&rollout.name, 0, u64::MAX / 2)
             .await?;
-        let mut by_shadow: BTreeMap<&str, Vec<&outrider_protocol::ShadowCounts>> = BTreeMap::new();
-        for (_, counts) in &windows {
-            by_shadow
-                .entry(counts.variant.as_str())
-                .or_default()
-                .push(counts);
-        }
-        let shadows: Vec<_> = by_shadow
-            .values()
-            .filter_map(|w| total(w))
-            .map(|t| report(&t, &rollout.shadow_gate))
-            .collect();
+        let shadows = reports(&windows, &rollout.shadow_gate);
         let facts = Facts {
             rollout: &rollout,
             last_event: events.last(),

@@ -180,6 +180,23 @@ pub struct LatencyCovers {
     pub timed_out_share: Option<f64>,
 }
 
+/// One report per shadow variant from per-window counts (as the store gives them, in
+/// any order), each judged against `gate`.
+pub fn reports(windows: &[(u64, ShadowCounts)], gate: &ShadowGate) -> Vec<ShadowReport> {
+    let mut by_shadow: BTreeMap<&str, Vec<&ShadowCounts>> = BTreeMap::new();
+    for (_, counts) in windows {
+        by_shadow
+            .entry(counts.variant.as_str())
+            .or_default()
+            .push(counts);
+    }
+    by_shadow
+        .values()
+        .filter_map(|w| total(w))
+        .map(|t| report(&t, gate))
+        .collect()
+}
+
 /// Sums per-window counts of one shadow.
 pub fn total(windows: &[&ShadowCounts]) -> Option<ShadowCounts> {
     let first = windows.first()?;

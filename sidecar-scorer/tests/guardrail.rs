@@ -6,82 +6,14 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
 use hyper::Method;
-use outrider_harness::client::HttpClient;
+use outrider_harness::load::{Outcome, Traffic};
 use serde_json::{Value, json};
 
 const RATE: u64 = 200;
-
-/// One request: when it was sent, its status (0: no answer) and who served it.
-struct Outcome {
-    sent: Instant,
-    status: u16,
-    served_by: String,
-}
-
-/// Keyed requests (a new user each) at a fixed rate until stopped.
-struct Traffic {
-    outcomes: Arc<Mutex<Vec<Outcome>>>,
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Traffic {
-    fn start(url: String) -> Self {
-        let outcomes = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let task = {
-            let (outcomes, stop) = (outcomes.clone(), stop.clone());
-            tokio::spawn(async move {
-                // Two clients, two sets of connections, so both Envoy workers serve.
-                let clients = [HttpClient::new(), HttpClient::new()];
-                let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
-                let mut requests = tokio::task::JoinSet::new();
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    tick.tick().await;
-                    i += 1;
-                    let client = clients[(i % 2) as usize].clone();
-                    let (url, outcomes) = (url.clone(), outcomes.clone());
-                    requests.spawn(async move {
-                        let sent = Instant::now();
-                        let key = format!("guardrail-user-{i}");
-                        let outcome = match client.get(&url, &[("x-user-id", &key)]).await {
-                            Ok(reply) => Outcome {
-                                sent,
-                                status: reply.status,
-                                served_by: reply.header("x-served-by").unwrap_or("").to_owned(),
-                            },
-                            Err(_) => Outcome {
-                                sent,
-                                status: 0,
-                                served_by: String::new(),
-                            },
-                        };
-                        outcomes.lock().unwrap().push(outcome);
-                    });
-                }
-                while requests.join_next().await.is_some() {}
-            })
-        };
-        Self {
-            outcomes,
-            stop,
-            task,
-        }
-    }
-
-    async fn finish(self) -> Vec<Outcome> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.task.await.unwrap();
-        std::mem::take(&mut *self.outcomes.lock().unwrap())
-    }
-}
 
 async fn events(scorer: &outrider_harness::scorer::Scorer) -> Vec<Value> {
     call(scorer, Method::GET, "/v1/rollouts/fraud/events", None, None)
@@ -112,7 +44,7 @@ async fn a_failing_canary_goes_to_zero_within_a_second() {
     .await;
 
     // Healthy traffic first, so the windows hold healthy history.
-    let traffic = Traffic::start(rollout.url.clone());
+    let traffic = Traffic::start(rollout.url.clone(), RATE);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let canary = rollout.standin("canary");
     assert!(
@@ -135,10 +67,7 @@ async fn a_failing_canary_goes_to_zero_within_a_second() {
         .map(|o| o.sent - onset)
         .max()
         .unwrap_or_default();
-    let bad = outcomes
-        .iter()
-        .filter(|o| o.status == 0 || o.status >= 500)
-        .count();
+    let bad = outcomes.iter().filter(|o| o.is_bad()).count();
     let canary_after = after.iter().filter(|o| o.served_by == "canary").count();
     println!(
         "fault onset -> 0%: the last request the canary served was sent {} ms after the onset; \

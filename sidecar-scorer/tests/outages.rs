@@ -1,5 +1,5 @@
-//! Scorer outages under traffic, end to end: Envoy with the filter at 200 requests a
-//! second, polling and flushing every 300 ms, and a real scorer on SQLite that is
+//! Scorer outages under traffic, end to end: Envoy with the filter at 200 inference
+//! requests a second, polling and flushing every 300 ms, and a real scorer on SQLite that is
 //! killed (`kill -9`) three times for 10 s, 5 s apart, and then hung (`SIGSTOP`) for
 //! 8 s. After each return the filters' backlog is in within 2 s while traffic goes on;
 //! a window the scorer called complete never changes afterwards; at the end the
@@ -9,13 +9,11 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use hyper::Method;
-use outrider_harness::client::HttpClient;
+use outrider_harness::load::Traffic;
 use outrider_harness::scorer::Scorer;
 use serde_json::Value;
 
@@ -26,67 +24,6 @@ fn wall_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64
-}
-
-/// Requests at a fixed rate until stopped; what each response said served it.
-struct Traffic {
-    served: Arc<Mutex<BTreeMap<String, u64>>>,
-    failed: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Traffic {
-    fn start(url: String) -> Self {
-        let served = Arc::new(Mutex::new(BTreeMap::new()));
-        let failed = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let task = {
-            let (served, failed, stop) = (served.clone(), failed.clone(), stop.clone());
-            tokio::spawn(async move {
-                // Two clients, two sets of connections, so both Envoy workers serve.
-                let clients = [HttpClient::new(), HttpClient::new()];
-                let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
-                let mut requests = tokio::task::JoinSet::new();
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    tick.tick().await;
-                    i += 1;
-                    let client = clients[(i % 2) as usize].clone();
-                    let (url, served, failed) = (url.clone(), served.clone(), failed.clone());
-                    requests.spawn(async move {
-                        let key = format!("outage-user-{i}");
-                        match client.get(&url, &[("x-user-id", &key)]).await {
-                            Ok(reply) if reply.status == 200 => {
-                                let variant = reply
-                                    .header("x-outrider-variant")
-                                    .unwrap_or("none")
-                                    .to_owned();
-                                *served.lock().unwrap().entry(variant).or_default() += 1;
-                            }
-                            _ => {
-                                failed.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                    });
-                }
-                while requests.join_next().await.is_some() {}
-            })
-        };
-        Self {
-            served,
-            failed,
-            stop,
-            task,
-        }
-    }
-
-    async fn finish(self) -> (BTreeMap<String, u64>, u64) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.task.await.unwrap();
-        let served = self.served.lock().unwrap().clone();
-        (served, self.failed.load(Ordering::Relaxed))
-    }
 }
 
 /// Every window the scorer called complete, with its per-variant requests.
@@ -181,7 +118,7 @@ async fn telemetry_catches_up_after_outages_and_loses_nothing() {
     let rollout = envoy_linked(&scorer, linked_config(50.0, 50.0, 300, 300), 2).await;
     let pending = "wasmcustom.outrider.telemetry_pending_batches.rollout=fraud";
     let oldest = "wasmcustom.outrider.telemetry_oldest_pending_ms.rollout=fraud";
-    let traffic = Traffic::start(rollout.url.clone());
+    let traffic = Traffic::start(rollout.url.clone(), RATE);
     let mut windows = CompleteWindows::default();
     watch(&scorer, &mut windows, Duration::from_secs(3)).await;
 
@@ -221,8 +158,13 @@ async fn telemetry_catches_up_after_outages_and_loses_nothing() {
     caught_up(&scorer, &mut windows, back_ms, "hung scorer").await;
     watch(&scorer, &mut windows, Duration::from_secs(2)).await;
 
-    let (served, failed) = traffic.finish().await;
+    let outcomes = traffic.finish().await;
+    let failed = outcomes.iter().filter(|o| o.status != 200).count();
     assert_eq!(failed, 0, "no client request failed");
+    let mut served: BTreeMap<String, u64> = BTreeMap::new();
+    for o in &outcomes {
+        *served.entry(o.served_by.clone()).or_default() += 1;
+    }
     let sent: u64 = served.values().sum();
     assert!(sent > 40 * RATE, "{sent} requests sent");
     let counted = |s: &Value| -> BTreeMap<String, u64> {

@@ -1,7 +1,7 @@
 //! Load for benchmarks: closed-loop bursts (for CPU per request and throughput) and
 //! open-loop traffic at a fixed rate (for latency), plus a process's CPU time.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -9,6 +9,8 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
+use hyper::Method;
+use serde_json::json;
 
 use crate::client::HttpClient;
 
@@ -175,6 +177,98 @@ pub fn median(values: &[f64]) -> f64 {
         0 => f64::NAN,
         n if n % 2 == 1 => sorted[n / 2],
         n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// One request: when it left, its status (0: no answer), who served it.
+pub struct Outcome {
+    pub sent: Instant,
+    pub status: u16,
+    pub served_by: String,
+}
+
+/// Keyed inference requests (`POST`, OIP JSON) at a fixed rate until stopped, each a
+/// new user (`x-user-id`), on two clients so both of a two-worker Envoy serve. Each
+/// carries an id and a score skewed low, as a fraud model's are, which Echo
+/// stand-ins answer with.
+pub struct Traffic {
+    outcomes: Arc<Mutex<Vec<Outcome>>>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Traffic {
+    pub fn start(url: String, rate: u64) -> Self {
+        let outcomes = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = {
+            let (outcomes, stop) = (outcomes.clone(), stop.clone());
+            tokio::spawn(async move {
+                // Two clients, two sets of connections, so both Envoy workers serve.
+                let clients = [HttpClient::new(), HttpClient::new()];
+                let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+                let mut requests = tokio::task::JoinSet::new();
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    tick.tick().await;
+                    i += 1;
+                    let client = clients[(i % 2) as usize].clone();
+                    let (url, outcomes) = (url.clone(), outcomes.clone());
+                    requests.spawn(async move {
+                        let sent = Instant::now();
+                        let x = ((i * 37) % 100) as f64 / 100.0;
+                        let body = json!({"inputs": [{"name": "tx", "datatype": "FP64",
+                            "shape": [1, 2], "data": [i, x * x * 0.6]}]});
+                        let key = format!("traffic-user-{i}");
+                        let reply = client
+                            .request(
+                                Method::POST,
+                                &url,
+                                &[("x-user-id", &key), ("content-type", "application/json")],
+                                Bytes::from(body.to_string()),
+                            )
+                            .await;
+                        let outcome = match reply {
+                            Ok(r) => Outcome {
+                                sent,
+                                status: r.status,
+                                served_by: r.header("x-served-by").unwrap_or("").to_owned(),
+                            },
+                            Err(_) => Outcome {
+                                sent,
+                                status: 0,
+                                served_by: String::new(),
+                            },
+                        };
+                        if let Ok(mut o) = outcomes.lock() {
+                            o.push(outcome);
+                        }
+                    });
+                }
+                while requests.join_next().await.is_some() {}
+            })
+        };
+        Self {
+            outcomes,
+            stop,
+            task,
+        }
+    }
+
+    pub async fn finish(self) -> Vec<Outcome> {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.task.await;
+        self.outcomes
+            .lock()
+            .map(|mut o| std::mem::take(&mut *o))
+            .unwrap_or_default()
+    }
+}
+
+impl Outcome {
+    /// A 5xx, or no answer at all.
+    pub fn is_bad(&self) -> bool {
+        self.status == 0 || self.status >= 500
     }
 }
 

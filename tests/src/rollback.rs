@@ -3,8 +3,6 @@
 //! keyed requests at a fixed rate with the canary at 10%. Each scenario is measured
 //! from the fault's onset, on what the clients saw.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -15,92 +13,10 @@ use serde_json::{Value, json};
 use crate::bootstrap::{Cluster, LISTENER, Spec};
 use crate::client::HttpClient;
 use crate::envoy::Envoy;
+use crate::load::{Outcome, Traffic};
 use crate::paths;
 use crate::scorer::{ADMIN_TOKEN, Scorer, ScorerSpec, TELEMETRY_TOKEN};
 use crate::standin::{Behaviour, Scoring, StandIn};
-
-/// One request: when it left, its status (0: no answer), who served it.
-pub struct Outcome {
-    pub sent: Instant,
-    pub status: u16,
-    pub served_by: String,
-}
-
-/// Keyed inference requests at a fixed rate until stopped, each a new user, with an
-/// id and a score skewed low (as a fraud model's are) that Echo stand-ins answer with.
-pub struct Traffic {
-    outcomes: Arc<Mutex<Vec<Outcome>>>,
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Traffic {
-    pub fn start(url: String, rate: u64) -> Self {
-        let outcomes = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let task = {
-            let (outcomes, stop) = (outcomes.clone(), stop.clone());
-            tokio::spawn(async move {
-                // Two clients, two sets of connections, so both Envoy workers serve.
-                let clients = [HttpClient::new(), HttpClient::new()];
-                let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
-                let mut requests = tokio::task::JoinSet::new();
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    tick.tick().await;
-                    i += 1;
-                    let client = clients[(i % 2) as usize].clone();
-                    let (url, outcomes) = (url.clone(), outcomes.clone());
-                    requests.spawn(async move {
-                        let sent = Instant::now();
-                        let x = ((i * 37) % 100) as f64 / 100.0;
-                        let body = json!({"inputs": [{"name": "tx", "datatype": "FP64",
-                            "shape": [1, 2], "data": [i, x * x * 0.6]}]});
-                        let key = format!("rollback-user-{i}");
-                        let reply = client
-                            .request(
-                                Method::POST,
-                                &url,
-                                &[("x-user-id", &key), ("content-type", "application/json")],
-                                Bytes::from(body.to_string()),
-                            )
-                            .await;
-                        let outcome = match reply {
-                            Ok(r) => Outcome {
-                                sent,
-                                status: r.status,
-                                served_by: r.header("x-served-by").unwrap_or("").to_owned(),
-                            },
-                            Err(_) => Outcome {
-                                sent,
-                                status: 0,
-                                served_by: String::new(),
-                            },
-                        };
-                        if let Ok(mut o) = outcomes.lock() {
-                            o.push(outcome);
-                        }
-                    });
-                }
-                while requests.join_next().await.is_some() {}
-            })
-        };
-        Self {
-            outcomes,
-            stop,
-            task,
-        }
-    }
-
-    pub async fn finish(self) -> Vec<Outcome> {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.task.await;
-        self.outcomes
-            .lock()
-            .map(|mut o| std::mem::take(&mut *o))
-            .unwrap_or_default()
-    }
-}
 
 /// What one run of a scenario measured, from the fault's onset.
 #[derive(Debug, Clone)]
@@ -263,10 +179,7 @@ pub async fn run(scenario: Scenario, scorer_binary: &std::path::Path) -> Result<
         .filter(|o| o.served_by == "canary")
         .map(|o| o.sent - onset)
         .max();
-    let bad_ones: Vec<&&Outcome> = after
-        .iter()
-        .filter(|o| o.status == 0 || o.status >= 500)
-        .collect();
+    let bad_ones: Vec<&&Outcome> = after.iter().filter(|o| o.is_bad()).collect();
     let bad = bad_ones.len();
     let mut bad_by = std::collections::BTreeMap::new();
     for o in &bad_ones {

@@ -22,7 +22,7 @@ use crate::completeness::completeness;
 use crate::histogram::latency_quantile;
 use crate::metrics::{BatchLabels, FeedbackLabels, FeedbackResult, Named, VariantLabels};
 use crate::rollout::{Attribution, Status};
-use crate::shadow_report::{ShadowReport, report, total};
+use crate::shadow_report::reports;
 use crate::store::{FeedbackEvent, StoreError, WindowCounts};
 
 const MAX_ID_LEN: usize = 256;
@@ -553,18 +553,7 @@ pub async fn shadow(
             query.to_ms.unwrap_or(u64::MAX / 2),
         )
         .await?;
-    let mut by_shadow: BTreeMap<&str, Vec<&outrider_protocol::ShadowCounts>> = BTreeMap::new();
-    for (_, counts) in &windows {
-        by_shadow
-            .entry(counts.variant.as_str())
-            .or_default()
-            .push(counts);
-    }
-    let reports: Vec<ShadowReport> = by_shadow
-        .values()
-        .filter_map(|w| total(w))
-        .map(|t| report(&t, &gate))
-        .collect();
+    let reports = reports(&windows, &gate);
     Ok(Json(json!({ "rollout": name, "gate": gate, "shadows": reports })).into_response())
 }
 

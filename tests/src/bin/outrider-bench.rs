@@ -753,7 +753,10 @@ async fn rollback_bench(args: &RollbackArgs) -> Result<()> {
         let by: Vec<&str> = measured.iter().map(|m| m.rolled_back_by.as_str()).collect();
         if args.verbose {
             for m in &measured {
-                println!("    bad responses by who answered: {:?}, the last sent {:?} after the onset", m.bad_by, m.last_bad);
+                println!(
+                    "    bad responses by who answered: {:?}, the last sent {:?} after the onset",
+                    m.bad_by, m.last_bad
+                );
             }
         }
         println!(
