@@ -1,6 +1,7 @@
 //! The scorer's own metrics, served at `/metrics` in the Prometheus text format.
 
 use std::fmt::Write;
+use std::sync::atomic::AtomicU64;
 
 use outrider_protocol::{BatchOutcome, ClosedSet, PollResult};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
@@ -70,6 +71,17 @@ pub struct NotifyLabels {
     pub result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RolloutLabels {
+    pub rollout: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub rollout: String,
+    pub status: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub http_requests: Family<HttpLabels, Counter>,
@@ -81,6 +93,10 @@ pub struct Metrics {
     pub controller_steps: Counter,
     pub analysis_runs: Family<RunLabels, Counter>,
     pub alert_notifications: Family<NotifyLabels, Counter>,
+    pub rollout_status: Family<StatusLabels, Gauge>,
+    pub rollout_step: Family<RolloutLabels, Gauge>,
+    pub rollout_weight: Family<VariantLabels, Gauge<f64, AtomicU64>>,
+    pub analysis_last: Family<RunLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -146,6 +162,30 @@ impl Metrics {
             "Alerts posted to Alertmanager and webhooks, by sink and result (sent, failed)",
             alert_notifications.clone(),
         );
+        let rollout_status = Family::default();
+        registry.register(
+            "rollout_status",
+            "1 for each rollout's status (active, paused, completed, promoted, rolled_back), 0 for the others",
+            rollout_status.clone(),
+        );
+        let rollout_step = Family::default();
+        registry.register(
+            "rollout_step",
+            "The step in effect, from 1; 0 without a running schedule",
+            rollout_step.clone(),
+        );
+        let rollout_weight = Family::default();
+        registry.register(
+            "rollout_weight_percent",
+            "Each variant's weight in effect, in percent",
+            rollout_weight.clone(),
+        );
+        let analysis_last = Family::default();
+        registry.register(
+            "analysis_last_run",
+            "1 for the outcome of each rollout's latest analysis run, 0 for the others",
+            analysis_last.clone(),
+        );
         Self {
             registry,
             http_requests,
@@ -157,6 +197,46 @@ impl Metrics {
             controller_steps,
             analysis_runs,
             alert_notifications,
+            rollout_status,
+            rollout_step,
+            rollout_weight,
+            analysis_last,
+        }
+    }
+
+    /// Sets the rollout gauges from the rollouts as stored, and the latest run's
+    /// outcome where there is one.
+    pub fn observe(&self, rollout: &crate::rollout::Rollout, last_run: Option<&str>) {
+        for status in ["active", "paused", "completed", "promoted", "rolled_back"] {
+            self.rollout_status
+                .get_or_create(&StatusLabels {
+                    rollout: rollout.name.clone(),
+                    status: status.to_owned(),
+                })
+                .set(i64::from(rollout.status.as_str() == status));
+        }
+        self.rollout_step
+            .get_or_create(&RolloutLabels {
+                rollout: rollout.name.clone(),
+            })
+            .set(rollout.step.map_or(0, |s| s as i64 + 1));
+        for v in &rollout.variants {
+            self.rollout_weight
+                .get_or_create(&VariantLabels {
+                    rollout: rollout.name.clone(),
+                    variant: v.name.clone(),
+                })
+                .set(v.weight);
+        }
+        if let Some(last) = last_run {
+            for outcome in ["passed", "failed", "inconclusive"] {
+                self.analysis_last
+                    .get_or_create(&RunLabels {
+                        rollout: rollout.name.clone(),
+                        outcome: outcome.to_owned(),
+                    })
+                    .set(i64::from(last == outcome));
+            }
         }
     }
 

@@ -5,7 +5,7 @@
 //! firing alert again every [`RESEND_MS`], with an end ahead of it, as Prometheus does,
 //! so an alert resolves by itself if the scorer stops sending. A replica that takes
 //! the lead reads what was firing from the store, so no resolution is lost to a
-//! failover.
+//! failover. On the same tick every replica sets its rollout gauges in `/metrics`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -54,6 +54,10 @@ pub async fn run(app: AppState, mut shutdown: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = shutdown.changed() => break,
         }
+        // Every replica shows the rollouts' state in its /metrics.
+        if let Err(e) = observe(&app).await {
+            tracing::warn!(error = %e, "cannot read rollouts for the metrics");
+        }
         if !app.leading.load(Ordering::Relaxed) {
             firing = None;
             continue;
@@ -79,6 +83,18 @@ pub async fn run(app: AppState, mut shutdown: watch::Receiver<bool>) {
         }
         owed = still;
     }
+}
+
+async fn observe(app: &AppState) -> Result<(), StoreError> {
+    for rollout in app.store.rollouts().await? {
+        let last = match rollout.analysis {
+            Some(_) => app.store.runs(&rollout.name, 1).await?.pop(),
+            None => None,
+        };
+        app.metrics
+            .observe(&rollout, last.as_ref().map(|r| r.outcome.as_str()));
+    }
+    Ok(())
 }
 
 async fn load_firing(app: &AppState) -> Result<BTreeMap<String, Firing>, StoreError> {

@@ -240,6 +240,45 @@ async fn a_healthy_canary_is_stepped_to_the_end_on_passed_runs() {
         runs.iter().all(|r| r["outcome"] != "failed"),
         "a healthy canary never fails a run: {runs:?}"
     );
+    // Every replica's /metrics shows the state, the step, the weights, the last run.
+    eventually(Duration::from_secs(5), "the rollout gauges", || async {
+        scorer_metric(
+            &scorer,
+            "outrider_scorer_rollout_status",
+            &[("rollout", "fraud"), ("status", "completed")],
+        )
+        .await
+            == 1.0
+    })
+    .await;
+    assert_eq!(
+        scorer_metric(
+            &scorer,
+            "outrider_scorer_rollout_status",
+            &[("rollout", "fraud")]
+        )
+        .await,
+        1.0,
+        "one status at a time"
+    );
+    assert_eq!(
+        scorer_metric(
+            &scorer,
+            "outrider_scorer_rollout_weight_percent",
+            &[("rollout", "fraud"), ("variant", "canary")]
+        )
+        .await,
+        100.0
+    );
+    assert_eq!(
+        scorer_metric(
+            &scorer,
+            "outrider_scorer_analysis_last_run",
+            &[("rollout", "fraud"), ("outcome", "passed")]
+        )
+        .await,
+        1.0
+    );
     let table = status_table(&scorer);
     eprintln!("{table}");
     assert!(table.contains("rollout fraud: completed"), "{table}");
