@@ -27,11 +27,24 @@ const INTERVAL_S: u64 = 5;
 struct Mesh {
     _envoy: Envoy,
     url: String,
-    _standins: Vec<StandIn>,
+    /// Stable, then canary.
+    standins: Vec<StandIn>,
 }
 
 async fn mesh(scorer: &Scorer, stable: Behaviour, canary: Behaviour) -> Mesh {
+    mesh_with(scorer, stable, canary, None).await
+}
+
+async fn mesh_with(
+    scorer: &Scorer,
+    stable: Behaviour,
+    canary: Behaviour,
+    guardrail: Option<Value>,
+) -> Mesh {
     let mut config = linked_config(100.0, 0.0, 300, 300);
+    if let Some(g) = guardrail {
+        config["guardrail"] = g;
+    }
     config["telemetry"] = json!({
         "sample_rate": 1.0,
         "features": {"id": "/inputs/0/data/0"},
@@ -57,7 +70,7 @@ async fn mesh(scorer: &Scorer, stable: Behaviour, canary: Behaviour) -> Mesh {
     Mesh {
         _envoy: envoy,
         url,
-        _standins: standins,
+        standins,
     }
 }
 
@@ -70,6 +83,11 @@ fn echo(flip_percent: u64) -> Behaviour {
 
 /// The rollout: 10%, 50%, 100% canary, each step judged by the analysis.
 async fn create(scorer: &Scorer, min_requests: u64) {
+    create_with_holds(scorer, min_requests, [0, 0]).await;
+}
+
+/// The same, with the first two steps held for these seconds.
+async fn create_with_holds(scorer: &Scorer, min_requests: u64, holds: [u64; 2]) {
     admin(
         scorer,
         Method::POST,
@@ -78,8 +96,8 @@ async fn create(scorer: &Scorer, min_requests: u64) {
             "name": "fraud",
             "variants": [{"name": "stable", "weight": 90}, {"name": "canary", "weight": 10}],
             "steps": [
-                {"weights": {"stable": 90, "canary": 10}},
-                {"weights": {"stable": 50, "canary": 50}},
+                {"weights": {"stable": 90, "canary": 10}, "hold_seconds": holds[0]},
+                {"weights": {"stable": 50, "canary": 50}, "hold_seconds": holds[1]},
                 {"weights": {"stable": 0, "canary": 100}}
             ],
             "analysis": {
@@ -391,4 +409,96 @@ async fn too_little_traffic_pauses_and_never_judges() {
             .contains("inconclusive")
     );
     drop(mesh);
+}
+
+/// The scorer killed mid-canary: traffic keeps its weights while it is away, the
+/// intervals it missed are judged once their telemetry is in, and the rollout goes on
+/// from where it was: no step applied twice, no run failed for the outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_goes_on_after_its_scorer_is_killed_mid_canary() {
+    let backend = Backend::sqlite();
+    let mut scorer = start_scorer(&backend, "analysis-outage").await;
+    let mesh = mesh(&scorer, echo(0), echo(0)).await;
+    create_with_holds(&scorer, 20, [8, 8]).await;
+    let traffic = Traffic::start(mesh.url.clone(), 100);
+    eventually(Duration::from_secs(30), "the second step", || async {
+        rollout(&scorer).await["step"] == 1
+    })
+    .await;
+    // Every worker polls the 50% within a poll interval (300 ms).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let canary_before = mesh.standins[1].requests();
+    scorer.kill9();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let served = mesh.standins[1].requests() - canary_before;
+    // 8 s at 100 req/s with the canary at 50%: about 400.
+    assert!(
+        (250..=550).contains(&served),
+        "the canary kept its 50% while the scorer was away: {served}"
+    );
+    scorer.restart().await.unwrap();
+    let took = reaches(&scorer, "completed", Duration::from_secs(60)).await;
+    assert_eq!(failed(traffic).await, 0, "no request failed");
+    eprintln!("after the restart, completed in {took:.1} s");
+    let runs = runs(&scorer).await;
+    assert!(
+        runs.iter().all(|r| r["outcome"] != "failed"),
+        "the outage failed no run: {runs:?}"
+    );
+    let ends: Vec<u64> = runs.iter().map(|r| r["end_ms"].as_u64().unwrap()).collect();
+    assert!(
+        ends.windows(2).all(|w| w[0] < w[1]),
+        "each interval judged once: {ends:?}"
+    );
+    let kinds: Vec<Value> = events(&scorer)
+        .await
+        .into_iter()
+        .map(|e| e["kind"].clone())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            json!("created"),
+            json!("step"),
+            json!("step"),
+            json!("completed")
+        ],
+        "no step applied twice"
+    );
+}
+
+/// While the scorer is away, the filter's guardrail still takes a failing canary out
+/// of traffic; the trip reaches the scorer with the backlog, which rolls back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guardrail_protects_while_the_scorer_is_away() {
+    let backend = Backend::sqlite();
+    let mut scorer = start_scorer(&backend, "analysis-guardrail-outage").await;
+    let guardrail = json!({"window_ms": 10_000, "min_requests": 20, "max_5xx_share": 0.05});
+    let mesh = mesh_with(&scorer, echo(0), echo(0), Some(guardrail)).await;
+    create_with_holds(&scorer, 20, [3_600, 0]).await;
+    let traffic = Traffic::start(mesh.url.clone(), 200);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    scorer.kill9();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let canary = &mesh.standins[1];
+    canary.fail_with(503);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let at_one_second = canary.requests();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        canary.requests(),
+        at_one_second,
+        "the canary got nothing from a second after its fault on, scorer or not"
+    );
+    scorer.restart().await.unwrap();
+    reaches(&scorer, "rolled_back", Duration::from_secs(10)).await;
+    let bad = traffic.finish().await.iter().filter(|o| o.is_bad()).count();
+    assert!(bad <= 20, "{bad} bad responses");
+    let event = events(&scorer)
+        .await
+        .into_iter()
+        .find(|e| e["kind"] == "rolled_back")
+        .unwrap();
+    assert_eq!(event["actor"], "guardrail");
+    assert_eq!(event["details"]["guardrail"]["variant"], "canary");
 }
