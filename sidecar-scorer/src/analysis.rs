@@ -78,6 +78,11 @@ pub enum Metric {
     PredictionJs,
     /// Share of sampled scores at or above `threshold`.
     ScoreShareAbove,
+    /// Kayenta's judge over the interval: per-window error rate and p99 latency, and
+    /// the sampled scores, each candidate against the baseline by Mann-Whitney; a
+    /// 0-100 score that passes at `pass_threshold` and fails below
+    /// `marginal_threshold` (in between: inconclusive).
+    Judge,
 }
 
 impl Metric {
@@ -91,6 +96,7 @@ impl Metric {
             Metric::PredictionPsi => "prediction_psi",
             Metric::PredictionJs => "prediction_js",
             Metric::ScoreShareAbove => "score_share_above",
+            Metric::Judge => "judge",
         }
     }
 
@@ -130,6 +136,12 @@ pub struct Check {
     /// inconclusive.
     #[serde(default)]
     pub min_samples: Option<u64>,
+    /// For `judge`: the score that passes (default 90) and the one below which the
+    /// run fails (default 75).
+    #[serde(default)]
+    pub pass_threshold: Option<f64>,
+    #[serde(default)]
+    pub marginal_threshold: Option<f64>,
     /// Measured and shown, never deciding.
     #[serde(default)]
     pub dry_run: bool,
@@ -138,6 +150,14 @@ pub struct Check {
 const DEFAULT_MIN_SAMPLES: u64 = 50;
 
 impl Check {
+    /// The judge's pass and marginal scores.
+    pub fn thresholds(&self) -> (f64, f64) {
+        (
+            self.pass_threshold.unwrap_or(90.0),
+            self.marginal_threshold.unwrap_or(75.0),
+        )
+    }
+
     pub fn name(&self) -> String {
         self.name
             .clone()
@@ -187,6 +207,28 @@ impl AnalysisSpec {
                 ));
             }
             names.push(name);
+            if c.metric == Metric::Judge {
+                if c.max.is_some() || c.max_increase.is_some() || c.max_ratio.is_some() {
+                    return Err(FieldError::new(
+                        at("metric"),
+                        "the judge decides by its score: give pass_threshold and marginal_threshold, not bounds",
+                    ));
+                }
+                let (pass, marginal) = c.thresholds();
+                if !(0.0..=100.0).contains(&pass) || !(0.0..=pass).contains(&marginal) {
+                    return Err(FieldError::new(
+                        at("marginal_threshold"),
+                        "needs 0 <= marginal_threshold <= pass_threshold <= 100",
+                    ));
+                }
+                continue;
+            }
+            if c.pass_threshold.is_some() || c.marginal_threshold.is_some() {
+                return Err(FieldError::new(
+                    at("pass_threshold"),
+                    "only the judge takes thresholds",
+                ));
+            }
             if c.max.is_none() && c.max_increase.is_none() && c.max_ratio.is_none() {
                 return Err(FieldError::new(
                     at("max"),
@@ -244,7 +286,10 @@ impl AnalysisSpec {
 /// What one side of a comparison saw in an interval.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Side {
+    /// The interval's sums.
     pub counts: WindowCounts,
+    /// The telemetry windows that make them up (for the judge's per-window series).
+    pub windows: Vec<WindowCounts>,
     /// Sampled scores.
     pub scores: Vec<f64>,
 }
@@ -279,7 +324,9 @@ impl Side {
                         / self.scores.len() as f64
                 })
             }
-            Metric::PredictionKs | Metric::PredictionPsi | Metric::PredictionJs => None,
+            Metric::PredictionKs | Metric::PredictionPsi | Metric::PredictionJs | Metric::Judge => {
+                None
+            }
         }
     }
 }
@@ -378,6 +425,92 @@ fn fmt(v: f64) -> String {
 }
 
 /// One check of one candidate against the baseline.
+/// Per-window figures of a side for the judge: 5xx share and p99 latency of each
+/// window with responses.
+fn series(side: &Side) -> (Vec<Option<f64>>, Vec<Option<f64>>) {
+    side.windows
+        .iter()
+        .map(|w| {
+            let one = Side {
+                counts: w.clone(),
+                ..Side::default()
+            };
+            let errors = one.rate(w.responses.server_error);
+            let mut counts = w.latency_ms.clone();
+            counts.resize(LATENCY_SLOTS, 0);
+            (errors, latency_quantile(&counts, 0.99))
+        })
+        .unzip()
+}
+
+/// Kayenta's judge on one candidate: its score, and a line per metric.
+fn kayenta(check: &Check, baseline: &Side, candidate: &Side) -> (Option<f64>, Outcome, String) {
+    use outrider_stats::judge::kayenta::Direction;
+    use outrider_stats::judge::{JudgeMetric, JudgeRequest, Verdict, analyze};
+    let (b_errors, b_p99) = series(baseline);
+    let (c_errors, c_p99) = series(candidate);
+    let metric =
+        |name: &str, b: Vec<Option<f64>>, c: Vec<Option<f64>>, direction, critical| JudgeMetric {
+            name: name.to_owned(),
+            baseline: b,
+            canary: c,
+            direction,
+            critical,
+            weight: 1.0,
+            allowed_increase: 1.0,
+            allowed_decrease: 1.0,
+            critical_increase: 1.0,
+            critical_decrease: 1.0,
+            group: None,
+            nan_strategy: Default::default(),
+        };
+    let (pass, marginal) = check.thresholds();
+    let request = JudgeRequest {
+        metrics: vec![
+            metric("error_rate", b_errors, c_errors, Direction::Increase, true),
+            metric("latency_p99_ms", b_p99, c_p99, Direction::Increase, false),
+            metric(
+                "score",
+                baseline.scores.iter().map(|s| Some(*s)).collect(),
+                candidate.scores.iter().map(|s| Some(*s)).collect(),
+                Direction::Either,
+                false,
+            ),
+        ],
+        pass_threshold: pass,
+        marginal_threshold: marginal,
+        group_weights: None,
+    };
+    match analyze(&request) {
+        Ok(report) => {
+            let outcome = match report.verdict {
+                Verdict::Pass => Outcome::Passed,
+                Verdict::Marginal => Outcome::Inconclusive,
+                Verdict::Fail => Outcome::Failed,
+            };
+            let metrics: Vec<String> = report
+                .metrics
+                .iter()
+                .map(|m| format!("{} {:?}", m.name, m.classification).to_lowercase())
+                .collect();
+            let mut reason = format!(
+                "score {} (pass {pass}, marginal {marginal}): {}",
+                report.score,
+                metrics.join(", ")
+            );
+            if let Some(why) = report.reason {
+                reason.push_str(&format!("; {why}"));
+            }
+            (Some(report.score), outcome, reason)
+        }
+        Err(e) => (
+            None,
+            Outcome::Inconclusive,
+            format!("the judge could not run: {e}"),
+        ),
+    }
+}
+
 fn judge_check(check: &Check, name: &str, baseline: &Side, candidate: &Side) -> CheckResult {
     let mut result = CheckResult {
         name: check.name(),
@@ -390,6 +523,10 @@ fn judge_check(check: &Check, name: &str, baseline: &Side, candidate: &Side) -> 
         dry_run: check.dry_run,
         reason: String::new(),
     };
+    if check.metric == Metric::Judge {
+        (result.value, result.outcome, result.reason) = kayenta(check, baseline, candidate);
+        return result;
+    }
     if check.metric.needs_scores() {
         let need = check.min_samples.unwrap_or(DEFAULT_MIN_SAMPLES).max(1);
         let have = (baseline.scores.len() as u64).min(candidate.scores.len() as u64);
@@ -635,6 +772,7 @@ mod tests {
                 latency_ms: latency,
                 ..WindowCounts::default()
             },
+            windows: Vec::new(),
             scores: scores.to_vec(),
         }
     }
@@ -807,6 +945,85 @@ mod tests {
         assert!(wrong.checks.iter().all(|c| c.outcome == Outcome::Failed));
         let few = run(&s, side(100, 0, 5.0, &low[..3]), side(100, 0, 5.0, &high));
         assert_eq!(few.outcome, Outcome::Inconclusive, "{}", few.reason);
+    }
+
+    /// A side whose interval is `windows` one-second windows, each with `requests`
+    /// responses of which `errors` are 5xx, at `latency_ms`.
+    fn windowed(
+        windows: usize,
+        requests: u64,
+        errors: u64,
+        latency_ms: f64,
+        scores: &[f64],
+    ) -> Side {
+        let one = side(requests, errors, latency_ms, &[]);
+        let mut all = side(0, 0, latency_ms, scores);
+        all.counts.latency_ms = vec![0; LATENCY_SLOTS];
+        for _ in 0..windows {
+            all.counts.add(&one.counts);
+            all.windows.push(one.counts.clone());
+        }
+        all
+    }
+
+    #[test]
+    fn the_judge_scores_the_candidate_against_the_baseline() {
+        let s = spec(
+            serde_json::json!([{"metric": "judge", "pass_threshold": 90, "marginal_threshold": 75}]),
+        );
+        let scores: Vec<f64> = (0..200).map(|i| f64::from(i % 100) / 100.0).collect();
+        let same = run(
+            &s,
+            windowed(10, 100, 1, 20.0, &scores),
+            windowed(10, 100, 1, 20.0, &scores),
+        );
+        assert_eq!(same.outcome, Outcome::Passed, "{}", same.reason);
+        assert_eq!(same.checks[0].value, Some(100.0));
+        // Every window of the candidate has half its responses failing: the critical
+        // error rate fails the canary whatever else.
+        let failing = run(
+            &s,
+            windowed(10, 100, 1, 20.0, &scores),
+            windowed(10, 100, 50, 20.0, &scores),
+        );
+        assert_eq!(failing.outcome, Outcome::Failed, "{}", failing.reason);
+        assert_eq!(failing.checks[0].value, Some(0.0));
+        assert!(
+            failing.checks[0].reason.contains("error_rate high"),
+            "{}",
+            failing.reason
+        );
+        // Without baseline traffic there is nothing to judge against.
+        let alone = run(
+            &s,
+            side(0, 0, 1.0, &[]),
+            windowed(10, 100, 0, 20.0, &scores),
+        );
+        assert!(alone.checks.is_empty());
+        assert!(alone.reason.contains("judge"), "{}", alone.reason);
+        let refused = |json: serde_json::Value| {
+            serde_json::from_value::<AnalysisSpec>(
+                serde_json::json!({"interval_seconds": 10, "checks": [json]}),
+            )
+            .unwrap()
+            .check("", 1_000)
+            .unwrap_err()
+            .field
+        };
+        assert_eq!(
+            refused(serde_json::json!({"metric": "judge", "max": 1})),
+            "checks[0].metric"
+        );
+        assert_eq!(
+            refused(
+                serde_json::json!({"metric": "judge", "pass_threshold": 70, "marginal_threshold": 80})
+            ),
+            "checks[0].marginal_threshold"
+        );
+        assert_eq!(
+            refused(serde_json::json!({"metric": "error_rate", "max": 1, "pass_threshold": 70})),
+            "checks[0].pass_threshold"
+        );
     }
 
     fn outcomes(list: &[Outcome]) -> Vec<Run> {

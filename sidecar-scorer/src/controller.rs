@@ -190,6 +190,7 @@ async fn run_interval(
             side.counts.variant = v.name.clone();
             for w in windows.iter().filter(|w| w.variant == v.name) {
                 side.counts.add(w);
+                side.windows.push(w.clone());
             }
             side.scores = scores
                 .iter()

@@ -97,6 +97,7 @@ pub struct Metrics {
     pub rollout_step: Family<RolloutLabels, Gauge>,
     pub rollout_weight: Family<VariantLabels, Gauge<f64, AtomicU64>>,
     pub analysis_last: Family<RunLabels, Gauge>,
+    pub judge_score: Family<VariantLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -186,6 +187,12 @@ impl Metrics {
             "1 for the outcome of each rollout's latest analysis run, 0 for the others",
             analysis_last.clone(),
         );
+        let judge_score = Family::default();
+        registry.register(
+            "analysis_judge_score",
+            "The canary judge's 0-100 score of each candidate in the latest analysis run",
+            judge_score.clone(),
+        );
         Self {
             registry,
             http_requests,
@@ -201,12 +208,17 @@ impl Metrics {
             rollout_step,
             rollout_weight,
             analysis_last,
+            judge_score,
         }
     }
 
     /// Sets the rollout gauges from the rollouts as stored, and the latest run's
     /// outcome where there is one.
-    pub fn observe(&self, rollout: &crate::rollout::Rollout, last_run: Option<&str>) {
+    pub fn observe(
+        &self,
+        rollout: &crate::rollout::Rollout,
+        last_run: Option<&crate::analysis::Run>,
+    ) {
         for status in ["active", "paused", "completed", "promoted", "rolled_back"] {
             self.rollout_status
                 .get_or_create(&StatusLabels {
@@ -228,7 +240,22 @@ impl Metrics {
                 })
                 .set(v.weight);
         }
-        if let Some(last) = last_run {
+        if let Some(run) = last_run {
+            let last = run.outcome.as_str();
+            for check in run
+                .checks
+                .iter()
+                .filter(|c| c.metric == crate::analysis::Metric::Judge)
+            {
+                if let Some(score) = check.value {
+                    self.judge_score
+                        .get_or_create(&VariantLabels {
+                            rollout: rollout.name.clone(),
+                            variant: check.candidate.clone(),
+                        })
+                        .set(score);
+                }
+            }
             for outcome in ["passed", "failed", "inconclusive"] {
                 self.analysis_last
                     .get_or_create(&RunLabels {

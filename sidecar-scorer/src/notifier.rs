@@ -91,8 +91,7 @@ async fn observe(app: &AppState) -> Result<(), StoreError> {
             Some(_) => app.store.runs(&rollout.name, 1).await?.pop(),
             None => None,
         };
-        app.metrics
-            .observe(&rollout, last.as_ref().map(|r| r.outcome.as_str()));
+        app.metrics.observe(&rollout, last.as_ref());
     }
     Ok(())
 }

@@ -110,7 +110,8 @@ async fn create_with_holds(scorer: &Scorer, min_requests: u64, holds: [u64; 2]) 
                     {"metric": "latency_p99_ms", "max": 150},
                     {"metric": "prediction_ks", "max": 0.25, "min_samples": 20},
                     {"name": "fraud_share", "metric": "score_share_above", "threshold": 0.5,
-                     "max_increase": 0.2, "min_samples": 20, "dry_run": true}
+                     "max_increase": 0.2, "min_samples": 20, "dry_run": true},
+                    {"metric": "judge", "dry_run": true}
                 ]
             }
         }),
@@ -296,6 +297,19 @@ async fn a_healthy_canary_is_stepped_to_the_end_on_passed_runs() {
         )
         .await,
         1.0
+    );
+    let judged = runs[0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["metric"] == "judge")
+        .unwrap()
+        .clone();
+    let score = judged["value"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&score), "{judged}");
+    assert!(
+        judged["reason"].as_str().unwrap().starts_with("score "),
+        "{judged}"
     );
     let table = status_table(&scorer);
     eprintln!("{table}");
