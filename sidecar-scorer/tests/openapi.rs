@@ -274,7 +274,8 @@ async fn the_server_follows_its_openapi_document() {
                 "analysis": {"interval_seconds": 5, "checks": [
                     {"metric": "error_rate", "max": 0.01, "max_increase": 0.005},
                     {"metric": "prediction_ks", "max": 0.2, "min_samples": 100},
-                    {"name": "fraud_share", "metric": "score_share_above", "threshold": 0.5, "max_increase": 0.05, "dry_run": true}]}}),
+                    {"name": "fraud_share", "metric": "score_share_above", "threshold": 0.5, "max_increase": 0.05, "dry_run": true},
+                    {"metric": "judge", "pass_threshold": 95, "marginal_threshold": 80}]}}),
             ),
             vec![],
         ),
