@@ -295,23 +295,13 @@ pub struct Side {
 }
 
 impl Side {
-    fn responses(&self) -> u64 {
-        let r = &self.counts.responses;
-        r.success + r.redirect + r.client_error + r.server_error
-    }
-
     fn rate(&self, n: u64) -> Option<f64> {
-        let responses = self.responses();
-        (responses > 0).then(|| n as f64 / responses as f64)
+        share(&self.counts, n)
     }
 
     /// The side's own figure for a metric (`None` when it has no data).
     fn figure(&self, check: &Check) -> Option<f64> {
-        let latency = |q| {
-            let mut counts = self.counts.latency_ms.clone();
-            counts.resize(LATENCY_SLOTS, 0);
-            latency_quantile(&counts, q)
-        };
+        let latency = |q| latency(&self.counts, q);
         match check.metric {
             Metric::ErrorRate => self.rate(self.counts.responses.server_error),
             Metric::GrpcErrorRate => self.rate(self.counts.grpc_errors),
@@ -329,6 +319,23 @@ impl Side {
             }
         }
     }
+}
+
+/// `n` over the responses counted in `counts` (`None` without responses).
+fn share(counts: &WindowCounts, n: u64) -> Option<f64> {
+    let r = &counts.responses;
+    let responses = r.success + r.redirect + r.client_error + r.server_error;
+    (responses > 0).then(|| n as f64 / responses as f64)
+}
+
+/// A latency quantile of `counts`' histogram.
+fn latency(counts: &WindowCounts, q: f64) -> Option<f64> {
+    if counts.latency_ms.len() == LATENCY_SLOTS {
+        return latency_quantile(&counts.latency_ms, q);
+    }
+    let mut slots = counts.latency_ms.clone();
+    slots.resize(LATENCY_SLOTS, 0);
+    latency_quantile(&slots, q)
 }
 
 /// How a check or a run came out.
@@ -430,16 +437,7 @@ fn fmt(v: f64) -> String {
 fn series(side: &Side) -> (Vec<Option<f64>>, Vec<Option<f64>>) {
     side.windows
         .iter()
-        .map(|w| {
-            let one = Side {
-                counts: w.clone(),
-                ..Side::default()
-            };
-            let errors = one.rate(w.responses.server_error);
-            let mut counts = w.latency_ms.clone();
-            counts.resize(LATENCY_SLOTS, 0);
-            (errors, latency_quantile(&counts, 0.99))
-        })
+        .map(|w| (share(w, w.responses.server_error), latency(w, 0.99)))
         .unzip()
 }
 

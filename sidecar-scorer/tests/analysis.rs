@@ -8,7 +8,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -16,7 +15,7 @@ use hyper::Method;
 use outrider_harness::bootstrap::{Cluster, Spec};
 use outrider_harness::envoy::Envoy;
 use outrider_harness::load::Traffic;
-use outrider_harness::scorer::{ADMIN_TOKEN, Scorer};
+use outrider_harness::scorer::Scorer;
 use outrider_harness::standin::{Behaviour, Scoring, StandIn};
 use outrider_harness::{bootstrap::LISTENER, paths};
 use serde_json::{Value, json};
@@ -197,21 +196,6 @@ async fn firing_alert(scorer: &Scorer) -> Value {
         .clone()
 }
 
-/// `outrider-scorer rollout status fraud`, as a person runs it.
-fn status_table(scorer: &Scorer) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_outrider-scorer"))
-        .args(["rollout", "status", "fraud", "--server", &scorer.url()])
-        .env("OUTRIDER_ADMIN_TOKEN", ADMIN_TOKEN)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_canary_is_stepped_to_the_end_on_passed_runs() {
     let backend = Backend::sqlite();
@@ -311,7 +295,7 @@ async fn a_healthy_canary_is_stepped_to_the_end_on_passed_runs() {
         judged["reason"].as_str().unwrap().starts_with("score "),
         "{judged}"
     );
-    let table = status_table(&scorer);
+    let table = scorer_cli(&scorer, &["rollout", "status", "fraud"]);
     eprintln!("{table}");
     assert!(table.contains("rollout fraud: completed"), "{table}");
     assert!(table.contains("prediction_ks"), "{table}");

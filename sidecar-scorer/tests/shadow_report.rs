@@ -5,7 +5,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -122,18 +121,12 @@ async fn the_shadow_report_measures_agreement_and_applies_the_gate() {
 
     // The CLI shows the same, and a looser gate changes the verdict.
     let cli = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_outrider-scorer"))
-            .args(["shadow", "report", "fraud"])
-            .args(args)
-            .env("OUTRIDER_SERVER", scorer.url())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        let all: Vec<&str> = ["shadow", "report", "fraud"]
+            .iter()
+            .chain(args)
+            .copied()
+            .collect();
+        scorer_cli(&scorer, &all)
     };
     let text = cli(&[]);
     assert!(
@@ -349,18 +342,12 @@ async fn refusing_and_timing_out_shadows_fail_the_gate_with_their_reason() {
 
     // The command line says the same, and judges with other thresholds.
     let cli = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_outrider-scorer"))
-            .args(["shadow", "report", "fraud"])
-            .args(args)
-            .env("OUTRIDER_SERVER", scorer.url())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        let all: Vec<&str> = ["shadow", "report", "fraud"]
+            .iter()
+            .chain(args)
+            .copied()
+            .collect();
+        scorer_cli(&scorer, &all)
     };
     let text = cli(&[]);
     for line in [

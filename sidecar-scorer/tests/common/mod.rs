@@ -199,3 +199,21 @@ pub async fn scorer_metric(scorer: &Scorer, name: &str, labels: &[(&str, &str)])
     .unwrap();
     outrider_harness::prom::Metrics::parse(&text).sum(name, labels)
 }
+
+/// `outrider-scorer ARGS` against `scorer`, as an operator runs it (admin token in the
+/// environment); its standard output, the command having succeeded.
+pub fn scorer_cli(scorer: &Scorer, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_outrider-scorer"))
+        .args(args)
+        .env("OUTRIDER_SERVER", scorer.url())
+        .env("OUTRIDER_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "outrider-scorer {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
