@@ -86,6 +86,8 @@ pub enum RolloutCommand {
     },
     /// Send all traffic back to the baseline.
     Rollback { name: String },
+    /// Stop a running rollout for good: all traffic back to the baseline.
+    Abort { name: String },
     /// Show the rollout's history of changes.
     Events { name: String },
     /// Show the per-variant counts the filters reported.
@@ -769,6 +771,15 @@ pub async fn run(conn: Connection, command: RolloutCommand) -> Result<()> {
                 .send(
                     Method::POST,
                     &format!("/v1/rollouts/{name}/rollback"),
+                    Some(client.attribution()),
+                )
+                .await?
+        }
+        RolloutCommand::Abort { name } => {
+            client
+                .send(
+                    Method::POST,
+                    &format!("/v1/rollouts/{name}/abort"),
                     Some(client.attribution()),
                 )
                 .await?

@@ -101,7 +101,7 @@ async fn analyse(
     rollout: &Rollout,
     spec: &AnalysisSpec,
 ) -> Result<Option<Change>, StoreError> {
-    if rollout.status != Status::Active {
+    if rollout.status != Status::Progressing {
         return Ok(None);
     }
     let Some(step) = rollout.step else {

@@ -30,6 +30,7 @@ pub mod client;
 pub mod completeness;
 pub mod config;
 pub mod controller;
+pub mod gates;
 pub mod histogram;
 pub mod metrics;
 pub mod notifier;

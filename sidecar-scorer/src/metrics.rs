@@ -10,6 +10,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::rollout::Status;
+
 outrider_protocol::closed_set! {
     /// What became of a posted feedback event.
     pub enum FeedbackResult {
@@ -166,7 +168,7 @@ impl Metrics {
         let rollout_status = Family::default();
         registry.register(
             "rollout_status",
-            "1 for each rollout's status (active, paused, completed, promoted, rolled_back), 0 for the others",
+            "1 for each rollout's status (pending, shadowing, progressing, paused, promoted, rolled_back, aborted, concluded), 0 for the others",
             rollout_status.clone(),
         );
         let rollout_step = Family::default();
@@ -219,7 +221,7 @@ impl Metrics {
         rollout: &crate::rollout::Rollout,
         last_run: Option<&crate::analysis::Run>,
     ) {
-        for status in ["active", "paused", "completed", "promoted", "rolled_back"] {
+        for status in Status::ALL.map(Status::as_str) {
             self.rollout_status
                 .get_or_create(&StatusLabels {
                     rollout: rollout.name.clone(),

@@ -10,6 +10,7 @@ use outrider_protocol::{FieldError, RolloutState, VariantWeight};
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::AnalysisSpec;
+use crate::gates::{Answer, Gates};
 use crate::shadow_report::ShadowGate;
 
 /// How the variants share traffic.
@@ -27,13 +28,25 @@ pub enum Mode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
-    Active,
+    /// Waiting for the pre-rollout gate; all traffic stays on the baseline.
+    Pending,
+    /// The candidate only sees copies of traffic until the shadow gate passes.
+    Shadowing,
+    /// Weights follow the step schedule (or were set by hand).
+    #[serde(alias = "active")]
+    Progressing,
     /// Weights are frozen: the step schedule does not advance.
     Paused,
-    /// The step schedule ran to its end.
-    Completed,
+    /// All traffic on one variant, by a person or at the end of the schedule.
+    #[serde(alias = "completed")]
     Promoted,
+    /// All traffic back on the baseline after a failure or by hand.
     RolledBack,
+    /// Stopped before the candidate was trusted with traffic: the shadow gate failed
+    /// or a person aborted it. All traffic on the baseline.
+    Aborted,
+    /// An A/B experiment reached its end.
+    Concluded,
 }
 
 impl std::fmt::Display for Status {
@@ -43,13 +56,35 @@ impl std::fmt::Display for Status {
 }
 
 impl Status {
+    pub const ALL: [Status; 8] = [
+        Status::Pending,
+        Status::Shadowing,
+        Status::Progressing,
+        Status::Paused,
+        Status::Promoted,
+        Status::RolledBack,
+        Status::Aborted,
+        Status::Concluded,
+    ];
+
+    /// Whether the rollout still moves on its own or waits for a person to resume it.
+    pub fn is_running(self) -> bool {
+        matches!(
+            self,
+            Status::Pending | Status::Shadowing | Status::Progressing | Status::Paused
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
-            Status::Active => "active",
+            Status::Pending => "pending",
+            Status::Shadowing => "shadowing",
+            Status::Progressing => "progressing",
             Status::Paused => "paused",
-            Status::Completed => "completed",
             Status::Promoted => "promoted",
             Status::RolledBack => "rolled_back",
+            Status::Aborted => "aborted",
+            Status::Concluded => "concluded",
         }
     }
 }
@@ -71,6 +106,49 @@ pub struct Variant {
     /// Percent of traffic; all variants add up to 100.
     pub weight: f64,
 }
+
+/// A stage before any traffic moves: the candidate only gets copies of requests (the
+/// filter's shadow of that name) until its shadow report passes the rollout's
+/// `shadow_gate`; a failed report aborts the rollout.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowStage {
+    /// The shadow variant as the filter reports it; by default the candidate's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+/// Blue-green with a preview: the preview colour (listed second) is judged by the
+/// rollout's analysis on the traffic it gets (overrides, or a small `preview_weight`),
+/// then takes all traffic in one switch; for `rollback_window_seconds` after it, the old
+/// colour stays routable and a rollback is one switch back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlueGreen {
+    /// Percent of traffic for the preview while it is judged (0: overrides only).
+    #[serde(default)]
+    pub preview_weight: f64,
+    /// Switch as soon as the analysis passes (after `hold_seconds`); if false, wait
+    /// for a person to promote.
+    #[serde(default = "default_true")]
+    pub auto_promote: bool,
+    /// The least time the preview is judged before the switch.
+    #[serde(default)]
+    pub hold_seconds: u64,
+    #[serde(default = "default_rollback_window")]
+    pub rollback_window_seconds: u64,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_rollback_window() -> u64 {
+    300
+}
+
+/// The most a preview may get while it is judged: it is a preview, not a canary.
+const MAX_PREVIEW_WEIGHT: f64 = 50.0;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rollout {
@@ -95,6 +173,22 @@ pub struct Rollout {
     /// What each step's analysis checks; without it steps advance on their hold alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<AnalysisSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowStage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<BlueGreen>,
+    #[serde(default, skip_serializing_if = "Gates::is_empty")]
+    pub gates: Gates,
+    /// The gate answer that holds the rollout where it is, until the gate agrees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<Answer>,
+    /// The analysis passed and the switch waits for a person (`auto_promote: false`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub awaiting_promotion: bool,
+    /// After a blue-green switch: until when the old colour stays routable and a
+    /// rollback is one switch back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_window_until_ms: Option<u64>,
     pub created_ms: u64,
     pub updated_ms: u64,
 }
@@ -128,6 +222,12 @@ pub struct CreateRequest {
     #[serde(default)]
     pub analysis: Option<AnalysisSpec>,
     #[serde(default)]
+    pub shadow: Option<ShadowStage>,
+    #[serde(default)]
+    pub blue_green: Option<BlueGreen>,
+    #[serde(default)]
+    pub gates: Gates,
+    #[serde(default)]
     pub actor: Option<String>,
     #[serde(default)]
     pub reason: Option<String>,
@@ -153,8 +253,14 @@ pub enum RolloutError {
     /// A value the rules refuse, with the path of its field.
     #[error(transparent)]
     Invalid(#[from] FieldError),
-    #[error("only an active rollout can be paused; `{rollout}` is {status}")]
+    #[error("only a progressing rollout can be paused; `{rollout}` is {status}")]
     NotActive { rollout: String, status: Status },
+    #[error("`{rollout}` is {status}: only a running rollout can be aborted")]
+    NotRunning { rollout: String, status: Status },
+    #[error(
+        "the rollback window of `{rollout}` closed at {closed_ms} ms: the old colour may be gone; set weights to send traffic back to it"
+    )]
+    RollbackWindowClosed { rollout: String, closed_ms: u64 },
     #[error("only a paused rollout can be resumed; `{rollout}` is {status}")]
     NotPaused { rollout: String, status: Status },
     #[error("`{rollout}` is already promoted to {variant}")]
@@ -205,6 +311,56 @@ fn check_mode(mode: Mode, field: &str, weights: &[f64]) -> Result<(), FieldError
     Ok(())
 }
 
+/// The one step of a blue-green preview: the active colour (listed first) keeps all
+/// traffic but the preview's share, and the analysis judges the preview.
+fn blue_green_steps(
+    mode: Mode,
+    names: &[String],
+    weights: &[f64],
+    steps: &[Step],
+    bg: &BlueGreen,
+) -> Result<Vec<Step>, RolloutError> {
+    if mode != Mode::BlueGreen {
+        return Err(invalid(
+            "blue_green",
+            "a `blue_green` section needs mode blue_green",
+        ));
+    }
+    if !steps.is_empty() {
+        return Err(invalid(
+            "steps",
+            "a blue-green rollout with a preview has no steps: its preview is judged, then switched",
+        ));
+    }
+    if weights.first() != Some(&100.0) {
+        return Err(invalid(
+            "variants",
+            "the active colour (listed first) starts with all traffic",
+        ));
+    }
+    if !(0.0..=MAX_PREVIEW_WEIGHT).contains(&bg.preview_weight) {
+        return Err(invalid(
+            "blue_green.preview_weight",
+            format!("must be between 0 and {MAX_PREVIEW_WEIGHT}"),
+        ));
+    }
+    weight_to_basis_points("blue_green.preview_weight", bg.preview_weight)?;
+    let (Some(active), Some(preview)) = (names.first(), names.get(1)) else {
+        return Err(invalid(
+            "variants",
+            "a blue-green rollout has exactly two variants",
+        ));
+    };
+    Ok(vec![Step {
+        weights: [
+            (active.clone(), 100.0 - bg.preview_weight),
+            (preview.clone(), bg.preview_weight),
+        ]
+        .into(),
+        hold_seconds: bg.hold_seconds,
+    }])
+}
+
 impl Rollout {
     fn variant_names(&self) -> Vec<String> {
         self.variants.iter().map(|v| v.name.clone()).collect()
@@ -245,6 +401,8 @@ impl Rollout {
         apply: impl FnOnce(&mut Rollout),
     ) -> Change {
         let mut next = self.clone();
+        // Any change moves on from what a gate held.
+        next.held = None;
         apply(&mut next);
         next.version = self.version + 1;
         next.updated_ms = now_ms;
@@ -315,41 +473,88 @@ impl Rollout {
                 weight: *weight,
             })
             .collect();
-        for (i, step) in req.steps.iter().enumerate() {
+        let steps = match &req.blue_green {
+            Some(bg) => blue_green_steps(req.mode, &names, &weights, &req.steps, bg)?,
+            None => req.steps,
+        };
+        for (i, step) in steps.iter().enumerate() {
             let w = checked_weights(&format!("steps[{i}].weights"), &names, &step.weights)?;
-            check_mode(req.mode, &format!("steps[{i}].weights"), &w)?;
-            if i == 0 {
-                for (v, weight) in variants.iter_mut().zip(w) {
-                    v.weight = weight;
-                }
+            if req.blue_green.is_none() {
+                check_mode(req.mode, &format!("steps[{i}].weights"), &w)?;
             }
         }
         let shadow_gate = req.shadow_gate.unwrap_or_default();
         shadow_gate.check("shadow_gate.")?;
+        req.gates.check("gates.")?;
         if req.analysis.is_some() {
-            if req.mode != Mode::Canary {
+            let judged = req.mode == Mode::Canary || req.blue_green.is_some();
+            if !judged {
                 return Err(invalid(
                     "analysis",
-                    "analysis judges canary steps; this rollout is not a canary",
+                    "analysis judges canary steps or a blue-green preview; give mode canary, or blue_green with a `blue_green` section",
                 ));
             }
-            if req.steps.is_empty() || names.len() < 2 {
+            if steps.is_empty() || names.len() < 2 {
                 return Err(invalid(
                     "analysis",
                     "analysis judges steps: give a baseline, a candidate and steps",
                 ));
             }
         }
+        let staged = req.shadow.is_some() || req.gates.pre_rollout.is_some();
+        if staged && (steps.is_empty() || names.len() < 2) {
+            let field = if req.shadow.is_some() {
+                "shadow"
+            } else {
+                "gates.pre_rollout"
+            };
+            return Err(invalid(
+                field,
+                "a stage before the rollout leads into its steps: give a baseline, a candidate and steps",
+            ));
+        }
+        if let Some(ShadowStage {
+            variant: Some(shadow),
+        }) = &req.shadow
+        {
+            check_name("shadow.variant", shadow)?;
+        }
+        let status = if req.gates.pre_rollout.is_some() {
+            Status::Pending
+        } else if req.shadow.is_some() {
+            Status::Shadowing
+        } else {
+            Status::Progressing
+        };
+        if status == Status::Progressing {
+            if let Some(first) = steps.first() {
+                let w = checked_weights("steps[0].weights", &names, &first.weights)?;
+                for (v, weight) in variants.iter_mut().zip(w) {
+                    v.weight = weight;
+                }
+            }
+        } else {
+            // Nothing moves before the stages pass.
+            for (i, v) in variants.iter_mut().enumerate() {
+                v.weight = if i == 0 { 100.0 } else { 0.0 };
+            }
+        }
         let rollout = Rollout {
             shadow_gate,
             analysis: req.analysis,
+            shadow: req.shadow,
+            blue_green: req.blue_green,
+            gates: req.gates,
+            held: None,
+            awaiting_promotion: false,
+            rollback_window_until_ms: None,
             name: req.name,
             mode: req.mode,
-            status: Status::Active,
+            status,
             version: 1,
             variants,
-            step: (!req.steps.is_empty()).then_some(0),
-            steps: req.steps,
+            step: (status == Status::Progressing && !steps.is_empty()).then_some(0),
+            steps,
             step_started_ms: now_ms,
             created_ms: now_ms,
             updated_ms: now_ms,
@@ -361,9 +566,102 @@ impl Rollout {
             actor: by.actor.clone(),
             reason: by.reason.clone(),
             at_ms: now_ms,
-            details: serde_json::json!({"weights": rollout.weights_json(), "mode": rollout.mode, "steps": rollout.steps.len()}),
+            details: serde_json::json!({"weights": rollout.weights_json(), "mode": rollout.mode,
+                "steps": rollout.steps.len(), "status": rollout.status.as_str()}),
         };
         Ok((rollout, event))
+    }
+
+    /// The shadow variant a shadow stage judges.
+    pub fn shadow_variant(&self) -> Option<&str> {
+        let stage = self.shadow.as_ref()?;
+        stage
+            .variant
+            .as_deref()
+            .or_else(|| self.variants.last().map(|v| v.name.as_str()))
+    }
+
+    /// The stage after a passed pre-rollout gate: the shadow stage if there is one,
+    /// else the first step.
+    pub fn start(&self, by: &Attribution, now_ms: u64) -> Option<Change> {
+        if self.status != Status::Pending {
+            return None;
+        }
+        if self.shadow.is_some() {
+            return Some(self.change("shadowing", by, now_ms, |r| {
+                r.status = Status::Shadowing;
+                r.step_started_ms = now_ms;
+            }));
+        }
+        self.first_step(by, now_ms)
+    }
+
+    /// From the shadow stage (or a pending rollout without one) to the first step.
+    pub fn first_step(&self, by: &Attribution, now_ms: u64) -> Option<Change> {
+        if !matches!(self.status, Status::Pending | Status::Shadowing) {
+            return None;
+        }
+        let first = self.steps.first()?;
+        let weights = checked_weights("steps", &self.variant_names(), &first.weights).ok()?;
+        Some(self.change("step", by, now_ms, |r| {
+            for (v, weight) in r.variants.iter_mut().zip(weights) {
+                v.weight = weight;
+            }
+            r.status = Status::Progressing;
+            r.step = Some(0);
+            r.step_started_ms = now_ms;
+        }))
+    }
+
+    /// Stops a rollout that is still running: all traffic to the baseline, for good.
+    pub fn abort(&self, by: &Attribution, now_ms: u64) -> Result<Change, RolloutError> {
+        if !self.status.is_running() {
+            return Err(RolloutError::NotRunning {
+                rollout: self.name.clone(),
+                status: self.status,
+            });
+        }
+        Ok(self.change("aborted", by, now_ms, |r| {
+            for (i, v) in r.variants.iter_mut().enumerate() {
+                v.weight = if i == 0 { 100.0 } else { 0.0 };
+            }
+            r.status = Status::Aborted;
+            r.step = None;
+            r.awaiting_promotion = false;
+        }))
+    }
+
+    /// Records that `answer` holds the rollout, unless the same gate already holds it
+    /// with the same status (a hold is one event, not one per retry).
+    pub fn hold(&self, answer: &Answer, now_ms: u64) -> Option<Change> {
+        if let Some(held) = &self.held
+            && held.gate == answer.gate
+            && held.status == answer.status
+        {
+            return None;
+        }
+        let by = Attribution {
+            actor: "gate".into(),
+            reason: format!("held: {}", answer.describe()),
+        };
+        let (next, mut event) = self.change("held", &by, now_ms, |r| {
+            r.held = Some(answer.clone());
+        });
+        event.details["gate"] = serde_json::to_value(answer).unwrap_or_default();
+        Some((next, event))
+    }
+
+    /// Whether a rollback is still one switch back to the old colour.
+    fn check_rollback_window(&self, now_ms: u64) -> Result<(), RolloutError> {
+        match self.rollback_window_until_ms {
+            Some(until) if self.status == Status::Promoted && now_ms > until => {
+                Err(RolloutError::RollbackWindowClosed {
+                    rollout: self.name.clone(),
+                    closed_ms: until,
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// A manual weight change. It stops the step schedule (people override plans) and
@@ -381,14 +679,16 @@ impl Rollout {
                 v.weight = weight;
             }
             r.step = None;
+            r.awaiting_promotion = false;
+            r.rollback_window_until_ms = None;
             if r.status != Status::Paused {
-                r.status = Status::Active;
+                r.status = Status::Progressing;
             }
         }))
     }
 
     pub fn pause(&self, by: &Attribution, now_ms: u64) -> Result<Change, RolloutError> {
-        if self.status != Status::Active {
+        if self.status != Status::Progressing {
             return Err(RolloutError::NotActive {
                 rollout: self.name.clone(),
                 status: self.status,
@@ -406,7 +706,7 @@ impl Rollout {
             });
         }
         Ok(self.change("resumed", by, now_ms, |r| {
-            r.status = Status::Active;
+            r.status = Status::Progressing;
             r.step_started_ms = now_ms;
         }))
     }
@@ -440,13 +740,29 @@ impl Rollout {
                 variant: self.variants[target].name.clone(),
             });
         }
-        Ok(self.change("promoted", by, now_ms, |r| {
+        Ok(self.promoted(target, by, now_ms))
+    }
+
+    /// All traffic to the variant at `target`; a blue-green switch opens its rollback
+    /// window.
+    fn promoted(&self, target: usize, by: &Attribution, now_ms: u64) -> Change {
+        let window_ms = self
+            .blue_green
+            .as_ref()
+            .map(|bg| bg.rollback_window_seconds.saturating_mul(1000));
+        let (next, mut event) = self.change("promoted", by, now_ms, |r| {
             for (i, v) in r.variants.iter_mut().enumerate() {
                 v.weight = if i == target { 100.0 } else { 0.0 };
             }
             r.status = Status::Promoted;
             r.step = None;
-        }))
+            r.awaiting_promotion = false;
+            r.rollback_window_until_ms = window_ms.map(|w| now_ms.saturating_add(w));
+        });
+        if let Some(until) = next.rollback_window_until_ms {
+            event.details["rollback_window_until_ms"] = serde_json::json!(until);
+        }
+        (next, event)
     }
 
     /// All traffic back to the baseline (listed first).
@@ -456,20 +772,25 @@ impl Rollout {
                 rollout: self.name.clone(),
             });
         }
+        self.check_rollback_window(now_ms)?;
         Ok(self.change("rolled_back", by, now_ms, |r| {
             for (i, v) in r.variants.iter_mut().enumerate() {
                 v.weight = if i == 0 { 100.0 } else { 0.0 };
             }
             r.status = Status::RolledBack;
             r.step = None;
+            r.awaiting_promotion = false;
+            r.rollback_window_until_ms = None;
         }))
     }
 
     /// What the controller does at `now_ms`: move to the next step once the current
     /// one has been held long enough (and, with an analysis, `passed` says what its
-    /// runs showed), or complete the schedule after the last.
+    /// runs showed); after the last, promote the candidate (listed last), or wait for
+    /// a person where `auto_promote` is off; an A/B schedule concludes on its last
+    /// weights.
     pub fn advance(&self, now_ms: u64, passed: Option<&str>) -> Option<Change> {
-        if self.status != Status::Active {
+        if self.status != Status::Progressing || self.awaiting_promotion {
             return None;
         }
         let current = self.step?;
@@ -499,10 +820,20 @@ impl Rollout {
                     r.step_started_ms = now_ms;
                 }))
             }
-            None => Some(self.change("completed", &by, now_ms, |r| {
-                r.status = Status::Completed;
+            None if self.mode == Mode::Ab => Some(self.change("concluded", &by, now_ms, |r| {
+                r.status = Status::Concluded;
                 r.step = None;
             })),
+            None if self.blue_green.as_ref().is_some_and(|bg| !bg.auto_promote) => {
+                let by = Attribution {
+                    reason: format!("{}; promote to switch", by.reason),
+                    ..by
+                };
+                Some(self.change("awaiting_promotion", &by, now_ms, |r| {
+                    r.awaiting_promotion = true;
+                }))
+            }
+            None => Some(self.promoted(self.variants.len().saturating_sub(1), &by, now_ms)),
         }
     }
 }
@@ -548,7 +879,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             (r.version, r.status, r.mode),
-            (1, Status::Active, Mode::Canary)
+            (1, Status::Progressing, Mode::Canary)
         );
         assert_eq!(
             (e.kind.as_str(), e.actor.as_str(), e.version),
@@ -619,17 +950,17 @@ mod tests {
         assert_eq!(paused.status, Status::Paused);
         assert_eq!(
             paused.pause(&by(), 3).unwrap_err().to_string(),
-            "only an active rollout can be paused; `fraud` is paused"
+            "only a progressing rollout can be paused; `fraud` is paused"
         );
         assert_eq!(
             r.resume(&by(), 3).unwrap_err(),
             RolloutError::NotPaused {
                 rollout: "fraud".into(),
-                status: Status::Active
+                status: Status::Progressing
             }
         );
         let resumed = paused.resume(&by(), 4).unwrap().0;
-        assert_eq!(resumed.status, Status::Active);
+        assert_eq!(resumed.status, Status::Progressing);
         let promoted = resumed.promote(None, &by(), 5).unwrap().0;
         assert_eq!(
             (weights(&promoted), promoted.status),
@@ -651,7 +982,7 @@ mod tests {
     }
 
     #[test]
-    fn the_schedule_advances_after_each_hold_and_then_completes() {
+    fn the_schedule_advances_after_each_hold_and_then_promotes() {
         let (r, _) = create(serde_json::json!({"name": "fraud",
             "variants": [{"name": "stable", "weight": 100}, {"name": "canary", "weight": 0}],
             "steps": [{"weights": {"stable": 95, "canary": 5}, "hold_seconds": 10},
@@ -671,8 +1002,8 @@ mod tests {
         assert!(r2.advance(20_999, None).is_none());
         let (done, e) = r2.advance(21_000, None).unwrap();
         assert_eq!(
-            (done.status, done.step, e.kind.as_str()),
-            (Status::Completed, None, "completed")
+            (done.status, done.step, e.kind.as_str(), weights(&done)),
+            (Status::Promoted, None, "promoted", vec![0.0, 100.0])
         );
         assert!(done.advance(99_000, None).is_none());
         let paused = r2.pause(&by(), 12_000).unwrap().0;

@@ -538,7 +538,7 @@ async fn rollout_requests_are_refused_with_the_field_at_fault() {
         409,
         "conflict",
         None,
-        "only an active rollout can be paused; `fraud` is paused",
+        "only a progressing rollout can be paused; `fraud` is paused",
     );
     api.admin(M::POST, "/v1/rollouts/fraud/promote", json!({}))
         .await;

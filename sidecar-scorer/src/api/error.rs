@@ -146,6 +146,8 @@ impl From<RolloutError> for ApiError {
         match e {
             RolloutError::Invalid(e) => e.into(),
             RolloutError::NotActive { .. }
+            | RolloutError::NotRunning { .. }
+            | RolloutError::RollbackWindowClosed { .. }
             | RolloutError::NotPaused { .. }
             | RolloutError::AlreadyPromoted { .. }
             | RolloutError::AlreadyRolledBack { .. } => Self::conflict(e.to_string()),
@@ -207,7 +209,7 @@ mod tests {
                     rollout: "fraud".into(),
                     status: Status::Paused,
                 },
-                "only an active rollout can be paused; `fraud` is paused",
+                "only a progressing rollout can be paused; `fraud` is paused",
             ),
             (
                 RolloutError::NotPaused {

@@ -76,6 +76,7 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/rollouts/{name}/resume", post(rollouts::resume))
         .route("/v1/rollouts/{name}/promote", post(rollouts::promote))
         .route("/v1/rollouts/{name}/rollback", post(rollouts::rollback))
+        .route("/v1/rollouts/{name}/abort", post(rollouts::abort))
         .route("/v1/rollouts/{name}/events", get(rollouts::events))
         .route("/v1/rollouts/{name}/analysis", get(rollouts::analysis))
         .route("/v1/rollouts/{name}/state", get(rollouts::state))

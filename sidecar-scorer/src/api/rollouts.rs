@@ -1,5 +1,5 @@
 //! `/v1/rollouts`: create, list, read, change (weights, pause, resume, promote,
-//! rollback), the event history, and the state filters poll.
+//! rollback, abort), the event history, and the state filters poll.
 
 use std::collections::BTreeMap;
 
@@ -150,7 +150,7 @@ pub struct ActionRequest {
     variant: Option<String>,
 }
 
-/// Pause, resume and rollback: an action on the rollout that takes no variant.
+/// Pause, resume, rollback and abort: an action on the rollout that takes no variant.
 async fn act(
     app: AppState,
     name: String,
@@ -196,6 +196,16 @@ pub async fn rollback(
     request: Option<JsonBody<ActionRequest>>,
 ) -> Result<Response, ApiError> {
     act(app, name, headers, request, Rollout::rollback).await
+}
+
+pub async fn abort(
+    _: Admin,
+    State(app): State<AppState>,
+    PathParams(name): PathParams<String>,
+    headers: HeaderMap,
+    request: Option<JsonBody<ActionRequest>>,
+) -> Result<Response, ApiError> {
+    act(app, name, headers, request, Rollout::abort).await
 }
 
 pub async fn promote(
