@@ -4,6 +4,8 @@
 //! every firing and resolution.
 //!
 //! - `OutriderRolloutRolledBack`: rolled back, by the analysis or by a person;
+//! - `OutriderRolloutAborted`: stopped before the candidate was trusted (a failed
+//!   shadow gate, or a person);
 //! - `OutriderGuardrailTripped`: rolled back because a filter's guardrail tripped;
 //! - `OutriderAnalysisInconclusive`: paused by the analysis after inconclusive runs;
 //! - `OutriderShadowGateFailed`: a shadow variant fails the rollout's shadow gate.
@@ -129,6 +131,18 @@ pub fn active(facts: &Facts<'_>, runbook_url: &str) -> Vec<Alert> {
             (
                 format!("Rollout {} was rolled back by {actor}", r.name),
                 format!("{reason}. All traffic goes to the baseline."),
+            ),
+            runbook_url,
+            at,
+        )),
+        Status::Aborted => out.push(alert(
+            "OutriderRolloutAborted",
+            "warning",
+            &r.name,
+            &[("by", actor)],
+            (
+                format!("Rollout {} was aborted by {actor}", r.name),
+                format!("{reason}. All traffic stays on the baseline."),
             ),
             runbook_url,
             at,
@@ -327,7 +341,7 @@ mod tests {
     }
 
     #[test]
-    fn a_guardrail_trip_and_an_inconclusive_pause_have_their_own_alerts() {
+    fn a_guardrail_trip_an_inconclusive_pause_and_an_abort_have_their_own_alerts() {
         let r = rollout();
         let (back, mut event) = r
             .rollback(&by("guardrail", "canary 5xx share 1.0"), 5_000)
@@ -355,6 +369,21 @@ mod tests {
             "rb",
         );
         assert_eq!(a[0].name(), "OutriderAnalysisInconclusive");
+        let (aborted, event) = r
+            .abort(&by("shadow_gate", "shadow gate failed"), 7_000)
+            .unwrap();
+        let a = active(
+            &Facts {
+                rollout: &aborted,
+                last_event: Some(&event),
+                shadows: &[],
+            },
+            "rb",
+        );
+        assert_eq!(
+            (a[0].name(), a[0].labels["by"].as_str()),
+            ("OutriderRolloutAborted", "shadow_gate")
+        );
         let (paused, event) = r.pause(&by("alice", "lunch"), 6_000).unwrap();
         assert!(
             active(

@@ -4,6 +4,7 @@
 //! takes over within a tick; a SQLite lease lasts until it expires
 //! ([`crate::store::sqlite::LEASE_MS`]), unless the same replica id comes back first.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -12,13 +13,24 @@ use tokio::sync::watch;
 use crate::analysis::{AnalysisSpec, Decision, Outcome, Run, Side, decide as decide_runs, judge};
 use crate::api::{AppState, now_ms};
 use crate::completeness::completeness;
+use crate::gates::{Gate, ask};
 use crate::metrics::RunLabels;
 use crate::rollout::{Attribution, Change, Rollout, Status};
+use crate::shadow_report::reports;
 use crate::store::StoreError;
 
 const TICK: Duration = Duration::from_millis(500);
 
+/// When each gate was last asked, so a holding gate is asked every `retry_seconds`
+/// rather than every tick. Kept by the leader only; a new leader asks at once.
+#[derive(Default)]
+struct GateCalls {
+    http: reqwest::Client,
+    asked_ms: HashMap<(String, Gate), u64>,
+}
+
 pub async fn run(app: AppState, mut shutdown: watch::Receiver<bool>) {
+    let mut gates = GateCalls::default();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -38,7 +50,7 @@ pub async fn run(app: AppState, mut shutdown: watch::Receiver<bool>) {
         }
         app.metrics.leader.set(i64::from(leading));
         if leading {
-            decide(&app).await;
+            decide(&app, &mut gates).await;
         }
     }
     if app.leading.swap(false, Ordering::Relaxed)
@@ -48,10 +60,12 @@ pub async fn run(app: AppState, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// Advances every rollout whose step has been held long enough; a rollout with an
-/// analysis first runs it on the next complete interval, and moves on, rolls back or
-/// pauses as its runs say.
-async fn decide(app: &AppState) {
+/// Moves every rollout on as its stage allows: a pending one once its pre-rollout
+/// gate agrees, a shadowing one once its shadow report passes (or aborts it when the
+/// report fails), a progressing one to its next step once the step has been held long
+/// enough and, with an analysis, its runs passed (or rolls it back or pauses it as
+/// they say). Promotions and rollbacks the controller decides first pass their gates.
+async fn decide(app: &AppState, gates: &mut GateCalls) {
     let rollouts = match app.store.rollouts().await {
         Ok(r) => r,
         Err(e) => {
@@ -60,15 +74,19 @@ async fn decide(app: &AppState) {
         }
     };
     for current in rollouts {
-        let change = match &current.analysis {
-            None => current.advance(now_ms(), None),
-            Some(spec) => match analyse(app, &current, spec).await {
-                Ok(change) => change,
-                Err(e) => {
-                    tracing::warn!(rollout = %current.name, error = %e, "analysis could not run");
-                    None
-                }
+        let proposed = match propose(app, &current).await {
+            Ok(change) => change,
+            Err(e) => {
+                tracing::warn!(rollout = %current.name, error = %e, "analysis could not run");
+                None
+            }
+        };
+        let change = match proposed {
+            Some(change) => match gate_of(&current, &change) {
+                Some(gate) => through_gate(gates, &current, gate, change).await,
+                None => Some(change),
             },
+            None => None,
         };
         let Some((next, mut event)) = change else {
             continue;
@@ -91,6 +109,141 @@ async fn decide(app: &AppState) {
             }
         }
     }
+}
+
+/// The change a rollout's stage calls for now, before any gate.
+async fn propose(app: &AppState, current: &Rollout) -> Result<Option<Change>, StoreError> {
+    let now = now_ms();
+    Ok(match current.status {
+        Status::Pending => current.start(
+            &Attribution {
+                actor: "controller".into(),
+                reason: "pre-rollout gate passed".into(),
+            },
+            now,
+        ),
+        Status::Shadowing => shadow_stage(app, current).await?,
+        Status::Progressing => match &current.analysis {
+            None => current.advance(now, None),
+            Some(spec) => analyse(app, current, spec).await?,
+        },
+        _ => None,
+    })
+}
+
+/// The gate a change must pass first: starting a pending rollout, a promotion by the
+/// controller, a rollback by the analysis. People's own actions and the guardrail's
+/// rollbacks pass no gate.
+fn gate_of(current: &Rollout, (next, event): &Change) -> Option<Gate> {
+    let gate = if current.status == Status::Pending {
+        Gate::PreRollout
+    } else if next.status == Status::Promoted && event.actor == "controller" {
+        Gate::ConfirmPromotion
+    } else if next.status == Status::RolledBack && event.actor == "analysis" {
+        Gate::PreRollback
+    } else {
+        return None;
+    };
+    current.gates.get(gate).map(|_| gate)
+}
+
+/// Asks `gate` about `change` (at most every `retry_seconds`): a 2xx answer lets the
+/// change through with the answer in its event; any other holds the rollout, recorded
+/// once per gate and status.
+async fn through_gate(
+    gates: &mut GateCalls,
+    current: &Rollout,
+    gate: Gate,
+    (next, mut event): Change,
+) -> Option<Change> {
+    let hook = current.gates.get(gate)?;
+    let now = now_ms();
+    let key = (current.name.clone(), gate);
+    if let Some(asked) = gates.asked_ms.get(&key)
+        && now < asked.saturating_add(hook.retry_seconds.saturating_mul(1000))
+    {
+        return None;
+    }
+    gates.asked_ms.insert(key, now);
+    let body = serde_json::json!({
+        "gate": gate.as_str(),
+        "rollout": current.name,
+        "version": current.version,
+        "status": current.status.as_str(),
+        "step": current.step,
+        "weights": weights(current),
+        "next": {
+            "kind": event.kind,
+            "status": next.status.as_str(),
+            "weights": weights(&next),
+            "actor": event.actor,
+            "reason": event.reason,
+        },
+    });
+    let answer = ask(&gates.http, gate, hook, &body, now).await;
+    tracing::info!(rollout = %current.name, gate = gate.as_str(), status = ?answer.status, "gate answered");
+    if !answer.passed() {
+        return current.hold(&answer, now);
+    }
+    event.reason = format!("{}; {}", event.reason, answer.describe());
+    event.details["gate"] = serde_json::to_value(&answer).unwrap_or_default();
+    Some((next, event))
+}
+
+fn weights(r: &Rollout) -> serde_json::Value {
+    r.variants
+        .iter()
+        .map(|v| (v.name.clone(), serde_json::json!(v.weight)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// The shadow stage: the shadow's report over the copies mirrored since the stage
+/// began (from its first whole window) passes the rollout on to its first step, or
+/// fails it and aborts the rollout; with too little data yet, it waits.
+async fn shadow_stage(app: &AppState, rollout: &Rollout) -> Result<Option<Change>, StoreError> {
+    let Some(variant) = rollout.shadow_variant() else {
+        return Ok(None);
+    };
+    let window_ms = app.config.window_ms.max(1);
+    let from = rollout.step_started_ms.div_ceil(window_ms) * window_ms;
+    let windows = app
+        .store
+        .shadow_windows(&rollout.name, from, u64::MAX / 2)
+        .await?;
+    let Some(report) = reports(&windows, &rollout.shadow_gate)
+        .into_iter()
+        .find(|r| r.variant == variant)
+    else {
+        return Ok(None);
+    };
+    let by = |reason: String| Attribution {
+        actor: "shadow_gate".into(),
+        reason,
+    };
+    let now = now_ms();
+    let change = match report.verdict {
+        "pass" => {
+            let agreement = report
+                .agreement
+                .rate
+                .map_or_else(|| "-".to_owned(), |a| format!("{a:.4}"));
+            let why = format!(
+                "shadow gate passed: `{variant}` agreed on {agreement} of {} comparisons, {} errors and {} timeouts in {} copies",
+                report.compared, report.errors, report.timeouts, report.ended
+            );
+            rollout.first_step(&by(why), now)
+        }
+        "fail" => {
+            let why = format!("shadow gate failed: {}", report.reasons.join("; "));
+            rollout.abort(&by(why), now).ok()
+        }
+        _ => None,
+    };
+    Ok(change.map(|(next, mut event)| {
+        event.details["shadow"] = serde_json::to_value(&report).unwrap_or_default();
+        (next, event)
+    }))
 }
 
 /// Runs the analysis of the step in effect on the next interval once its telemetry is

@@ -57,7 +57,9 @@ pub struct Gates {
 
 impl Gates {
     pub fn is_empty(&self) -> bool {
-        self.pre_rollout.is_none() && self.confirm_promotion.is_none() && self.pre_rollback.is_none()
+        self.pre_rollout.is_none()
+            && self.confirm_promotion.is_none()
+            && self.pre_rollback.is_none()
     }
 
     pub fn get(&self, gate: Gate) -> Option<&Webhook> {
@@ -149,7 +151,10 @@ pub async fn ask(
         Ok(reply) => {
             let status = reply.status().as_u16();
             let text = reply.text().await.unwrap_or_default();
-            (Some(status), text.trim().chars().take(MESSAGE_CHARS).collect())
+            (
+                Some(status),
+                text.trim().chars().take(MESSAGE_CHARS).collect(),
+            )
         }
         Err(e) if e.is_timeout() => (None, format!("no answer within {} s", hook.timeout_seconds)),
         Err(e) => (None, e.to_string()),

@@ -1012,4 +1012,164 @@ mod tests {
             "paused rollouts hold their step"
         );
     }
+
+    fn steps() -> serde_json::Value {
+        serde_json::json!([{"weights": {"stable": 90, "canary": 10}, "hold_seconds": 10},
+                           {"weights": {"stable": 50, "canary": 50}, "hold_seconds": 10}])
+    }
+
+    #[test]
+    fn a_gated_and_shadowed_rollout_moves_nothing_until_its_stages_pass() {
+        let (r, e) = create(serde_json::json!({"name": "fraud",
+            "variants": [{"name": "stable", "weight": 100}, {"name": "canary", "weight": 0}],
+            "steps": steps(), "shadow": {},
+            "gates": {"pre_rollout": {"url": "http://gate:8080/pre"}}}))
+        .unwrap();
+        assert_eq!(
+            (r.status, r.step, weights(&r), e.details["status"].as_str()),
+            (Status::Pending, None, vec![100.0, 0.0], Some("pending"))
+        );
+        assert!(
+            r.advance(99_000, None).is_none(),
+            "pending holds its weights"
+        );
+        assert_eq!(r.shadow_variant(), Some("canary"));
+        let (shadowing, e) = r.start(&by(), 2_000).unwrap();
+        assert_eq!(
+            (
+                shadowing.status,
+                e.kind.as_str(),
+                weights(&shadowing),
+                shadowing.step_started_ms
+            ),
+            (Status::Shadowing, "shadowing", vec![100.0, 0.0], 2_000)
+        );
+        assert!(shadowing.start(&by(), 3_000).is_none());
+        let (first, e) = shadowing.first_step(&by(), 4_000).unwrap();
+        assert_eq!(
+            (first.status, first.step, e.kind.as_str(), weights(&first)),
+            (Status::Progressing, Some(0), "step", vec![90.0, 10.0])
+        );
+        let (aborted, e) = shadowing.abort(&by(), 5_000).unwrap();
+        assert_eq!(
+            (aborted.status, e.kind.as_str(), weights(&aborted)),
+            (Status::Aborted, "aborted", vec![100.0, 0.0])
+        );
+        assert_eq!(
+            aborted.abort(&by(), 6_000).unwrap_err().to_string(),
+            "`fraud` is aborted: only a running rollout can be aborted"
+        );
+        let no_steps = create(serde_json::json!({"name": "fraud", "shadow": {},
+            "variants": [{"name": "stable", "weight": 100}, {"name": "canary", "weight": 0}]}))
+        .unwrap_err();
+        assert_eq!(field_of(&no_steps), Some("shadow"));
+        let bad_gate = create(serde_json::json!({"name": "fraud", "steps": steps(),
+            "variants": [{"name": "stable", "weight": 100}, {"name": "canary", "weight": 0}],
+            "gates": {"pre_rollback": {"url": "gate"}}}))
+        .unwrap_err();
+        assert_eq!(field_of(&bad_gate), Some("gates.pre_rollback.url"));
+    }
+
+    #[test]
+    fn a_gate_hold_is_recorded_once_per_answer_and_cleared_by_the_next_change() {
+        let (r, _) = create(serde_json::json!({"name": "fraud", "steps": steps(),
+            "variants": [{"name": "stable", "weight": 100}, {"name": "canary", "weight": 0}],
+            "gates": {"pre_rollout": {"url": "http://gate/pre"}}}))
+        .unwrap();
+        let answer = |status| Answer {
+            gate: crate::gates::Gate::PreRollout,
+            url: "http://gate/pre".into(),
+            status,
+            message: "change freeze".into(),
+            at_ms: 2_000,
+        };
+        let (held, e) = r.hold(&answer(Some(423)), 2_000).unwrap();
+        assert_eq!(
+            (held.status, held.version, e.kind.as_str(), e.actor.as_str()),
+            (Status::Pending, 2, "held", "gate")
+        );
+        assert_eq!(
+            e.reason,
+            "held: gate pre_rollout (http://gate/pre) answered 423: change freeze"
+        );
+        assert_eq!(e.details["gate"]["status"], 423);
+        assert!(held.hold(&answer(Some(423)), 3_000).is_none());
+        assert!(held.hold(&answer(None), 3_000).is_some());
+        let (started, _) = held.start(&by(), 4_000).unwrap();
+        assert_eq!(
+            (started.held.as_ref(), started.status),
+            (None, Status::Progressing)
+        );
+    }
+
+    fn blue_green(extra: serde_json::Value) -> Result<Change, RolloutError> {
+        let mut body = serde_json::json!({"name": "fraud", "mode": "blue_green",
+            "variants": [{"name": "blue", "weight": 100}, {"name": "green", "weight": 0}],
+            "blue_green": {"preview_weight": 5, "rollback_window_seconds": 60}});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        create(body)
+    }
+
+    #[test]
+    fn a_blue_green_preview_is_one_judged_step_then_one_switch_with_a_rollback_window() {
+        let (r, _) = blue_green(serde_json::json!({})).unwrap();
+        assert_eq!(
+            (r.status, r.step, weights(&r), r.steps.len()),
+            (Status::Progressing, Some(0), vec![95.0, 5.0], 1)
+        );
+        let (switched, e) = r.advance(1_000, None).unwrap();
+        assert_eq!(
+            (switched.status, e.kind.as_str(), weights(&switched)),
+            (Status::Promoted, "promoted", vec![0.0, 100.0])
+        );
+        assert_eq!(switched.rollback_window_until_ms, Some(61_000));
+        assert_eq!(e.details["rollback_window_until_ms"], 61_000);
+        let (back, _) = switched.rollback(&by(), 61_000).unwrap();
+        assert_eq!(
+            (back.status, weights(&back)),
+            (Status::RolledBack, vec![100.0, 0.0])
+        );
+        assert_eq!(
+            switched.rollback(&by(), 61_001).unwrap_err(),
+            RolloutError::RollbackWindowClosed {
+                rollout: "fraud".into(),
+                closed_ms: 61_000
+            }
+        );
+        let manual = blue_green(serde_json::json!({"blue_green": {"auto_promote": false}}))
+            .unwrap()
+            .0;
+        assert_eq!(weights(&manual), vec![100.0, 0.0], "overrides only");
+        let (waiting, e) = manual.advance(1_000, None).unwrap();
+        assert_eq!(
+            (waiting.status, waiting.awaiting_promotion, e.kind.as_str()),
+            (Status::Progressing, true, "awaiting_promotion")
+        );
+        assert!(waiting.advance(2_000, None).is_none());
+        let (promoted, _) = waiting.promote(None, &by(), 3_000).unwrap();
+        assert_eq!(
+            (
+                promoted.awaiting_promotion,
+                promoted.rollback_window_until_ms
+            ),
+            (false, Some(303_000))
+        );
+        for (extra, field) in [
+            (
+                serde_json::json!({"blue_green": {"preview_weight": 60}}),
+                "blue_green.preview_weight",
+            ),
+            (serde_json::json!({"steps": steps()}), "steps"),
+            (serde_json::json!({"mode": "canary"}), "blue_green"),
+            (
+                serde_json::json!({"variants": [{"name": "blue", "weight": 0}, {"name": "green", "weight": 100}]}),
+                "variants",
+            ),
+        ] {
+            let err = blue_green(extra.clone()).unwrap_err();
+            assert_eq!(field_of(&err), Some(field), "{extra}: {err}");
+        }
+    }
 }
