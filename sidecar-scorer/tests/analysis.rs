@@ -203,16 +203,16 @@ async fn a_healthy_canary_is_stepped_to_the_end_on_passed_runs() {
     let mesh = mesh(&scorer, echo(0), echo(0)).await;
     create(&scorer, 20).await;
     let traffic = Traffic::start(mesh.url.clone(), 100);
-    let took = reaches(&scorer, "completed", Duration::from_secs(60)).await;
+    let took = reaches(&scorer, "promoted", Duration::from_secs(60)).await;
     assert_eq!(failed(traffic).await, 0, "no request failed");
     eprintln!("healthy canary: three steps passed in {took:.1} s");
 
     let steps: Vec<Value> = events(&scorer)
         .await
         .into_iter()
-        .filter(|e| e["kind"] == "step" || e["kind"] == "completed")
+        .filter(|e| e["kind"] == "step" || e["kind"] == "promoted")
         .collect();
-    assert_eq!(steps.len(), 3, "two steps and the end: {steps:?}");
+    assert_eq!(steps.len(), 3, "two steps and the promotion: {steps:?}");
     for e in &steps {
         assert_eq!(e["actor"], "controller");
         assert!(e["reason"].as_str().unwrap().contains("analysis: "), "{e}");
@@ -248,7 +248,7 @@ async fn a_healthy_canary_is_stepped_to_the_end_on_passed_runs() {
         scorer_metric(
             &scorer,
             "outrider_scorer_rollout_status",
-            &[("rollout", "fraud"), ("status", "completed")],
+            &[("rollout", "fraud"), ("status", "promoted")],
         )
         .await
             == 1.0
@@ -297,7 +297,7 @@ async fn a_healthy_canary_is_stepped_to_the_end_on_passed_runs() {
     );
     let table = scorer_cli(&scorer, &["rollout", "status", "fraud"]);
     eprintln!("{table}");
-    assert!(table.contains("rollout fraud: completed"), "{table}");
+    assert!(table.contains("rollout fraud: promoted"), "{table}");
     assert!(table.contains("prediction_ks"), "{table}");
     assert!(table.contains("(dry run)"), "{table}");
     drop(mesh);
@@ -435,9 +435,9 @@ async fn a_rollout_goes_on_after_its_scorer_is_killed_mid_canary() {
         "the canary kept its 50% while the scorer was away: {served}"
     );
     scorer.restart().await.unwrap();
-    let took = reaches(&scorer, "completed", Duration::from_secs(60)).await;
+    let took = reaches(&scorer, "promoted", Duration::from_secs(60)).await;
     assert_eq!(failed(traffic).await, 0, "no request failed");
-    eprintln!("after the restart, completed in {took:.1} s");
+    eprintln!("after the restart, promoted in {took:.1} s");
     let runs = runs(&scorer).await;
     assert!(
         runs.iter().all(|r| r["outcome"] != "failed"),
@@ -459,7 +459,7 @@ async fn a_rollout_goes_on_after_its_scorer_is_killed_mid_canary() {
             json!("created"),
             json!("step"),
             json!("step"),
-            json!("completed")
+            json!("promoted")
         ],
         "no step applied twice"
     );

@@ -47,7 +47,7 @@ async fn an_operator_drives_a_rollout_from_the_command_line() {
         ],
     );
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("\"status\": \"active\""), "{out}");
+    assert!(out.contains("\"status\": \"progressing\""), "{out}");
 
     let (code, out, _) = run(
         admin,
@@ -67,7 +67,7 @@ async fn an_operator_drives_a_rollout_from_the_command_line() {
 
     for (args, status) in [
         (vec!["pause", "fraud"], "paused"),
-        (vec!["resume", "fraud"], "active"),
+        (vec!["resume", "fraud"], "progressing"),
         (vec!["promote", "fraud"], "promoted"),
         (vec!["rollback", "fraud"], "rolled_back"),
     ] {

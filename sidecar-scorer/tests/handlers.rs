@@ -633,7 +633,7 @@ async fn a_rollout_is_created_changed_and_recorded() {
         (
             &json!("fraud"),
             &json!(1),
-            &json!("active"),
+            &json!("progressing"),
             &json!("canary"),
             &json!(0)
         )
@@ -685,7 +685,7 @@ async fn a_rollout_is_created_changed_and_recorded() {
         .await;
     assert_eq!(
         (resumed.status, &resumed.json()["status"]),
-        (200, &json!("active"))
+        (200, &json!("progressing"))
     );
     let promoted = api
         .admin(
@@ -768,7 +768,7 @@ async fn the_state_is_served_with_an_etag_and_304_when_unchanged() {
     assert_eq!(answer.header("content-type"), Some("application/json"));
     assert_eq!(
         answer.json(),
-        json!({"rollout": "fraud", "version": 1, "status": "active",
+        json!({"rollout": "fraud", "version": 1, "status": "progressing",
             "weights": [{"variant": "stable", "weight": 90.0}, {"variant": "canary", "weight": 10.0}]})
     );
     for tag in ["\"fraud-1\"", "\"fraud-0\", \"fraud-1\"", "*"] {
@@ -1709,7 +1709,7 @@ async fn a_guardrail_trip_rolls_the_rollout_back_with_its_figures() {
     let rollout = api.get("/v1/rollouts/fraud").await.json();
     assert_eq!(
         (&rollout["status"], &rollout["version"]),
-        (&json!("active"), &json!(3))
+        (&json!("progressing"), &json!(3))
     );
     api.send(
         M::POST,

@@ -392,7 +392,7 @@ async fn one_replica_leads_and_the_other_takes_over_exactly_once_when_it_dies() 
     eventually(
         Duration::from_secs(15),
         "the schedule completes",
-        || async { get_json(survivor_scorer, "/v1/rollouts/ramp").await["status"] == "completed" },
+        || async { get_json(survivor_scorer, "/v1/rollouts/ramp").await["status"] == "promoted" },
     )
     .await;
     let mut sent_failed = Vec::new();
@@ -432,7 +432,7 @@ async fn one_replica_leads_and_the_other_takes_over_exactly_once_when_it_dies() 
     let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
-        ["created", "step", "step", "step", "step", "completed"],
+        ["created", "step", "step", "step", "step", "promoted"],
         "{history:#}"
     );
     for (n, event) in events.iter().enumerate().skip(1).take(4) {

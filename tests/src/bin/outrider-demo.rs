@@ -139,17 +139,9 @@ async fn main() -> Result<()> {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let rollout = scorer_call(&scorer, Method::GET, "/v1/rollouts/fraud", None).await?;
-        // The schedule done, the operator promotes the canary; a few seconds later the
-        // demo ends.
-        if rollout["status"] == "completed" && promoted_at.is_none() {
-            let body = json!({"actor": "operator", "reason": "canary healthy at 50%"});
-            scorer_call(
-                &scorer,
-                Method::POST,
-                "/v1/rollouts/fraud/promote",
-                Some(body),
-            )
-            .await?;
+        // The schedule done, the controller promotes the canary; a few seconds later
+        // the demo ends.
+        if rollout["status"] == "promoted" && promoted_at.is_none() {
             promoted_at = Some(Instant::now());
         }
         let document = serde_json::from_str(
