@@ -218,7 +218,8 @@ pub fn spec_differences(spec: &Value, existing: &Value) -> Vec<&'static str> {
             })
             .collect()
     };
-    if steps(spec) != steps(existing) {
+    // A blue-green preview's one step is derived from its `blue_green` section.
+    if spec["blue_green"].is_null() && steps(spec) != steps(existing) {
         out.push("steps");
     }
     // Compared as the server reads them, defaults filled in.
@@ -236,6 +237,25 @@ pub fn spec_differences(spec: &Value, existing: &Value) -> Vec<&'static str> {
             != parsed(&existing["shadow_gate"])
     {
         out.push("shadow_gate");
+    }
+    if parsed::<Option<crate::rollout::ShadowStage>>(&spec["shadow"]) != parsed(&existing["shadow"])
+    {
+        out.push("shadow");
+    }
+    if parsed::<Option<crate::rollout::BlueGreen>>(&spec["blue_green"])
+        != parsed(&existing["blue_green"])
+    {
+        out.push("blue_green");
+    }
+    let gates = |v: &Value| -> Option<crate::gates::Gates> {
+        if v.is_null() {
+            Some(crate::gates::Gates::default())
+        } else {
+            parsed(v)
+        }
+    };
+    if gates(&spec["gates"]) != gates(&existing["gates"]) {
+        out.push("gates");
     }
     out
 }
@@ -272,6 +292,27 @@ pub fn render_status(status: &Value) -> String {
             .as_u64()
             .map_or_else(|| "-".to_owned(), |s| (s + 1).to_string())
     );
+    if let Some(held) = status["held"].as_object() {
+        let said = held
+            .get("status")
+            .and_then(Value::as_u64)
+            .map_or_else(|| "did not answer".to_owned(), |s| format!("answered {s}"));
+        out.push_str(&format!(
+            "held by gate {} since {}: {said} {}\n",
+            held.get("gate").and_then(Value::as_str).unwrap_or(""),
+            clock(held.get("at_ms").unwrap_or(&Value::Null)),
+            held.get("message").and_then(Value::as_str).unwrap_or("")
+        ));
+    }
+    if status["awaiting_promotion"] == true {
+        out.push_str("the analysis passed: `rollout promote` switches\n");
+    }
+    if let Some(until) = status["rollback_window_until_ms"].as_u64() {
+        out.push_str(&format!(
+            "rollback window open until {} (a rollback is one switch back)\n",
+            clock(&json!(until))
+        ));
+    }
     let runs = status["runs"].as_array().cloned().unwrap_or_default();
     if status["analysis"].is_null() {
         out.push_str("no analysis: steps advance on their hold alone\n");
@@ -908,5 +949,26 @@ mod tests {
         let err = parse_gate("min_agreement=NaN").unwrap_err().to_string();
         assert!(err.contains("is not a number"), "{err}");
         assert!(parse_gate("min_copies").is_err());
+    }
+
+    #[test]
+    fn a_plan_is_the_same_when_only_defaults_and_derived_steps_differ() {
+        use crate::rollout::{Attribution, CreateRequest, Rollout};
+        let spec = json!({"name": "fraud", "mode": "blue_green",
+            "variants": [{"name": "blue", "weight": 100}, {"name": "green", "weight": 0}],
+            "blue_green": {"preview_weight": 5},
+            "gates": {"confirm_promotion": {"url": "http://gate/ok"}}});
+        let req: CreateRequest = serde_json::from_value(spec.clone()).unwrap();
+        let existing = Rollout::create(req, &Attribution::default(), 1).unwrap().0;
+        let existing = serde_json::to_value(&existing).unwrap();
+        assert!(spec_differences(&spec, &existing).is_empty());
+        let mut other = spec.clone();
+        other["gates"]["confirm_promotion"]["url"] = json!("http://gate/other");
+        other["blue_green"]["preview_weight"] = json!(10);
+        other["shadow"] = json!({});
+        assert_eq!(
+            spec_differences(&other, &existing),
+            ["shadow", "blue_green", "gates"]
+        );
     }
 }

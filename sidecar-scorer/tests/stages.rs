@@ -246,6 +246,13 @@ async fn a_gated_rollout_waits_for_its_gate_then_shadows_then_steps() {
     let after_hold = events(&scorer).await;
     assert_eq!(kinds(&after_hold), ["created", "held"]);
     assert_eq!(rollout(&scorer).await["status"], "pending");
+    let table = scorer_cli(&scorer, &["rollout", "status", "fraud"]);
+    assert!(
+        table.contains("rollout fraud: pending")
+            && table.contains("held by gate pre_rollout since ")
+            && table.contains("answered 423 change freeze"),
+        "{table}"
+    );
 
     gate.answer_with(200);
     let shadowing = event_of(&scorer, "shadowing", Duration::from_secs(5)).await;
@@ -396,6 +403,11 @@ async fn a_blue_green_preview_is_judged_switched_after_its_gate_and_switched_bac
             .as_u64()
             .unwrap()
             >= switch_ms + 600_000
+    );
+    let table = scorer_cli(&scorer, &["rollout", "status", "fraud"]);
+    assert!(
+        table.contains("rollout fraud: promoted") && table.contains("rollback window open until "),
+        "{table}"
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
 

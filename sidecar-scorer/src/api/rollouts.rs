@@ -99,6 +99,9 @@ pub async fn analysis(
         "rollout": name,
         "status": rollout.status,
         "step": rollout.step,
+        "held": rollout.held,
+        "awaiting_promotion": rollout.awaiting_promotion,
+        "rollback_window_until_ms": rollout.rollback_window_until_ms,
         "analysis": rollout.analysis,
         "runs": runs,
     }))
