@@ -504,6 +504,11 @@ async fn rollout_requests_are_refused_with_the_field_at_fault() {
         refusal("copies as text", M::POST, "/v1/rollouts", admin, Some(json!({"name": "x", "variants": variants, "shadow_gate": {"min_copies": "many"}})), 400, "invalid_type", Some("shadow_gate.min_copies"), "invalid type"),
         refusal("unknown gate field", M::POST, "/v1/rollouts", admin, Some(json!({"name": "x", "variants": variants, "shadow_gate": {"max_latency_ms": 5}})), 400, "invalid_type", Some("shadow_gate.max_latency_ms"), "unknown field"),
         refusal("exists", M::POST, "/v1/rollouts", admin, Some(json!({"name": "fraud", "variants": variants})), 409, "conflict", None, "a rollout named `fraud` exists"),
+        refusal("gate that is no URL", M::POST, "/v1/rollouts", admin, Some(json!({"name": "x", "variants": variants, "steps": [{"weights": {"stable": 100}}], "gates": {"pre_rollout": {"url": "gate:80"}}})), 400, "invalid_value", Some("gates.pre_rollout.url"), "is not an http:// or https:// URL"),
+        refusal("unknown gate", M::POST, "/v1/rollouts", admin, Some(json!({"name": "x", "variants": variants, "gates": {"post_rollout": {"url": "http://gate"}}})), 400, "invalid_type", Some("gates.post_rollout"), "unknown field"),
+        refusal("shadow stage without steps", M::POST, "/v1/rollouts", admin, Some(json!({"name": "x", "variants": variants, "shadow": {}})), 400, "invalid_value", Some("shadow"), "give a baseline, a candidate and steps"),
+        refusal("blue-green section on a canary", M::POST, "/v1/rollouts", admin, Some(json!({"name": "x", "variants": [{"name": "blue", "weight": 100}, {"name": "green", "weight": 0}], "blue_green": {}})), 400, "invalid_value", Some("blue_green"), "needs mode blue_green"),
+        refusal("preview too large", M::POST, "/v1/rollouts", admin, Some(json!({"name": "x", "mode": "blue_green", "variants": [{"name": "blue", "weight": 100}, {"name": "green", "weight": 0}], "blue_green": {"preview_weight": 75}})), 400, "invalid_value", Some("blue_green.preview_weight"), "must be between 0 and 50"),
         // Changes.
         refusal("read an unknown rollout", M::GET, "/v1/rollouts/nope", None, None, 404, "not_found", None, "no rollout named `nope`"),
         refusal("events of an unknown rollout", M::GET, "/v1/rollouts/nope/events", None, None, 404, "not_found", None, "no rollout named `nope`"),
@@ -517,7 +522,8 @@ async fn rollout_requests_are_refused_with_the_field_at_fault() {
         refusal("resume an unknown rollout", M::POST, "/v1/rollouts/nope/resume", admin, None, 404, "not_found", None, "nope"),
         refusal("promote an unknown rollout", M::POST, "/v1/rollouts/nope/promote", admin, None, 404, "not_found", None, "nope"),
         refusal("roll back an unknown rollout", M::POST, "/v1/rollouts/nope/rollback", admin, None, 404, "not_found", None, "nope"),
-        refusal("resume an active rollout", M::POST, "/v1/rollouts/fraud/resume", admin, None, 409, "conflict", None, "only a paused rollout can be resumed; `fraud` is active"),
+        refusal("abort an unknown rollout", M::POST, "/v1/rollouts/nope/abort", admin, None, 404, "not_found", None, "nope"),
+        refusal("resume a progressing rollout", M::POST, "/v1/rollouts/fraud/resume", admin, None, 409, "conflict", None, "only a paused rollout can be resumed; `fraud` is progressing"),
         refusal("pause with a variant", M::POST, "/v1/rollouts/fraud/pause", admin, Some(json!({"variant": "canary"})), 400, "invalid_value", Some("variant"), "only promote takes a variant"),
         refusal("rollback with a variant", M::POST, "/v1/rollouts/fraud/rollback", admin, Some(json!({"variant": "canary"})), 400, "invalid_value", Some("variant"), "only promote takes a variant"),
         refusal("action with an unknown field", M::POST, "/v1/rollouts/fraud/pause", admin, Some(json!({"why": "x"})), 400, "invalid_type", Some("why"), "unknown field"),
@@ -565,6 +571,17 @@ async fn rollout_requests_are_refused_with_the_field_at_fault() {
         "conflict",
         None,
         "`fraud` is already rolled back",
+    );
+    let abort_done = api
+        .send(M::POST, "/v1/rollouts/fraud/abort", admin, None)
+        .await;
+    assert_error(
+        "abort a rolled back rollout",
+        &abort_done,
+        409,
+        "conflict",
+        None,
+        "`fraud` is rolled_back: only a running rollout can be aborted",
     );
 
     // An A/B rollout names its winner.
