@@ -310,12 +310,10 @@ async fn the_server_follows_its_openapi_document() {
             "/v1/rollouts",
             "/v1/rollouts",
             admin,
-            Some(
-                json!({"name": "colours", "mode": "blue_green",
+            Some(json!({"name": "colours", "mode": "blue_green",
                 "variants": [{"name": "blue", "weight": 100}, {"name": "green", "weight": 0}],
                 "blue_green": {"preview_weight": 5, "auto_promote": false, "hold_seconds": 0, "rollback_window_seconds": 60},
-                "analysis": {"interval_seconds": 5, "checks": [{"metric": "error_rate", "max": 0.01}]}}),
-            ),
+                "analysis": {"interval_seconds": 5, "checks": [{"metric": "error_rate", "max": 0.01}]}})),
             vec![],
         ),
         (
@@ -323,9 +321,11 @@ async fn the_server_follows_its_openapi_document() {
             "/v1/rollouts",
             "/v1/rollouts",
             admin,
-            Some(json!({"name": "bad-gate", "variants": [{"name": "stable", "weight": 100}, {"name": "canary", "weight": 0}],
+            Some(
+                json!({"name": "bad-gate", "variants": [{"name": "stable", "weight": 100}, {"name": "canary", "weight": 0}],
                 "steps": [{"weights": {"stable": 90, "canary": 10}}],
-                "gates": {"confirm_promotion": {"url": "gate.example"}}})),
+                "gates": {"confirm_promotion": {"url": "gate.example"}}}),
+            ),
             vec![],
         ),
         (

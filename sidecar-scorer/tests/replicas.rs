@@ -28,20 +28,31 @@ struct Pair {
     _db: Backend,
 }
 
-/// A scorer per id of [`REPLICAS`] on `db`, and rollout `fraud` created.
+/// A scorer per id of [`REPLICAS`] on `db`.
 async fn replicas(db: &Backend) -> Vec<Scorer> {
     let mut scorers = Vec::new();
     for id in REPLICAS {
         scorers.push(start_scorer(db, id).await);
     }
-    create_rollout(&scorers[0], 90.0, 10.0).await;
     scorers
 }
 
 impl Pair {
+    /// With rollout `fraud` at 90/10.
     async fn start(concurrency: u32) -> Self {
+        Self::start_with(
+            concurrency,
+            json!({"name": "fraud", "variants": [
+                {"name": "stable", "weight": 90}, {"name": "canary", "weight": 10}]}),
+        )
+        .await
+    }
+
+    /// With rollout `fraud` created from `rollout` (at 90/10 when its filters start).
+    async fn start_with(concurrency: u32, rollout: Value) -> Self {
         let db = Backend::postgres().await;
         let scorers = replicas(&db).await;
+        admin(&scorers[0], Method::POST, "/v1/rollouts", rollout).await;
         let mut envoys = Vec::new();
         for scorer in &scorers {
             envoys
@@ -239,6 +250,7 @@ async fn each_replica_ingests_its_own_filters_and_the_database_merges_them() {
 async fn concurrent_batches_listing_variants_in_any_order_all_apply() {
     let db = Backend::postgres().await;
     let scorers = replicas(&db).await;
+    create_rollout(&scorers[0], 90.0, 10.0).await;
     // Filters list variants in their configuration's order, which may differ; every
     // batch adds into the same rows of the current window.
     let post = |scorer: usize, task: usize| {
@@ -476,6 +488,111 @@ async fn one_replica_leads_and_the_other_takes_over_exactly_once_when_it_dies() 
         )
         .await,
         decided_by(events, survivor_id) as f64
+    );
+}
+
+/// An analysed canary on two replicas whose leader is killed mid-rollout (and comes
+/// back, as a restarted pod does): the survivor judges the following intervals from
+/// the same stored runs, every interval is judged once, every step applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_analysed_canary_survives_a_leader_failover_with_every_run_and_step_once() {
+    let mut pair = Pair::start_with(
+        1,
+        json!({"name": "fraud",
+            "variants": [{"name": "stable", "weight": 90}, {"name": "canary", "weight": 10}],
+            "steps": [{"weights": {"stable": 90, "canary": 10}},
+                      {"weights": {"stable": 50, "canary": 50}},
+                      {"weights": {"stable": 0, "canary": 100}}],
+            "analysis": {"interval_seconds": 5, "min_requests": 20, "inconclusive_limit": 10,
+                "checks": [{"metric": "error_rate", "max": 0.05},
+                           {"metric": "latency_p99_ms", "max": 250}]}}),
+    )
+    .await;
+    let traffic: Vec<Traffic> = pair.envoys.iter().map(|e| Traffic::start(&e.url)).collect();
+    let both: Vec<&Scorer> = pair.scorers.iter().collect();
+    eventually(Duration::from_secs(5), "one replica leads", || async {
+        leaders(&both).await.len() == 1
+    })
+    .await;
+    let leader = leaders(&both).await[0];
+    let survivor = 1 - leader;
+    let (leader_id, survivor_id) = (REPLICAS[leader], REPLICAS[survivor]);
+    eventually(
+        Duration::from_secs(30),
+        "the leader takes the first judged step",
+        || async { get_json(&pair.scorers[survivor], "/v1/rollouts/fraud").await["step"] == 1 },
+    )
+    .await;
+    pair.scorers[leader].kill9();
+    let killed_ms = outrider_scorer::api::now_ms();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    pair.scorers[leader].restart().await.unwrap();
+    let survivor_scorer = &pair.scorers[survivor];
+    eventually(Duration::from_secs(60), "the survivor promotes", || async {
+        get_json(survivor_scorer, "/v1/rollouts/fraud").await["status"] == "promoted"
+    })
+    .await;
+    for (i, t) in traffic.into_iter().enumerate() {
+        let (sent, failed) = t.finish().await;
+        assert_eq!(
+            failed, 0,
+            "Envoy of {}: {failed} of {sent} failed",
+            REPLICAS[i]
+        );
+    }
+
+    let history = get_json(survivor_scorer, "/v1/rollouts/fraud/events").await;
+    let events = history["events"].as_array().unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["created", "step", "step", "promoted"],
+        "{history:#}"
+    );
+    let versions: Vec<u64> = events
+        .iter()
+        .map(|e| e["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, [1, 2, 3, 4]);
+    let mut deciders = HashSet::new();
+    for event in &events[1..] {
+        assert_eq!(event["details"]["analysis"]["outcome"], "passed", "{event}");
+        let replica = event["details"]["replica"].as_str().unwrap();
+        if replica == leader_id {
+            assert!(event["at_ms"].as_u64().unwrap() < killed_ms, "{event}");
+        }
+        deciders.insert(replica.to_owned());
+    }
+    assert!(deciders.contains(survivor_id), "{history:#}");
+    assert!(deciders.contains(leader_id), "{history:#}");
+
+    // Runs: each interval once, back to back within a step, whoever judged it.
+    let runs = get_json(survivor_scorer, "/v1/rollouts/fraud/analysis?limit=1000").await["runs"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let ends: Vec<u64> = runs.iter().map(|r| r["end_ms"].as_u64().unwrap()).collect();
+    let unique: HashSet<u64> = ends.iter().copied().collect();
+    assert_eq!(
+        unique.len(),
+        ends.len(),
+        "an interval judged twice: {ends:?}"
+    );
+    for pair in runs.windows(2) {
+        if pair[0]["step"] == pair[1]["step"] {
+            assert_eq!(
+                pair[0]["end_ms"], pair[1]["start_ms"],
+                "a gap in the runs: {pair:?}"
+            );
+        }
+    }
+    assert!(
+        runs.iter().all(|r| r["outcome"] != "failed"),
+        "the failover failed no run: {runs:?}"
+    );
+    eprintln!(
+        "failover mid-canary: {} runs, steps decided by {deciders:?}",
+        runs.len()
     );
 }
 
