@@ -20,6 +20,15 @@ use serde::{Deserialize, Serialize};
 use crate::rollout::{Event, Rollout, Status};
 use crate::shadow_report::ShadowReport;
 
+/// Every alert the scorer raises; each has its section in `docs/runbook.md`.
+pub const NAMES: [&str; 5] = [
+    "OutriderRolloutRolledBack",
+    "OutriderRolloutAborted",
+    "OutriderGuardrailTripped",
+    "OutriderAnalysisInconclusive",
+    "OutriderShadowGateFailed",
+];
+
 /// One alert as Alertmanager takes it, with when it started.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
@@ -397,6 +406,26 @@ mod tests {
             .is_empty(),
             "a person's pause is no alert"
         );
+    }
+
+    #[test]
+    fn every_alert_has_its_runbook_section() {
+        let runbook = include_str!("../../docs/runbook.md");
+        for name in NAMES {
+            assert!(
+                runbook.contains(&format!("\n## {name}\n")),
+                "docs/runbook.md has no section `## {name}`"
+            );
+        }
+        // Every name the code raises (outside these tests) is in NAMES.
+        let source = include_str!("alerts.rs");
+        let code = source.split("#[cfg(test)]").next().unwrap_or("");
+        let raised: std::collections::BTreeSet<&str> = code
+            .split('"')
+            .filter(|s| s.starts_with("Outrider") && s.chars().all(|c| c.is_ascii_alphanumeric()))
+            .collect();
+        let named: std::collections::BTreeSet<&str> = NAMES.into_iter().collect();
+        assert_eq!(raised, named);
     }
 
     #[test]
