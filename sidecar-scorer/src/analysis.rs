@@ -16,6 +16,7 @@ use outrider_stats::drift::{jensen_shannon, ks, psi};
 use serde::{Deserialize, Serialize};
 
 use crate::histogram::latency_quantile;
+use crate::prometheus;
 use crate::store::WindowCounts;
 
 /// Shortest analysis interval.
@@ -83,6 +84,9 @@ pub enum Metric {
     /// 0-100 score that passes at `pass_threshold` and fails below
     /// `marginal_threshold` (in between: inconclusive).
     Judge,
+    /// The one value a PromQL `query` gives for the variant at the end of the
+    /// interval, from the Prometheus at the check's `address` or `--prometheus-url`.
+    Prometheus,
 }
 
 impl Metric {
@@ -97,6 +101,7 @@ impl Metric {
             Metric::PredictionJs => "prediction_js",
             Metric::ScoreShareAbove => "score_share_above",
             Metric::Judge => "judge",
+            Metric::Prometheus => "prometheus",
         }
     }
 
@@ -113,9 +118,10 @@ impl Metric {
     }
 }
 
-/// One check: a metric and its pass condition. `max` bounds the candidate's figure
-/// (a distance for the prediction metrics); `max_increase` bounds candidate minus
-/// baseline; `max_ratio` bounds candidate / baseline. Every bound given must hold.
+/// One check: a metric and its pass condition. `max` and `min` bound the candidate's
+/// figure (a distance for the prediction metrics: `max` only); `max_increase` bounds
+/// candidate minus baseline; `max_ratio` bounds candidate / baseline. Every bound
+/// given must hold.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Check {
@@ -125,6 +131,8 @@ pub struct Check {
     pub metric: Metric,
     #[serde(default)]
     pub max: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
     #[serde(default)]
     pub max_increase: Option<f64>,
     #[serde(default)]
@@ -142,6 +150,14 @@ pub struct Check {
     pub pass_threshold: Option<f64>,
     #[serde(default)]
     pub marginal_threshold: Option<f64>,
+    /// For `prometheus`: PromQL giving one value, with `{{rollout}}`, `{{variant}}`
+    /// and `{{interval}}` (the interval as a Prometheus duration, e.g. `30s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// For `prometheus`: the Prometheus to ask (`http://host:9090`), instead of the
+    /// scorer's `--prometheus-url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
     /// Measured and shown, never deciding.
     #[serde(default)]
     pub dry_run: bool,
@@ -163,11 +179,207 @@ impl Check {
             .clone()
             .unwrap_or_else(|| self.metric.name().to_owned())
     }
+
+    /// Whether a bound compares the candidate with the baseline.
+    pub fn compares(&self) -> bool {
+        self.max_increase.is_some() || self.max_ratio.is_some()
+    }
+
+    /// The bounds given, as words (`max 0.05, max_increase 0.01`).
+    fn bounds(&self) -> String {
+        [
+            ("max", self.max),
+            ("min", self.min),
+            ("max_increase", self.max_increase),
+            ("max_ratio", self.max_ratio),
+        ]
+        .iter()
+        .filter_map(|(name, v)| v.map(|v| format!("{name} {v}")))
+        .collect::<Vec<_>>()
+        .join(", ")
+    }
+
+    /// Checks one check; `at` makes a field's path.
+    fn validate(&self, at: &dyn Fn(&str) -> String, setup: &ScorerSetup) -> Result<(), FieldError> {
+        if self.metric == Metric::Judge {
+            return self.validate_judge(at);
+        }
+        if self.pass_threshold.is_some() || self.marginal_threshold.is_some() {
+            return Err(FieldError::new(
+                at("pass_threshold"),
+                "only the judge takes thresholds",
+            ));
+        }
+        self.validate_bounds(at)?;
+        self.validate_threshold(at)?;
+        if self.min_samples.is_some() && !self.metric.needs_scores() {
+            return Err(FieldError::new(
+                at("min_samples"),
+                "only the prediction metrics take min_samples",
+            ));
+        }
+        self.validate_query(at, setup)
+    }
+
+    fn validate_judge(&self, at: &dyn Fn(&str) -> String) -> Result<(), FieldError> {
+        if self.max.is_some() || self.min.is_some() || self.compares() {
+            return Err(FieldError::new(
+                at("metric"),
+                "the judge decides by its score: give pass_threshold and marginal_threshold, not bounds",
+            ));
+        }
+        let (pass, marginal) = self.thresholds();
+        if !(0.0..=100.0).contains(&pass) || !(0.0..=pass).contains(&marginal) {
+            return Err(FieldError::new(
+                at("marginal_threshold"),
+                "needs 0 <= marginal_threshold <= pass_threshold <= 100",
+            ));
+        }
+        if self.query.is_some() || self.address.is_some() {
+            return Err(FieldError::new(
+                at(if self.query.is_some() {
+                    "query"
+                } else {
+                    "address"
+                }),
+                "only prometheus checks take a query and an address",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_bounds(&self, at: &dyn Fn(&str) -> String) -> Result<(), FieldError> {
+        if self.max.is_none() && self.min.is_none() && !self.compares() {
+            return Err(FieldError::new(
+                at("max"),
+                "give at least one of max, min, max_increase, max_ratio",
+            ));
+        }
+        // A query may measure anything, negative figures included; the built-in
+        // metrics are shares, latencies and distances.
+        let signed = self.metric == Metric::Prometheus;
+        for (bound, value, may_be_negative) in [
+            ("max", self.max, signed),
+            ("min", self.min, signed),
+            ("max_increase", self.max_increase, false),
+            ("max_ratio", self.max_ratio, false),
+        ] {
+            match value {
+                Some(v) if !v.is_finite() => {
+                    return Err(FieldError::new(at(bound), "must be a finite number"));
+                }
+                Some(v) if v < 0.0 && !may_be_negative => {
+                    return Err(FieldError::new(at(bound), "must be a number of at least 0"));
+                }
+                _ => {}
+            }
+        }
+        if let (Some(min), Some(max)) = (self.min, self.max)
+            && min > max
+        {
+            return Err(FieldError::new(
+                at("min"),
+                format!("min {min} is above max {max}: no figure could pass"),
+            ));
+        }
+        if self.metric.is_distance() && (self.min.is_some() || self.compares()) {
+            return Err(FieldError::new(
+                at("metric"),
+                "a distance between candidate and baseline takes `max` only",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_threshold(&self, at: &dyn Fn(&str) -> String) -> Result<(), FieldError> {
+        match (self.metric, self.threshold) {
+            (Metric::ScoreShareAbove, None) => Err(FieldError::new(
+                at("threshold"),
+                "score_share_above needs the decision threshold",
+            )),
+            (Metric::ScoreShareAbove, Some(t)) if !t.is_finite() => {
+                Err(FieldError::new(at("threshold"), "must be a finite number"))
+            }
+            (Metric::ScoreShareAbove, Some(_)) | (_, None) => Ok(()),
+            (_, Some(_)) => Err(FieldError::new(
+                at("threshold"),
+                "only score_share_above takes a threshold",
+            )),
+        }
+    }
+
+    /// A prometheus check's query and where it goes; no other check takes them.
+    fn validate_query(
+        &self,
+        at: &dyn Fn(&str) -> String,
+        setup: &ScorerSetup,
+    ) -> Result<(), FieldError> {
+        if self.metric != Metric::Prometheus {
+            return match (&self.query, &self.address) {
+                (None, None) => Ok(()),
+                (Some(_), _) => Err(FieldError::new(
+                    at("query"),
+                    "only prometheus checks take a query",
+                )),
+                (None, Some(_)) => Err(FieldError::new(
+                    at("address"),
+                    "only prometheus checks take an address",
+                )),
+            };
+        }
+        let query = self.query.as_deref().map(str::trim).unwrap_or_default();
+        if query.is_empty() {
+            return Err(FieldError::new(
+                at("query"),
+                "a prometheus check needs a PromQL query that gives one value",
+            ));
+        }
+        let probe = prometheus::Bindings {
+            rollout: "r",
+            variant: "v",
+            interval_seconds: 1,
+        };
+        prometheus::substitute(query, &probe).map_err(|why| FieldError::new(at("query"), why))?;
+        match &self.address {
+            Some(a) if !(a.starts_with("http://") || a.starts_with("https://")) => {
+                Err(FieldError::new(
+                    at("address"),
+                    format!("must be an http:// or https:// URL, got `{a}`"),
+                ))
+            }
+            Some(_) => Ok(()),
+            None if setup.prometheus => Ok(()),
+            None => Err(FieldError::new(
+                at("address"),
+                "no Prometheus to ask: give the check an address, or start the scorer with --prometheus-url",
+            )),
+        }
+    }
+}
+
+/// What the scorer that runs an analysis offers it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScorerSetup {
+    /// Length of its telemetry windows (`--window-seconds`).
+    pub window_ms: u64,
+    /// Whether `--prometheus-url` gives prometheus checks a default address.
+    pub prometheus: bool,
+}
+
+impl ScorerSetup {
+    /// A scorer with these windows and no default Prometheus.
+    pub fn windows(window_ms: u64) -> Self {
+        Self {
+            window_ms,
+            prometheus: false,
+        }
+    }
 }
 
 impl AnalysisSpec {
-    /// Checks the spec against the scorer's telemetry window; `field` prefixes paths.
-    pub fn check(&self, field: &str, window_ms: u64) -> Result<(), FieldError> {
+    /// Checks the spec against what the scorer offers; `field` prefixes paths.
+    pub fn check(&self, field: &str, setup: &ScorerSetup) -> Result<(), FieldError> {
+        let window_ms = setup.window_ms;
         let at = |name: &str| format!("{field}{name}");
         let interval_ms = self.interval_seconds.saturating_mul(1000);
         if self.interval_seconds < MIN_INTERVAL_SECONDS {
@@ -207,73 +419,7 @@ impl AnalysisSpec {
                 ));
             }
             names.push(name);
-            if c.metric == Metric::Judge {
-                if c.max.is_some() || c.max_increase.is_some() || c.max_ratio.is_some() {
-                    return Err(FieldError::new(
-                        at("metric"),
-                        "the judge decides by its score: give pass_threshold and marginal_threshold, not bounds",
-                    ));
-                }
-                let (pass, marginal) = c.thresholds();
-                if !(0.0..=100.0).contains(&pass) || !(0.0..=pass).contains(&marginal) {
-                    return Err(FieldError::new(
-                        at("marginal_threshold"),
-                        "needs 0 <= marginal_threshold <= pass_threshold <= 100",
-                    ));
-                }
-                continue;
-            }
-            if c.pass_threshold.is_some() || c.marginal_threshold.is_some() {
-                return Err(FieldError::new(
-                    at("pass_threshold"),
-                    "only the judge takes thresholds",
-                ));
-            }
-            if c.max.is_none() && c.max_increase.is_none() && c.max_ratio.is_none() {
-                return Err(FieldError::new(
-                    at("max"),
-                    "give at least one of max, max_increase, max_ratio",
-                ));
-            }
-            for (bound, value) in [
-                ("max", c.max),
-                ("max_increase", c.max_increase),
-                ("max_ratio", c.max_ratio),
-            ] {
-                if value.is_some_and(|v| !v.is_finite() || v < 0.0) {
-                    return Err(FieldError::new(at(bound), "must be a number of at least 0"));
-                }
-            }
-            if c.metric.is_distance() && (c.max_increase.is_some() || c.max_ratio.is_some()) {
-                return Err(FieldError::new(
-                    at("metric"),
-                    "a distance between candidate and baseline takes `max` only",
-                ));
-            }
-            match (c.metric, c.threshold) {
-                (Metric::ScoreShareAbove, None) => {
-                    return Err(FieldError::new(
-                        at("threshold"),
-                        "score_share_above needs the decision threshold",
-                    ));
-                }
-                (Metric::ScoreShareAbove, Some(t)) if !t.is_finite() => {
-                    return Err(FieldError::new(at("threshold"), "must be a finite number"));
-                }
-                (Metric::ScoreShareAbove, Some(_)) | (_, None) => {}
-                (_, Some(_)) => {
-                    return Err(FieldError::new(
-                        at("threshold"),
-                        "only score_share_above takes a threshold",
-                    ));
-                }
-            }
-            if c.min_samples.is_some() && !c.metric.needs_scores() {
-                return Err(FieldError::new(
-                    at("min_samples"),
-                    "only the prediction metrics take min_samples",
-                ));
-            }
+            c.validate(&at, setup)?;
         }
         Ok(())
     }
@@ -292,6 +438,17 @@ pub struct Side {
     pub windows: Vec<WindowCounts>,
     /// Sampled scores.
     pub scores: Vec<f64>,
+    /// What each prometheus check's query gave for this side, by check name, fetched
+    /// before judging (only where a check needs it).
+    pub queried: BTreeMap<String, Queried>,
+}
+
+/// A prometheus check's query for one side, as sent, and its one value or why there
+/// is none.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Queried {
+    pub query: String,
+    pub value: Result<f64, String>,
 }
 
 impl Side {
@@ -314,9 +471,11 @@ impl Side {
                         / self.scores.len() as f64
                 })
             }
-            Metric::PredictionKs | Metric::PredictionPsi | Metric::PredictionJs | Metric::Judge => {
-                None
-            }
+            Metric::PredictionKs
+            | Metric::PredictionPsi
+            | Metric::PredictionJs
+            | Metric::Judge
+            | Metric::Prometheus => None,
         }
     }
 }
@@ -370,6 +529,10 @@ pub struct CheckResult {
     /// The KS test's p-value, for `prediction_ks`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p_value: Option<f64>,
+    /// For `prometheus`: the candidate's query as sent (the baseline's differs only
+    /// in its variant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
     pub outcome: Outcome,
     pub dry_run: bool,
     /// Why, in words: the bound crossed or the data missing.
@@ -431,7 +594,6 @@ fn fmt(v: f64) -> String {
     format!("{v:.4}")
 }
 
-/// One check of one candidate against the baseline.
 /// Per-window figures of a side for the judge: 5xx share and p99 latency of each
 /// window with responses.
 fn series(side: &Side) -> (Vec<Option<f64>>, Vec<Option<f64>>) {
@@ -509,6 +671,7 @@ fn kayenta(check: &Check, baseline: &Side, candidate: &Side) -> (Option<f64>, Ou
     }
 }
 
+/// One check of one candidate against the baseline.
 fn judge_check(check: &Check, name: &str, baseline: &Side, candidate: &Side) -> CheckResult {
     let mut result = CheckResult {
         name: check.name(),
@@ -517,6 +680,7 @@ fn judge_check(check: &Check, name: &str, baseline: &Side, candidate: &Side) -> 
         value: None,
         baseline: None,
         p_value: None,
+        query: None,
         outcome: Outcome::Inconclusive,
         dry_run: check.dry_run,
         reason: String::new(),
@@ -537,7 +701,12 @@ fn judge_check(check: &Check, name: &str, baseline: &Side, candidate: &Side) -> 
             return result;
         }
     }
-    if check.metric.is_distance() {
+    if check.metric == Metric::Prometheus {
+        if let Err(why) = queried(check, baseline, candidate, &mut result) {
+            result.reason = why;
+            return result;
+        }
+    } else if check.metric.is_distance() {
         let (d, p) = distance(check.metric, &baseline.scores, &candidate.scores);
         result.value = d;
         result.p_value = p;
@@ -554,6 +723,11 @@ fn judge_check(check: &Check, name: &str, baseline: &Side, candidate: &Side) -> 
         && value > max
     {
         crossed.push(format!("{} is above max {max}", fmt(value)));
+    }
+    if let Some(min) = check.min
+        && value < min
+    {
+        crossed.push(format!("{} is below min {min}", fmt(value)));
     }
     if let Some(limit) = check.max_increase {
         match result.baseline {
@@ -591,12 +765,41 @@ fn judge_check(check: &Check, name: &str, baseline: &Side, candidate: &Side) -> 
     }
     if crossed.is_empty() {
         result.outcome = Outcome::Passed;
-        result.reason = format!("{} within bounds", fmt(value));
+        result.reason = format!("{} within bounds ({})", fmt(value), check.bounds());
     } else {
         result.outcome = Outcome::Failed;
         result.reason = crossed.join("; ");
     }
     result
+}
+
+/// A prometheus check's figures, fetched before judging: the candidate's value and
+/// query, and the baseline's value when a bound compares with it; why not otherwise.
+fn queried(
+    check: &Check,
+    baseline: &Side,
+    candidate: &Side,
+    result: &mut CheckResult,
+) -> Result<(), String> {
+    let name = check.name();
+    let own = candidate
+        .queried
+        .get(&name)
+        .ok_or("the query was not run for this variant")?;
+    result.query = Some(own.query.clone());
+    result.value = Some(own.value.clone()?);
+    if check.compares() {
+        let theirs = baseline
+            .queried
+            .get(&name)
+            .ok_or("the query was not run for the baseline")?;
+        let value = theirs
+            .value
+            .clone()
+            .map_err(|why| format!("the baseline's query: {why}"))?;
+        result.baseline = Some(value);
+    }
+    Ok(())
 }
 
 /// A run over one interval. `sides` maps each variant (in rollout order, the baseline
@@ -659,7 +862,7 @@ pub fn judge(
         for check in &spec.checks {
             if compared {
                 run.checks.push(judge_check(check, name, baseline, side));
-            } else if check.max.is_some() && !check.metric.is_distance() {
+            } else if (check.max.is_some() || check.min.is_some()) && !check.metric.is_distance() {
                 let own = Check {
                     max_increase: None,
                     max_ratio: None,
@@ -772,6 +975,7 @@ mod tests {
             },
             windows: Vec::new(),
             scores: scores.to_vec(),
+            queried: BTreeMap::new(),
         }
     }
 
@@ -790,7 +994,7 @@ mod tests {
         let refused = |json: serde_json::Value, window_ms: u64| {
             serde_json::from_value::<AnalysisSpec>(json)
                 .unwrap()
-                .check("analysis.", window_ms)
+                .check("analysis.", &ScorerSetup::windows(window_ms))
                 .unwrap_err()
                 .field
         };
@@ -844,7 +1048,9 @@ mod tests {
             ),
             "analysis.failure_limit"
         );
-        spec(check).check("analysis.", 5_000).unwrap();
+        spec(check)
+            .check("analysis.", &ScorerSetup::windows(5_000))
+            .unwrap();
     }
 
     #[test]
@@ -1004,7 +1210,7 @@ mod tests {
                 serde_json::json!({"interval_seconds": 10, "checks": [json]}),
             )
             .unwrap()
-            .check("", 1_000)
+            .check("", &ScorerSetup::windows(1_000))
             .unwrap_err()
             .field
         };
@@ -1022,6 +1228,208 @@ mod tests {
             refused(serde_json::json!({"metric": "error_rate", "max": 1, "pass_threshold": 70})),
             "checks[0].pass_threshold"
         );
+    }
+
+    /// `side` with what a prometheus check's query gave for it.
+    fn answered(mut side: Side, check: &str, variant: &str, value: Result<f64, String>) -> Side {
+        let query = format!("share{{variant=\"{variant}\"}}");
+        side.queried
+            .insert(check.to_owned(), Queried { query, value });
+        side
+    }
+
+    #[test]
+    fn a_prometheus_check_is_refused_with_the_field_at_fault() {
+        let refused = |check: serde_json::Value, prometheus: bool| {
+            let spec: AnalysisSpec = serde_json::from_value(
+                serde_json::json!({"interval_seconds": 10, "checks": [check]}),
+            )
+            .unwrap();
+            let setup = ScorerSetup {
+                window_ms: 1_000,
+                prometheus,
+            };
+            spec.check("analysis.", &setup)
+                .err()
+                .map(|e| (e.field, e.problem))
+        };
+        use serde_json::json;
+        let field = |check, prometheus| refused(check, prometheus).unwrap().0;
+        assert_eq!(
+            field(json!({"metric": "prometheus", "max": 0.1}), true),
+            "analysis.checks[0].query"
+        );
+        assert_eq!(
+            field(
+                json!({"metric": "prometheus", "query": "  ", "max": 0.1}),
+                true
+            ),
+            "analysis.checks[0].query"
+        );
+        let (at, why) = refused(
+            json!({"metric": "prometheus", "query": "x{job=\"{{job}}\"}", "max": 0.1}),
+            true,
+        )
+        .unwrap();
+        assert_eq!(at, "analysis.checks[0].query");
+        assert!(why.contains("`{{job}}`"), "{why}");
+        let (at, why) = refused(
+            json!({"metric": "prometheus", "query": "up", "max": 1}),
+            false,
+        )
+        .unwrap();
+        assert_eq!(at, "analysis.checks[0].address");
+        assert!(why.contains("--prometheus-url"), "{why}");
+        assert_eq!(
+            field(
+                json!({"metric": "prometheus", "query": "up", "max": 1, "address": "prom:9090"}),
+                false
+            ),
+            "analysis.checks[0].address"
+        );
+        assert_eq!(
+            field(json!({"metric": "prometheus", "query": "up"}), true),
+            "analysis.checks[0].max",
+            "no bound"
+        );
+        assert_eq!(
+            field(
+                json!({"metric": "prometheus", "query": "up", "min": 2, "max": 1}),
+                true
+            ),
+            "analysis.checks[0].min"
+        );
+        assert_eq!(
+            field(
+                json!({"metric": "error_rate", "max": 0.1, "query": "up"}),
+                true
+            ),
+            "analysis.checks[0].query"
+        );
+        assert_eq!(
+            field(
+                json!({"metric": "error_rate", "max": 0.1, "address": "http://p:9090"}),
+                true
+            ),
+            "analysis.checks[0].address"
+        );
+        assert_eq!(
+            field(json!({"metric": "error_rate", "max": -0.1}), true),
+            "analysis.checks[0].max"
+        );
+        assert_eq!(
+            field(json!({"metric": "prediction_ks", "min": 0.1}), true),
+            "analysis.checks[0].metric"
+        );
+        // A query may measure a signed figure; an address of its own needs no flag.
+        let fine = [
+            (
+                json!({"metric": "prometheus", "query": "delta(x[{{interval}}])", "min": -5, "max": -1}),
+                true,
+            ),
+            (
+                json!({"metric": "prometheus", "query": "up{job=\"{{rollout}}-{{variant}}\"}", "min": 1,
+                       "address": "http://prometheus:9090"}),
+                false,
+            ),
+        ];
+        for (check, flag) in fine {
+            assert_eq!(refused(check.clone(), flag), None, "{check}");
+        }
+    }
+
+    #[test]
+    fn a_prometheus_check_judges_the_values_fetched_before_the_run() {
+        let s = spec(serde_json::json!([
+            {"name": "errors", "metric": "prometheus", "query": "q", "max": 0.1, "max_increase": 0.05},
+            {"name": "availability", "metric": "prometheus", "query": "q", "min": 0.95},
+        ]));
+        let both = |base: Side, (errors, availability): (f64, f64)| {
+            let canary = answered(side(200, 0, 5.0, &[]), "errors", "canary", Ok(errors));
+            let canary = answered(canary, "availability", "canary", Ok(availability));
+            run(&s, base, canary)
+        };
+        let stable = answered(side(1_000, 0, 5.0, &[]), "errors", "stable", Ok(0.01));
+        let healthy = both(stable.clone(), (0.02, 0.99));
+        assert_eq!(healthy.outcome, Outcome::Passed, "{}", healthy.reason);
+        let errors = &healthy.checks[0];
+        assert_eq!((errors.value, errors.baseline), (Some(0.02), Some(0.01)));
+        assert_eq!(errors.query.as_deref(), Some("share{variant=\"canary\"}"));
+        assert_eq!(
+            errors.reason,
+            "0.0200 within bounds (max 0.1, max_increase 0.05)"
+        );
+        assert_eq!(
+            healthy.checks[1].baseline, None,
+            "no relative bound: not asked"
+        );
+
+        let failing = both(stable.clone(), (0.3, 0.7));
+        assert_eq!(failing.outcome, Outcome::Failed);
+        assert!(
+            failing.checks[0].reason.contains("0.3000 is above max 0.1"),
+            "{}",
+            failing.reason
+        );
+        assert!(
+            failing.checks[1]
+                .reason
+                .contains("0.7000 is below min 0.95"),
+            "{}",
+            failing.reason
+        );
+        assert!(
+            failing.reason.contains("errors of canary"),
+            "{}",
+            failing.reason
+        );
+
+        // What Prometheus could not say makes the check inconclusive, never a pass.
+        let silent = run(
+            &s,
+            stable.clone(),
+            answered(
+                answered(
+                    side(200, 0, 5.0, &[]),
+                    "errors",
+                    "canary",
+                    Err("no data: the query returned no series".into()),
+                ),
+                "availability",
+                "canary",
+                Ok(1.0),
+            ),
+        );
+        assert_eq!(silent.outcome, Outcome::Inconclusive, "{}", silent.reason);
+        assert!(silent.checks[0].reason.starts_with("no data"));
+        assert_eq!(
+            silent.checks[0].query.as_deref(),
+            Some("share{variant=\"canary\"}")
+        );
+        let unasked_baseline = both(side(1_000, 0, 5.0, &[]), (0.02, 0.99));
+        assert_eq!(unasked_baseline.checks[0].outcome, Outcome::Inconclusive);
+        let broken_baseline = both(
+            answered(
+                side(1_000, 0, 5.0, &[]),
+                "errors",
+                "stable",
+                Err("Prometheus answered 503".into()),
+            ),
+            (0.02, 0.99),
+        );
+        assert_eq!(broken_baseline.checks[0].outcome, Outcome::Inconclusive);
+        assert!(
+            broken_baseline.checks[0]
+                .reason
+                .contains("the baseline's query: Prometheus answered 503"),
+            "{}",
+            broken_baseline.reason
+        );
+
+        // At 100% only the candidate's own bounds are judged: no baseline query needed.
+        let last_step = both(side(0, 0, 5.0, &[]), (0.02, 0.99));
+        assert_eq!(last_step.outcome, Outcome::Passed, "{}", last_step.reason);
+        assert_eq!(last_step.checks[0].reason, "0.0200 within bounds (max 0.1)");
     }
 
     fn outcomes(list: &[Outcome]) -> Vec<Run> {

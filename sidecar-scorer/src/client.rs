@@ -372,6 +372,9 @@ pub fn render_status(status: &Value) -> String {
                 },
                 c["reason"].as_str().unwrap_or("")
             ));
+            if let Some(query) = c["query"].as_str() {
+                out.push_str(&format!("        query: {query}\n"));
+            }
         }
     }
     out

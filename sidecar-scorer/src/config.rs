@@ -87,6 +87,10 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub alert_webhook_urls: Vec<String>,
+    /// Prometheus that `prometheus` analysis checks query (`http://host:9090`) unless
+    /// a check names its own `address`.
+    #[arg(long, env = "OUTRIDER_PROMETHEUS_URL")]
+    pub prometheus_url: Option<String>,
     /// Where the runbook is; each alert links to its section (`<url>#<alert name>`).
     /// [default: docs/runbook.md]
     #[arg(long, env = "OUTRIDER_RUNBOOK_URL")]
@@ -121,6 +125,7 @@ struct FileConfig {
     alertmanager_urls: Vec<String>,
     #[serde(default)]
     alert_webhook_urls: Vec<String>,
+    prometheus_url: Option<String>,
     runbook_url: Option<String>,
     external_url: Option<String>,
     log_format: Option<LogFormat>,
@@ -140,6 +145,8 @@ pub struct ServeConfig {
     pub worker_timeout_ms: u64,
     pub alertmanager_urls: Vec<String>,
     pub alert_webhook_urls: Vec<String>,
+    /// Where `prometheus` checks without an `address` of their own send their queries.
+    pub prometheus_url: Option<String>,
     pub runbook_url: String,
     pub external_url: String,
     pub log_format: LogFormat,
@@ -234,6 +241,12 @@ impl ServeConfig {
                 args.alert_webhook_urls,
                 file.alert_webhook_urls,
             )?,
+            prometheus_url: urls(
+                "prometheus_url",
+                args.prometheus_url.into_iter().collect(),
+                file.prometheus_url.into_iter().collect(),
+            )?
+            .pop(),
             runbook_url: args
                 .runbook_url
                 .or(file.runbook_url)
@@ -269,7 +282,7 @@ mod tests {
     fn flags_override_the_file_and_defaults_fill_the_rest() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("scorer.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nwindow_seconds = 5\nadmin_token = \"from-the-file-0123456789\"\n").unwrap();
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nwindow_seconds = 5\nadmin_token = \"from-the-file-0123456789\"\nprometheus_url = \"http://prometheus:9090/\"\n").unwrap();
         let args = ServeArgs {
             config: Some(path),
             listen: Some("127.0.0.1:9100".parse().unwrap()),
@@ -282,6 +295,10 @@ mod tests {
         assert_eq!(config.store, DEFAULT_STORE);
         assert_eq!(config.generated_tokens, vec!["telemetry token"]);
         assert_eq!(config.telemetry_token.len(), 48);
+        assert_eq!(
+            config.prometheus_url.as_deref(),
+            Some("http://prometheus:9090")
+        );
     }
 
     #[test]
@@ -307,5 +324,11 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("window_seconds"));
+        let err = ServeConfig::resolve(ServeArgs {
+            prometheus_url: Some("prometheus:9090".into()),
+            ..ServeArgs::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("prometheus_url"), "{err}");
     }
 }

@@ -10,11 +10,15 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::analysis::{AnalysisSpec, Decision, Outcome, Run, Side, decide as decide_runs, judge};
+use crate::analysis::{
+    AnalysisSpec, Check, Decision, Metric, Outcome, Queried, Run, Side, decide as decide_runs,
+    judge,
+};
 use crate::api::{AppState, now_ms};
 use crate::completeness::completeness;
 use crate::gates::{Gate, ask};
 use crate::metrics::RunLabels;
+use crate::prometheus::{self, Bindings};
 use crate::rollout::{Attribution, Change, Rollout, Status};
 use crate::shadow_report::reports;
 use crate::store::StoreError;
@@ -31,6 +35,12 @@ struct GateCalls {
 
 pub async fn run(app: AppState, mut shutdown: watch::Receiver<bool>) {
     let mut gates = GateCalls::default();
+    // Without a client every prometheus check is inconclusive, saying why; the other
+    // checks and the step schedules carry on.
+    let prometheus = prometheus::Client::new();
+    if let Err(e) = &prometheus {
+        tracing::error!(error = %e, "prometheus checks cannot query");
+    }
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -50,7 +60,7 @@ pub async fn run(app: AppState, mut shutdown: watch::Receiver<bool>) {
         }
         app.metrics.leader.set(i64::from(leading));
         if leading {
-            decide(&app, &mut gates).await;
+            decide(&app, &prometheus, &mut gates).await;
         }
     }
     if app.leading.swap(false, Ordering::Relaxed)
@@ -65,7 +75,7 @@ pub async fn run(app: AppState, mut shutdown: watch::Receiver<bool>) {
 /// report fails), a progressing one to its next step once the step has been held long
 /// enough and, with an analysis, its runs passed (or rolls it back or pauses it as
 /// they say). Promotions and rollbacks the controller decides first pass their gates.
-async fn decide(app: &AppState, gates: &mut GateCalls) {
+async fn decide(app: &AppState, prometheus: &PrometheusClient, gates: &mut GateCalls) {
     let rollouts = match app.store.rollouts().await {
         Ok(r) => r,
         Err(e) => {
@@ -74,7 +84,7 @@ async fn decide(app: &AppState, gates: &mut GateCalls) {
         }
     };
     for current in rollouts {
-        let proposed = match propose(app, &current).await {
+        let proposed = match propose(app, prometheus, &current).await {
             Ok(change) => change,
             Err(e) => {
                 tracing::warn!(rollout = %current.name, error = %e, "analysis could not run");
@@ -112,7 +122,11 @@ async fn decide(app: &AppState, gates: &mut GateCalls) {
 }
 
 /// The change a rollout's stage calls for now, before any gate.
-async fn propose(app: &AppState, current: &Rollout) -> Result<Option<Change>, StoreError> {
+async fn propose(
+    app: &AppState,
+    prometheus: &PrometheusClient,
+    current: &Rollout,
+) -> Result<Option<Change>, StoreError> {
     let now = now_ms();
     Ok(match current.status {
         Status::Pending => current.start(
@@ -125,7 +139,7 @@ async fn propose(app: &AppState, current: &Rollout) -> Result<Option<Change>, St
         Status::Shadowing => shadow_stage(app, current).await?,
         Status::Progressing => match &current.analysis {
             None => current.advance(now, None),
-            Some(spec) => analyse(app, current, spec).await?,
+            Some(spec) => analyse(app, prometheus, current, spec).await?,
         },
         _ => None,
     })
@@ -251,6 +265,7 @@ async fn shadow_stage(app: &AppState, rollout: &Rollout) -> Result<Option<Change
 /// interval end, so a decision the store refused is taken again from the same runs.
 async fn analyse(
     app: &AppState,
+    prometheus: &PrometheusClient,
     rollout: &Rollout,
     spec: &AnalysisSpec,
 ) -> Result<Option<Change>, StoreError> {
@@ -282,7 +297,7 @@ async fn analyse(
     );
     let mut runs = runs;
     if complete.complete_through_ms >= end {
-        let run = run_interval(app, rollout, spec, step, (start, end)).await?;
+        let run = run_interval(app, prometheus, rollout, spec, step, (start, end)).await?;
         tracing::info!(rollout = %rollout.name, step, outcome = ?run.outcome, reason = %run.reason, "analysis run");
         if app.store.add_run(&run).await? {
             app.metrics
@@ -325,9 +340,14 @@ async fn analyse(
 /// Analysis runs read back to decide: more than any step needs.
 const RUNS_READ: u64 = 200;
 
-/// One run: each variant's complete windows and sampled scores in the interval.
+/// The controller's Prometheus client, or why it has none.
+type PrometheusClient = Result<prometheus::Client, String>;
+
+/// One run: each variant's complete windows, sampled scores and prometheus figures in
+/// the interval.
 async fn run_interval(
     app: &AppState,
+    prometheus: &PrometheusClient,
     rollout: &Rollout,
     spec: &AnalysisSpec,
     step: usize,
@@ -335,7 +355,7 @@ async fn run_interval(
 ) -> Result<Run, StoreError> {
     let windows = app.store.windows(&rollout.name, start, end).await?;
     let scores = app.store.scores(&rollout.name, start, end).await?;
-    let sides: Vec<(String, Side)> = rollout
+    let mut sides: Vec<(String, Side)> = rollout
         .variants
         .iter()
         .map(|v| {
@@ -353,5 +373,94 @@ async fn run_interval(
             (v.name.clone(), side)
         })
         .collect();
+    let context = QueryContext {
+        client: prometheus,
+        default_url: app.config.prometheus_url.as_deref(),
+        rollout: &rollout.name,
+        spec,
+        end_ms: end,
+    };
+    query_prometheus(&context, &mut sides).await;
     Ok(judge(&rollout.name, Some(step), spec, (start, end), &sides))
+}
+
+/// What the prometheus checks of one run are asked with.
+struct QueryContext<'a> {
+    client: &'a PrometheusClient,
+    default_url: Option<&'a str>,
+    rollout: &'a str,
+    spec: &'a AnalysisSpec,
+    end_ms: u64,
+}
+
+/// Runs every prometheus check's query, concurrently, for each candidate and for the
+/// baseline where a bound compares with it, and puts the answers in the sides, so
+/// that [`judge`] stays pure. A side below `min_requests` is not asked: the run is
+/// inconclusive without judging any check.
+async fn query_prometheus(context: &QueryContext<'_>, sides: &mut [(String, Side)]) {
+    let mut queries = tokio::task::JoinSet::new();
+    for check in context.spec.checks.iter() {
+        if check.metric != Metric::Prometheus {
+            continue;
+        }
+        for (i, (variant, side)) in sides.iter().enumerate() {
+            let needed = if i == 0 { check.compares() } else { true };
+            if !needed || side.counts.requests < context.spec.min_requests.max(1) {
+                continue;
+            }
+            let name = check.name();
+            let ask = one_query(context, check, variant);
+            queries.spawn(async move { (i, name, ask.await) });
+        }
+    }
+    while let Some(joined) = queries.join_next().await {
+        match joined {
+            Ok((i, name, queried)) => {
+                sides[i].1.queried.insert(name, queried);
+            }
+            Err(e) => tracing::warn!(error = %e, "a prometheus query task failed"),
+        }
+    }
+}
+
+/// One check's query for one variant, ready to run on its own task.
+fn one_query(
+    context: &QueryContext<'_>,
+    check: &Check,
+    variant: &str,
+) -> impl std::future::Future<Output = Queried> + Send + 'static {
+    let raw = check.query.clone().unwrap_or_default();
+    let bindings = Bindings {
+        rollout: context.rollout,
+        variant,
+        interval_seconds: context.spec.interval_seconds,
+    };
+    let query = prometheus::substitute(&raw, &bindings);
+    let url = check
+        .address
+        .as_deref()
+        .or(context.default_url)
+        .map(str::to_owned);
+    let client = context.client.clone();
+    let at_ms = context.end_ms;
+    async move {
+        let query = match query {
+            Ok(q) => q,
+            Err(why) => {
+                return Queried {
+                    query: raw,
+                    value: Err(why),
+                };
+            }
+        };
+        let value = match (url, client) {
+            (Some(url), Ok(client)) => client.instant(&url, &query, at_ms).await,
+            (None, _) => Err(
+                "no Prometheus to ask: the check has no address and the scorer no --prometheus-url"
+                    .to_owned(),
+            ),
+            (Some(_), Err(why)) => Err(why),
+        };
+        Queried { query, value }
+    }
 }

@@ -18,6 +18,7 @@
 //! - [`metrics`]: the scorer's own Prometheus metrics;
 //! - [`alerts`], [`notifier`]: the alerts that hold for each rollout, sent to
 //!   Alertmanager and webhooks and stored;
+//! - [`prometheus`]: the instant queries of `prometheus` analysis checks;
 //! - [`controller`]: the replica that holds the decision lock advances step schedules;
 //! - [`config`], [`server`]: `outrider-scorer serve`, its settings and its start-up;
 //! - [`client`]: the command line's client of a running server;
@@ -34,6 +35,7 @@ pub mod gates;
 pub mod histogram;
 pub mod metrics;
 pub mod notifier;
+pub mod prometheus;
 pub mod rollout;
 pub mod server;
 pub mod shadow_report;

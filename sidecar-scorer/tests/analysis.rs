@@ -7,78 +7,17 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::canary::*;
 use common::*;
 use hyper::Method;
-use outrider_harness::bootstrap::{Cluster, Spec};
-use outrider_harness::envoy::Envoy;
 use outrider_harness::load::Traffic;
 use outrider_harness::scorer::Scorer;
-use outrider_harness::standin::{Behaviour, Scoring, StandIn};
-use outrider_harness::{bootstrap::LISTENER, paths};
+use outrider_harness::standin::Behaviour;
 use serde_json::{Value, json};
 
 const INTERVAL_S: u64 = 5;
-
-/// Stand-ins with their own behaviour per variant, and Envoy linked to the scorer.
-struct Mesh {
-    _envoy: Envoy,
-    url: String,
-    /// Stable, then canary.
-    standins: Vec<StandIn>,
-}
-
-async fn mesh(scorer: &Scorer, stable: Behaviour, canary: Behaviour) -> Mesh {
-    mesh_with(scorer, stable, canary, None).await
-}
-
-async fn mesh_with(
-    scorer: &Scorer,
-    stable: Behaviour,
-    canary: Behaviour,
-    guardrail: Option<Value>,
-) -> Mesh {
-    let mut config = linked_config(100.0, 0.0, 300, 300);
-    if let Some(g) = guardrail {
-        config["guardrail"] = g;
-    }
-    config["telemetry"] = json!({
-        "sample_rate": 1.0,
-        "features": {"id": "/inputs/0/data/0"},
-        "score": "/outputs/0/data/0",
-        "max_samples_per_batch": 1000
-    });
-    let mut standins = Vec::new();
-    let mut clusters = Vec::new();
-    for (name, behaviour) in [("stable", stable), ("canary", canary)] {
-        let s = StandIn::start_on(name, SocketAddr::from(([127, 0, 0, 1], 0)), behaviour)
-            .await
-            .unwrap();
-        clusters.push(Cluster::new(name, s.addr));
-        standins.push(s);
-    }
-    clusters.push(Cluster::new("outrider-scorer", scorer.addr));
-    let spec = Spec::rollout(&paths::filter_wasm().unwrap(), &config, clusters).unwrap();
-    let envoy = Envoy::start(&spec.bootstrap(), 2).await.unwrap();
-    let url = format!(
-        "{}/v2/models/fraud/infer",
-        envoy.url(LISTENER).await.unwrap()
-    );
-    Mesh {
-        _envoy: envoy,
-        url,
-        standins,
-    }
-}
-
-fn echo(flip_percent: u64) -> Behaviour {
-    Behaviour {
-        scoring: Scoring::Echo { flip_percent },
-        ..Behaviour::default()
-    }
-}
 
 /// The rollout: 10%, 50%, 100% canary, each step judged by the analysis.
 async fn create(scorer: &Scorer, min_requests: u64) {
@@ -116,70 +55,6 @@ async fn create_with_holds(scorer: &Scorer, min_requests: u64, holds: [u64; 2]) 
         }),
     )
     .await;
-}
-
-/// Stops the traffic; the requests that failed.
-async fn failed(traffic: Traffic) -> usize {
-    traffic
-        .finish()
-        .await
-        .iter()
-        .filter(|o| o.status != 200)
-        .count()
-}
-
-async fn rollout(scorer: &Scorer) -> Value {
-    call(scorer, Method::GET, "/v1/rollouts/fraud", None, None)
-        .await
-        .json()
-        .unwrap()
-}
-
-async fn events(scorer: &Scorer) -> Vec<Value> {
-    call(scorer, Method::GET, "/v1/rollouts/fraud/events", None, None)
-        .await
-        .json()
-        .unwrap()["events"]
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
-async fn runs(scorer: &Scorer) -> Vec<Value> {
-    call(
-        scorer,
-        Method::GET,
-        "/v1/rollouts/fraud/analysis",
-        None,
-        None,
-    )
-    .await
-    .json()
-    .unwrap()["runs"]
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
-/// Waits for the rollout to reach `status`; the seconds it took.
-async fn reaches(scorer: &Scorer, status: &str, within: Duration) -> f64 {
-    let started = Instant::now();
-    while rollout(scorer).await["status"] != status {
-        if started.elapsed() > within {
-            let runs = runs(scorer).await;
-            let reasons: Vec<String> = runs
-                .iter()
-                .map(|r| format!("{} {}: {}", r["outcome"], r["requests"], r["reason"]))
-                .collect();
-            panic!(
-                "not {status} after {within:?}: {}\nruns:\n{}",
-                rollout(scorer).await,
-                reasons.join("\n")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    started.elapsed().as_secs_f64()
 }
 
 /// The one alert firing, once the scorer has raised it.

@@ -79,6 +79,13 @@ fn batch(overrides: Value) -> Value {
     b
 }
 
+/// A canary rollout `judged` whose analysis has this one check.
+fn analysed(check: Value) -> Value {
+    json!({"name": "judged", "variants": [{"name": "stable", "weight": 90}, {"name": "canary", "weight": 10}],
+        "steps": [{"weights": {"stable": 90, "canary": 10}}],
+        "analysis": {"interval_seconds": 10, "checks": [check]}})
+}
+
 fn cases() -> Vec<Case> {
     let admin = Some(ADMIN_TOKEN);
     let variants = json!([{"name": "stable", "weight": 90}, {"name": "canary", "weight": 10}]);
@@ -111,6 +118,11 @@ fn cases() -> Vec<Case> {
         case("negative weight", Method::POST, "/v1/rollouts", admin, json!({"name": "x", "variants": [{"name": "a", "weight": 110}, {"name": "b", "weight": -10}]})).expect(400, "invalid_value", Some("variants.a"), "between 0 and 100"),
         case("blue-green split", Method::POST, "/v1/rollouts", admin, json!({"name": "x", "mode": "blue_green", "variants": [{"name": "blue", "weight": 50}, {"name": "green", "weight": 50}]})).expect(400, "invalid_value", Some("variants"), "blue-green"),
         case("step naming an unknown variant", Method::POST, "/v1/rollouts", admin, json!({"name": "x", "variants": variants, "steps": [{"weights": {"shadow": 100}}]})).expect(400, "invalid_value", Some("steps[0].weights.shadow"), "no variant"),
+        // Analysis checks: a prometheus check needs a query and a Prometheus to ask.
+        case("prometheus check without a query", Method::POST, "/v1/rollouts", admin, analysed(json!({"metric": "prometheus", "max": 0.1}))).expect(400, "invalid_value", Some("analysis.checks[0].query"), "PromQL"),
+        case("unknown placeholder in a query", Method::POST, "/v1/rollouts", admin, analysed(json!({"metric": "prometheus", "query": "up{job=\"{{job}}\"}", "max": 0.1}))).expect(400, "invalid_value", Some("analysis.checks[0].query"), "`{{job}}`"),
+        case("prometheus check with no Prometheus", Method::POST, "/v1/rollouts", admin, analysed(json!({"metric": "prometheus", "query": "up", "min": 1}))).expect(400, "invalid_value", Some("analysis.checks[0].address"), "--prometheus-url"),
+        case("query on a built-in metric", Method::POST, "/v1/rollouts", admin, analysed(json!({"metric": "error_rate", "max": 0.1, "query": "up"}))).expect(400, "invalid_value", Some("analysis.checks[0].query"), "only prometheus checks"),
         case("rollout exists", Method::POST, "/v1/rollouts", admin, json!({"name": "fraud", "variants": variants})).expect(409, "conflict", None, "exists"),
         // Unknown rollouts and invalid changes.
         case("unknown rollout", Method::GET, "/v1/rollouts/nope", None, json!({})).expect(404, "not_found", None, "nope"),

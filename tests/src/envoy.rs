@@ -278,6 +278,11 @@ impl Envoy {
         format!("http://{}", self.admin)
     }
 
+    /// Where the admin API listens (for a Prometheus scraping `/stats/prometheus`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+    }
+
     /// The address a listener is bound to (bootstraps ask for port 0).
     pub async fn listener(&self, name: &str) -> Result<SocketAddr> {
         let reply = self

@@ -13,6 +13,7 @@
 //! - [`prom`]: reading `/stats/prometheus`.
 //! - [`postgres`]: a private PostgreSQL server.
 //! - [`alertmanager`]: a private Alertmanager.
+//! - [`prometheus`]: a private Prometheus scraping Envoy and the scorer.
 //! - [`rollback`]: a canary that goes wrong under traffic, and how fast it is out.
 //! - [`scorer`]: a real `outrider-scorer serve` process.
 
@@ -26,6 +27,7 @@ pub mod load;
 pub mod paths;
 pub mod postgres;
 pub mod prom;
+pub mod prometheus;
 pub mod rollback;
 pub mod scorer;
 pub mod standin;

@@ -16,6 +16,7 @@ use super::body::JsonBody;
 use super::error::ApiError;
 use super::params::{PathParams, Query};
 use super::{AppState, load_rollout, now_ms};
+use crate::analysis::ScorerSetup;
 use crate::metrics::{Named, PollLabels};
 use crate::rollout::{Attribution, Change, CreateRequest, Rollout, RolloutError};
 
@@ -54,7 +55,11 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let by = attribution(&headers, request.actor.clone(), request.reason.clone());
     if let Some(analysis) = &request.analysis {
-        analysis.check("analysis.", app.config.window_ms)?;
+        let setup = ScorerSetup {
+            window_ms: app.config.window_ms,
+            prometheus: app.config.prometheus_url.is_some(),
+        };
+        analysis.check("analysis.", &setup)?;
     }
     let (rollout, event) = Rollout::create(request, &by, now_ms())?;
     app.store.create_rollout(&rollout, &event).await?;

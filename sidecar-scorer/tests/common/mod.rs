@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod canary;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
