@@ -105,6 +105,10 @@ pub struct Variant {
     pub name: String,
     /// Percent of traffic; all variants add up to 100.
     pub weight: f64,
+    /// The registered model version the variant serves (`models:/NAME/VERSION`), for
+    /// the drift monitor and the model's performance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 /// A stage before any traffic moves: the candidate only gets copies of requests (the
@@ -311,6 +315,26 @@ fn check_mode(mode: Mode, field: &str, weights: &[f64]) -> Result<(), FieldError
     Ok(())
 }
 
+/// A model version as the registry names it: `models:/NAME/VERSION`.
+fn check_model_uri(field: &str, uri: &str) -> Result<(), FieldError> {
+    let parts = uri
+        .strip_prefix("models:/")
+        .and_then(|rest| rest.split_once('/'));
+    match parts {
+        Some((name, version))
+            if !name.is_empty()
+                && !version.is_empty()
+                && version.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Ok(())
+        }
+        _ => Err(FieldError::new(
+            field,
+            format!("`{uri}` is not a model version: give models:/NAME/VERSION"),
+        )),
+    }
+}
+
 /// The one step of a blue-green preview: the active colour (listed first) keeps all
 /// traffic but the preview's share, and the analysis judges the preview.
 fn blue_green_steps(
@@ -465,12 +489,19 @@ impl Rollout {
                 format!("at most {MAX_STEPS} steps, got {}", req.steps.len()),
             ));
         }
-        let mut variants: Vec<Variant> = names
+        for (i, v) in req.variants.iter().enumerate() {
+            if let Some(model) = &v.model {
+                check_model_uri(&format!("variants[{i}].model"), model)?;
+            }
+        }
+        let mut variants: Vec<Variant> = req
+            .variants
             .iter()
             .zip(&weights)
-            .map(|(name, weight)| Variant {
-                name: name.clone(),
+            .map(|(v, weight)| Variant {
+                name: v.name.clone(),
                 weight: *weight,
+                model: v.model.clone(),
             })
             .collect();
         let steps = match &req.blue_green {
@@ -911,6 +942,11 @@ mod tests {
                 serde_json::json!({"name": "r", "variants": [{"name": "x", "weight": 100}, {"name": "y", "weight": 0}],
                 "steps": [{"weights": {"x": 90, "z": 10}}]}),
                 "steps[0].weights.z",
+            ),
+            (
+                serde_json::json!({"name": "r", "variants": [{"name": "x", "weight": 100, "model": "models:/fraud/1"},
+                    {"name": "y", "weight": 0, "model": "models:/fraud@champion"}]}),
+                "variants[1].model",
             ),
         ];
         for (json, field) in bad {
