@@ -36,6 +36,7 @@ pub mod histogram;
 pub mod metrics;
 pub mod notifier;
 pub mod prometheus;
+pub mod retrain;
 pub mod rollout;
 pub mod server;
 pub mod shadow_report;

@@ -7,6 +7,7 @@
 //! - [`SqlStore`]: the [`Store`] over any SQL [`Dialect`];
 //! - [`sqlite`], [`postgres`]: opening each database, and how each picks a leader.
 
+mod jobs;
 pub mod postgres;
 mod sql;
 mod sql_store;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::analysis::Run;
 use crate::rollout::{Event, Rollout};
 
+pub use jobs::{JobStore, LabelledSample, StoredJob};
 pub use sql::Placeholders;
 pub use sql_store::{Dialect, SqlStore};
 
@@ -115,7 +117,7 @@ pub struct FeedbackOutcome {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: JobStore + Send + Sync {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 

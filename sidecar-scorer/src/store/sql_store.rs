@@ -62,8 +62,8 @@ pub trait Dialect: Send + Sync + 'static {
 /// A store on a SQL database: writes through one pool, reads through another (the
 /// same pool where the database has no single-writer rule).
 pub struct SqlStore<D: Dialect> {
-    write: Pool<D::Db>,
-    read: Pool<D::Db>,
+    pub(super) write: Pool<D::Db>,
+    pub(super) read: Pool<D::Db>,
     dialect: D,
 }
 
