@@ -56,6 +56,9 @@ pub async fn create(
     if let Some(analysis) = &request.analysis {
         analysis.check("analysis.", app.config.window_ms)?;
     }
+    if let Some(experiment) = &request.experiment {
+        experiment.check("experiment.", app.config.window_ms)?;
+    }
     let (rollout, event) = Rollout::create(request, &by, now_ms())?;
     app.store.create_rollout(&rollout, &event).await?;
     app.states.put(&rollout);

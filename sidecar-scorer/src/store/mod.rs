@@ -69,6 +69,20 @@ impl WindowCounts {
     }
 }
 
+/// One variant's exposures (sampled requests, or users) joined with their feedback,
+/// as the sufficient statistics of the experiment's metrics.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExposureSums {
+    pub variant: String,
+    pub exposures: u64,
+    /// Exposures whose latest feedback label is positive.
+    pub conversions: u64,
+    /// Σ and Σ² over exposures of each one's value: the sum of its feedback values,
+    /// 0 without feedback.
+    pub value_sum: f64,
+    pub value_sum_sq: f64,
+}
+
 /// How far one reporting filter worker's telemetry is complete.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerMark {
