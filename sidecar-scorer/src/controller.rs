@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use crate::analysis::{AnalysisSpec, Decision, Outcome, Run, Side, decide as decide_runs, judge};
 use crate::api::{AppState, now_ms};
 use crate::completeness::completeness;
+use crate::experiment::control as experiment;
 use crate::metrics::RunLabels;
 use crate::rollout::{Attribution, Change, Rollout, Status};
 use crate::store::StoreError;
@@ -50,7 +51,8 @@ pub async fn run(app: AppState, mut shutdown: watch::Receiver<bool>) {
 
 /// Advances every rollout whose step has been held long enough; a rollout with an
 /// analysis first runs it on the next complete interval, and moves on, rolls back or
-/// pauses as its runs say.
+/// pauses as its runs say; an experiment is judged on its next complete interval and
+/// ended as its run says.
 async fn decide(app: &AppState) {
     let rollouts = match app.store.rollouts().await {
         Ok(r) => r,
@@ -61,6 +63,7 @@ async fn decide(app: &AppState) {
     };
     for current in rollouts {
         let change = match &current.analysis {
+            None if current.experiment.is_some() => experiment::change(app, &current).await,
             None => current.advance(now_ms(), None),
             Some(spec) => match analyse(app, &current, spec).await {
                 Ok(change) => change,

@@ -4,8 +4,11 @@
 //! when a treatment wins, a guardrail is lost, or time is up.
 //!
 //! - this module: the spec and its checks;
-//! - [`judge`]: from per-variant sufficient statistics to a run and its verdict (pure).
+//! - [`judge`]: from per-variant sufficient statistics to a run and its verdict (pure);
+//! - [`control`]: what the deciding replica does each tick (reads the store, stores
+//!   runs, returns the rollout change a verdict calls for).
 
+pub mod control;
 pub mod judge;
 
 use outrider_protocol::FieldError;
