@@ -6,10 +6,12 @@
 //! - this module: the spec and its checks;
 //! - [`judge`]: from per-variant sufficient statistics to a run and its verdict (pure);
 //! - [`control`]: what the deciding replica does each tick (reads the store, stores
-//!   runs, returns the rollout change a verdict calls for).
+//!   runs, returns the rollout change a verdict calls for);
+//! - [`table`]: the runs as `outrider-scorer rollout status` prints them.
 
 pub mod control;
 pub mod judge;
+pub mod table;
 
 use outrider_protocol::FieldError;
 use outrider_protocol::rules::check_name;
@@ -53,12 +55,30 @@ pub enum MetricKind {
     Revenue,
 }
 
+impl MetricKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricKind::Conversion => "conversion",
+            MetricKind::Revenue => "revenue",
+        }
+    }
+}
+
 /// Which way is better.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     Increase,
     Decrease,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Increase => "increase",
+            Direction::Decrease => "decrease",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +88,15 @@ pub enum Role {
     Primary,
     /// A metric no treatment may make significantly worse.
     Guardrail,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Guardrail => "guardrail",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -192,7 +221,7 @@ impl ExperimentSpec {
                     at("kind"),
                     format!(
                         "metrics[{j}] is a {} metric already: both would read the same feedback {}",
-                        kind_name(m.kind),
+                        m.kind.as_str(),
                         if m.kind == MetricKind::Conversion {
                             "label"
                         } else {
@@ -250,13 +279,6 @@ impl ExperimentSpec {
             ));
         }
         Ok(())
-    }
-}
-
-pub fn kind_name(kind: MetricKind) -> &'static str {
-    match kind {
-        MetricKind::Conversion => "conversion",
-        MetricKind::Revenue => "revenue",
     }
 }
 
