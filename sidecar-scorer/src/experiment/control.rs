@@ -1,5 +1,7 @@
 //! What the deciding replica does for an experiment on each tick: once the next
-//! interval's telemetry is complete, it sums the exposures and feedback since the
+//! interval's telemetry is complete (and one telemetry window more, so that requests
+//! still in flight at the interval's end, sampled when they are answered, are in),
+//! it sums the exposures and feedback since the
 //! experiment started, judges them ([`super::judge`]), stores the run (once per
 //! interval end, whichever replica leads), and returns the rollout change the run's
 //! verdict calls for, with the run in the event's `details.experiment`.
@@ -51,6 +53,7 @@ async fn next(
         .await?
         .pop()
         .filter(|r| r.start_ms == start);
+    let window_ms = app.config.window_ms.max(1);
     let end = latest.as_ref().map_or(start, |r| r.end_ms) + spec.interval_ms();
     let marks = app.store.workers(&rollout.name).await?;
     let complete = completeness(
@@ -59,7 +62,7 @@ async fn next(
         app.started_ms,
         app.config.worker_timeout_ms,
     );
-    if complete.complete_through_ms >= end {
+    if complete.complete_through_ms >= end + window_ms {
         let judged = latest.as_ref().map_or(0, |r| r.judged);
         let run = look(app, rollout, spec, (start, end), judged).await?;
         tracing::info!(rollout = %rollout.name, verdict = run.verdict.as_str(), reason = %run.reason, "experiment run");

@@ -284,7 +284,17 @@ pub fn judge(
         })
         .collect();
     let counts: Vec<u64> = arms.iter().map(|a| a.srm_count).collect();
-    let test = srm(&counts, &shares);
+    // A weight taken to 0 by hand leaves nothing to expect: no test, and no look.
+    let unweighted: Vec<&str> = arms
+        .iter()
+        .filter(|a| a.weight <= 0.0)
+        .map(|a| a.sums.variant.as_str())
+        .collect();
+    let test = if unweighted.is_empty() {
+        srm(&counts, &shares)
+    } else {
+        srm(&[], &[])
+    };
     let mut run = ExperimentRun {
         rollout: rollout.to_owned(),
         start_ms,
@@ -313,6 +323,13 @@ pub fn judge(
         winner: None,
         reason: String::new(),
     };
+    if !unweighted.is_empty() {
+        run.reason = format!(
+            "{} without a weight: an experiment compares variants that all get traffic; set the weights back",
+            unweighted.join(", ")
+        );
+        return run;
+    }
     if run.srm.mismatch {
         let observed: Vec<String> = arms
             .iter()
@@ -709,6 +726,21 @@ mod tests {
         arms[1].weight = 110.0 / 2.1;
         let weighted = run(&spec(json!({"srm_alpha": 0.05})), &arms, 1);
         assert!(weighted.srm.statistic < 1e-9, "{:?}", weighted.srm);
+    }
+
+    #[test]
+    fn a_variant_whose_weight_was_taken_away_stops_the_looks() {
+        let mut arms = [arm("a", 1000, 100, 0.0, 0.0), arm("b", 1000, 200, 0.0, 0.0)];
+        arms[1].weight = 0.0;
+        let r = run(&spec(json!({})), &arms, 1);
+        assert_eq!((r.verdict, r.judged), (Verdict::NotJudged, 1));
+        assert!(r.reason.starts_with("b without a weight"), "{}", r.reason);
+        assert_eq!((r.srm.statistic, r.srm.p_value), (0.0, 1.0));
+        assert!(
+            serde_json::to_string(&r)
+                .unwrap()
+                .contains("\"expected_share\":0.0")
+        );
     }
 
     #[test]
