@@ -8,7 +8,9 @@
 //!   shadow gate, or a person);
 //! - `OutriderGuardrailTripped`: rolled back because a filter's guardrail tripped;
 //! - `OutriderAnalysisInconclusive`: paused by the analysis after inconclusive runs;
-//! - `OutriderShadowGateFailed`: a shadow variant fails the rollout's shadow gate.
+//! - `OutriderShadowGateFailed`: a shadow variant fails the rollout's shadow gate;
+//! - `OutriderSampleRatioMismatch`: an experiment paused because its variants' counts
+//!   are not what its weights promise.
 //!
 //! An alert lasts while its condition holds, and resolves when it clears (a new change
 //! to the rollout, a shadow back within its gate).
@@ -21,12 +23,13 @@ use crate::rollout::{Event, Rollout, Status};
 use crate::shadow_report::ShadowReport;
 
 /// Every alert the scorer raises; each has its section in `docs/runbook.md`.
-pub const NAMES: [&str; 5] = [
+pub const NAMES: [&str; 6] = [
     "OutriderRolloutRolledBack",
     "OutriderRolloutAborted",
     "OutriderGuardrailTripped",
     "OutriderAnalysisInconclusive",
     "OutriderShadowGateFailed",
+    "OutriderSampleRatioMismatch",
 ];
 
 /// One alert as Alertmanager takes it, with when it started.
@@ -130,7 +133,7 @@ pub fn active(facts: &Facts<'_>, runbook_url: &str) -> Vec<Alert> {
         }
         Status::RolledBack => out.push(alert(
             "OutriderRolloutRolledBack",
-            if actor == "analysis" {
+            if actor == "analysis" || actor == "experiment" {
                 "critical"
             } else {
                 "warning"
@@ -165,6 +168,23 @@ pub fn active(facts: &Facts<'_>, runbook_url: &str) -> Vec<Alert> {
                 format!("Rollout {} is paused: its analysis cannot decide", r.name),
                 format!(
                     "{reason}. The weights stay until someone resumes, promotes or rolls back."
+                ),
+            ),
+            runbook_url,
+            at,
+        )),
+        Status::Paused if actor == "experiment" => out.push(alert(
+            "OutriderSampleRatioMismatch",
+            "warning",
+            &r.name,
+            &[],
+            (
+                format!(
+                    "Experiment {} is paused: its variants' counts do not match its weights",
+                    r.name
+                ),
+                format!(
+                    "{reason}. The split is not what the experiment assumes (a routing or sampling fault), so its results cannot be trusted; fix the split, then resume to start the experiment afresh."
                 ),
             ),
             runbook_url,
@@ -426,6 +446,50 @@ mod tests {
             .collect();
         let named: std::collections::BTreeSet<&str> = NAMES.into_iter().collect();
         assert_eq!(raised, named);
+    }
+
+    #[test]
+    fn an_experiment_paused_on_its_sample_ratio_alerts_until_resumed() {
+        let req: CreateRequest = serde_json::from_value(serde_json::json!({
+            "name": "shop", "mode": "ab",
+            "variants": [{"name": "a", "weight": 50}, {"name": "b", "weight": 50}],
+            "experiment": {"interval_seconds": 5, "max_intervals": 3, "metrics": [
+                {"name": "converted", "kind": "conversion", "direction": "increase", "role": "primary"}]}
+        }))
+        .unwrap();
+        let r = Rollout::create(req, &Attribution::default(), 1_000)
+            .unwrap()
+            .0;
+        let why = "paused: sample ratio mismatch: requests a=450 b=560";
+        let (paused, event) = r.pause(&by("experiment", why), 7_000).unwrap();
+        let facts = |r, e| Facts {
+            rollout: r,
+            last_event: Some(e),
+            shadows: &[],
+        };
+        let a = active(&facts(&paused, &event), "rb");
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].name(), "OutriderSampleRatioMismatch");
+        assert_eq!(
+            (
+                a[0].labels["severity"].as_str(),
+                a[0].labels["rollout"].as_str()
+            ),
+            ("warning", "shop")
+        );
+        assert!(a[0].annotations["description"].starts_with(why));
+        assert_eq!(
+            a[0].annotations["runbook_url"],
+            "rb#outridersampleratiomismatch"
+        );
+        let (resumed, event) = paused.resume(&by("alice", "split fixed"), 9_000).unwrap();
+        assert!(active(&facts(&resumed, &event), "rb").is_empty());
+        let (back, event) = r.rollback(&by("experiment", "guardrail"), 8_000).unwrap();
+        let a = active(&facts(&back, &event), "rb");
+        assert_eq!(
+            (a[0].name(), a[0].labels["severity"].as_str()),
+            ("OutriderRolloutRolledBack", "critical")
+        );
     }
 
     #[test]

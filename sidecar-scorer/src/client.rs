@@ -93,13 +93,16 @@ pub enum RolloutCommand {
     /// Show the per-variant counts the filters reported.
     Telemetry { name: String },
     /// The rollout's status and its analysis runs as a table: each run's interval,
-    /// step, outcome and every check's figure against the baseline's.
+    /// step, outcome and every check's figure against the baseline's. For an A/B
+    /// experiment, its runs: exposures, each metric's figure per variant, lifts with
+    /// their intervals, p-values raw and Holm-adjusted, and the SRM p-value.
     Status {
         name: String,
         /// Runs to show, newest last.
         #[arg(long, default_value_t = 20)]
         runs: u64,
-        /// Print the JSON of `GET /v1/rollouts/{name}/analysis` instead.
+        /// Print the JSON of `GET /v1/rollouts/{name}/analysis` (or `/experiment`)
+        /// instead.
         #[arg(long)]
         json: bool,
     },
@@ -231,6 +234,12 @@ pub fn spec_differences(spec: &Value, existing: &Value) -> Vec<&'static str> {
             != parsed(&existing["analysis"])
     {
         out.push("analysis");
+    }
+    if !spec["experiment"].is_null()
+        && parsed::<crate::experiment::ExperimentSpec>(&spec["experiment"])
+            != parsed(&existing["experiment"])
+    {
+        out.push("experiment");
     }
     if !spec["shadow_gate"].is_null()
         && parsed::<crate::shadow_report::ShadowGate>(&spec["shadow_gate"])
@@ -834,15 +843,24 @@ pub async fn run(conn: Connection, command: RolloutCommand) -> Result<()> {
                 .await?
         }
         RolloutCommand::Status { name, runs, json } => {
+            let rollout = client
+                .send(Method::GET, &format!("/v1/rollouts/{name}"), None)
+                .await?;
+            let experiment = !rollout["experiment"].is_null();
+            let what = if experiment { "experiment" } else { "analysis" };
             let status = client
                 .send(
                     Method::GET,
-                    &format!("/v1/rollouts/{name}/analysis?limit={runs}"),
+                    &format!("/v1/rollouts/{name}/{what}?limit={runs}"),
                     None,
                 )
                 .await?;
             if !json {
-                print!("{}", render_status(&status));
+                if experiment {
+                    print!("{}", crate::experiment::table::render(&status));
+                } else {
+                    print!("{}", render_status(&status));
+                }
                 return Ok(());
             }
             status

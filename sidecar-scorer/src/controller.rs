@@ -16,6 +16,7 @@ use crate::analysis::{
 };
 use crate::api::{AppState, now_ms};
 use crate::completeness::completeness;
+use crate::experiment::control as experiment;
 use crate::gates::{Gate, ask};
 use crate::metrics::RunLabels;
 use crate::prometheus::{self, Bindings};
@@ -74,7 +75,8 @@ pub async fn run(app: AppState, mut shutdown: watch::Receiver<bool>) {
 /// gate agrees, a shadowing one once its shadow report passes (or aborts it when the
 /// report fails), a progressing one to its next step once the step has been held long
 /// enough and, with an analysis, its runs passed (or rolls it back or pauses it as
-/// they say). Promotions and rollbacks the controller decides first pass their gates.
+/// they say), an experiment on its next complete interval as its run says.
+/// Promotions and rollbacks the controller decides first pass their gates.
 async fn decide(app: &AppState, prometheus: &PrometheusClient, gates: &mut GateCalls) {
     let rollouts = match app.store.rollouts().await {
         Ok(r) => r,
@@ -138,6 +140,7 @@ async fn propose(
         ),
         Status::Shadowing => shadow_stage(app, current).await?,
         Status::Progressing => match &current.analysis {
+            None if current.experiment.is_some() => experiment::change(app, current).await,
             None => current.advance(now, None),
             Some(spec) => analyse(app, prometheus, current, spec).await?,
         },

@@ -9,6 +9,8 @@
 //!   [`rollout::RolloutError`];
 //! - [`analysis`]: what a canary's analysis checks each interval, and what its runs
 //!   decide;
+//! - [`experiment`]: A/B experiments: the spec, the judging of a look (pure), and
+//!   what the deciding replica does each interval;
 //! - [`shadow_report`]: how shadow variants compare, against the shadow gate;
 //! - [`completeness`]: which telemetry windows hold everything the filters saw;
 //! - [`histogram`]: quantiles from the latency and score-difference histograms;
@@ -31,6 +33,7 @@ pub mod client;
 pub mod completeness;
 pub mod config;
 pub mod controller;
+pub mod experiment;
 pub mod gates;
 pub mod histogram;
 pub mod metrics;

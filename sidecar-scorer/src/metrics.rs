@@ -79,6 +79,12 @@ pub struct RolloutLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabels {
+    pub rollout: String,
+    pub verdict: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
     pub rollout: String,
     pub status: String,
@@ -94,6 +100,7 @@ pub struct Metrics {
     pub leader: Gauge,
     pub controller_steps: Counter,
     pub analysis_runs: Family<RunLabels, Counter>,
+    pub experiment_runs: Family<VerdictLabels, Counter>,
     pub alert_notifications: Family<NotifyLabels, Counter>,
     pub rollout_status: Family<StatusLabels, Gauge>,
     pub rollout_step: Family<RolloutLabels, Gauge>,
@@ -159,6 +166,12 @@ impl Metrics {
             "Analysis runs by rollout and outcome (passed, failed, inconclusive)",
             analysis_runs.clone(),
         );
+        let experiment_runs = Family::default();
+        registry.register(
+            "experiment_runs",
+            "Experiment runs by rollout and verdict (sample_ratio_mismatch, not_judged, continue, winner, guardrail_lost, no_winner)",
+            experiment_runs.clone(),
+        );
         let alert_notifications = Family::default();
         registry.register(
             "alert_notifications",
@@ -205,6 +218,7 @@ impl Metrics {
             leader,
             controller_steps,
             analysis_runs,
+            experiment_runs,
             alert_notifications,
             rollout_status,
             rollout_step,

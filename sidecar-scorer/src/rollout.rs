@@ -10,6 +10,7 @@ use outrider_protocol::{FieldError, RolloutState, VariantWeight};
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::AnalysisSpec;
+use crate::experiment::ExperimentSpec;
 use crate::gates::{Answer, Gates};
 use crate::shadow_report::ShadowGate;
 
@@ -177,6 +178,9 @@ pub struct Rollout {
     /// What each step's analysis checks; without it steps advance on their hold alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<AnalysisSpec>,
+    /// An A/B experiment the controller judges and ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<ExperimentSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow: Option<ShadowStage>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -225,6 +229,8 @@ pub struct CreateRequest {
     pub shadow_gate: Option<ShadowGate>,
     #[serde(default)]
     pub analysis: Option<AnalysisSpec>,
+    #[serde(default)]
+    pub experiment: Option<ExperimentSpec>,
     #[serde(default)]
     pub shadow: Option<ShadowStage>,
     #[serde(default)]
@@ -514,6 +520,9 @@ impl Rollout {
                 check_mode(req.mode, &format!("steps[{i}].weights"), &w)?;
             }
         }
+        if let Some(experiment) = &req.experiment {
+            experiment.check_plan(req.mode, &req.variants, &steps)?;
+        }
         let shadow_gate = req.shadow_gate.unwrap_or_default();
         shadow_gate.check("shadow_gate.")?;
         req.gates.check("gates.")?;
@@ -573,6 +582,7 @@ impl Rollout {
         let rollout = Rollout {
             shadow_gate,
             analysis: req.analysis,
+            experiment: req.experiment,
             shadow: req.shadow,
             blue_green: req.blue_green,
             gates: req.gates,
@@ -660,6 +670,18 @@ impl Rollout {
             r.step = None;
             r.awaiting_promotion = false;
         }))
+    }
+
+    /// The end of an A/B experiment: all traffic to the variant at `winner` (the
+    /// control, listed first, when nobody won), for good.
+    pub fn conclude(&self, winner: usize, by: &Attribution, now_ms: u64) -> Change {
+        self.change("concluded", by, now_ms, |r| {
+            for (i, v) in r.variants.iter_mut().enumerate() {
+                v.weight = if i == winner { 100.0 } else { 0.0 };
+            }
+            r.status = Status::Concluded;
+            r.step = None;
+        })
     }
 
     /// Records that `answer` holds the rollout, unless the same gate already holds it

@@ -89,6 +89,16 @@ fn analysed(check: Value) -> Value {
 fn cases() -> Vec<Case> {
     let admin = Some(ADMIN_TOKEN);
     let variants = json!([{"name": "stable", "weight": 90}, {"name": "canary", "weight": 10}]);
+    let ab = json!([{"name": "a", "weight": 50}, {"name": "b", "weight": 50}]);
+    let metric = |name: &str, role: &str| json!({"name": name, "kind": "conversion", "direction": "increase", "role": role});
+    // A valid experiment with `changes` made to it.
+    let experiment = |changes: Value| {
+        let mut e = json!({"interval_seconds": 10, "max_intervals": 3, "metrics": [metric("converted", "primary")]});
+        for (k, v) in changes.as_object().unwrap() {
+            e[k] = v.clone();
+        }
+        e
+    };
     let mut long_latency = batch(json!({}));
     long_latency["variants"][0]["latency_ms"] = json!([0, 1]);
     let huge = format!(
@@ -124,6 +134,12 @@ fn cases() -> Vec<Case> {
         case("prometheus check with no Prometheus", Method::POST, "/v1/rollouts", admin, analysed(json!({"metric": "prometheus", "query": "up", "min": 1}))).expect(400, "invalid_value", Some("analysis.checks[0].address"), "--prometheus-url"),
         case("query on a built-in metric", Method::POST, "/v1/rollouts", admin, analysed(json!({"metric": "error_rate", "max": 0.1, "query": "up"}))).expect(400, "invalid_value", Some("analysis.checks[0].query"), "only prometheus checks"),
         case("rollout exists", Method::POST, "/v1/rollouts", admin, json!({"name": "fraud", "variants": variants})).expect(409, "conflict", None, "exists"),
+        // A/B experiments.
+        case("experiment on a canary", Method::POST, "/v1/rollouts", admin, json!({"name": "x", "variants": variants, "experiment": experiment(json!({}))})).expect(400, "invalid_value", Some("experiment"), "give mode ab"),
+        case("experiment interval too short", Method::POST, "/v1/rollouts", admin, json!({"name": "x", "mode": "ab", "variants": ab, "experiment": experiment(json!({"interval_seconds": 3}))})).expect(400, "invalid_value", Some("experiment.interval_seconds"), "at least 5"),
+        case("experiment with two conversion metrics", Method::POST, "/v1/rollouts", admin, json!({"name": "x", "mode": "ab", "variants": ab, "experiment": experiment(json!({"metrics": [metric("converted", "primary"), metric("again", "guardrail")]}))})).expect(400, "invalid_value", Some("experiment.metrics[1].kind"), "same feedback label"),
+        case("experiment misspelt", Method::POST, "/v1/rollouts", admin, json!({"name": "x", "mode": "ab", "variants": ab, "experiment": experiment(json!({"max_interval": 3}))})).expect(400, "invalid_type", Some("experiment.max_interval"), "unknown field"),
+        case("experiment variant without traffic", Method::POST, "/v1/rollouts", admin, json!({"name": "x", "mode": "ab", "variants": [{"name": "a", "weight": 100}, {"name": "b", "weight": 0}], "experiment": experiment(json!({}))})).expect(400, "invalid_value", Some("variants[1].weight"), "share of traffic"),
         // Unknown rollouts and invalid changes.
         case("unknown rollout", Method::GET, "/v1/rollouts/nope", None, json!({})).expect(404, "not_found", None, "nope"),
         case("weights of an unknown rollout", Method::PUT, "/v1/rollouts/nope/weights", admin, json!({"weights": {"a": 100}})).expect(404, "not_found", None, "nope"),

@@ -6,6 +6,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
@@ -109,6 +110,16 @@ async fn send(
         .request(method, &format!("{}{path}", scorer.url()), &headers, body)
         .await
         .unwrap()
+}
+
+/// An A/B rollout `shop` with an experiment judged every `interval_seconds`.
+fn experiment(interval_seconds: u64) -> Value {
+    json!({"name": "shop", "mode": "ab",
+        "variants": [{"name": "a", "weight": 50}, {"name": "b", "weight": 50}],
+        "experiment": {"interval_seconds": interval_seconds, "unit": "user", "max_intervals": 3,
+            "metrics": [
+                {"name": "converted", "kind": "conversion", "direction": "increase", "role": "primary"},
+                {"name": "revenue", "kind": "revenue", "direction": "decrease", "role": "guardrail"}]}})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -383,6 +394,41 @@ async fn the_server_follows_its_openapi_document() {
             vec![],
         ),
         (
+            Method::POST,
+            "/v1/rollouts",
+            "/v1/rollouts",
+            admin,
+            Some(experiment(5)),
+            vec![],
+        ),
+        (
+            Method::POST,
+            "/v1/rollouts",
+            "/v1/rollouts",
+            admin,
+            Some(json!({"name": "untried", "mode": "ab",
+                "variants": [{"name": "a", "weight": 50}, {"name": "b", "weight": 50}],
+                "experiment": {"interval_seconds": 5, "max_intervals": 3, "metrics": [
+                    {"name": "converted", "kind": "conversion", "direction": "increase", "role": "guardrail"}]}})),
+            vec![],
+        ),
+        (
+            Method::GET,
+            "/v1/rollouts/{name}/experiment",
+            "/v1/rollouts/fraud/experiment?limit=0",
+            None,
+            None,
+            vec![],
+        ),
+        (
+            Method::GET,
+            "/v1/rollouts/{name}/experiment",
+            "/v1/rollouts/nope/experiment",
+            None,
+            None,
+            vec![],
+        ),
+        (
             Method::GET,
             "/v1/rollouts/{name}/state",
             "/v1/rollouts/fraud/state",
@@ -597,6 +643,34 @@ async fn the_server_follows_its_openapi_document() {
         (&last["actor"], &last["details"]["guardrail"]["reason"]),
         (&json!("guardrail"), &json!("p99_latency"))
     );
+    // An experiment's runs: the first look comes once its interval (and one window)
+    // is over, with nothing sampled yet.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let looked = loop {
+        let reply = send(
+            &scorer,
+            Method::GET,
+            "/v1/rollouts/shop/experiment",
+            None,
+            None,
+            &[],
+        )
+        .await;
+        if reply.json().unwrap()["runs"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+        {
+            break reply;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no experiment run in 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    spec.check("GET", "/v1/rollouts/{name}/experiment", &looked);
+    assert_eq!(looked.json().unwrap()["runs"][0]["verdict"], "not_judged");
+    seen.insert(("GET".into(), "/v1/rollouts/{name}/experiment".into()));
     let etag_reply = send(
         &scorer,
         Method::GET,

@@ -13,8 +13,12 @@ use outrider_protocol::{
     BatchOutcome, ClassCounts, LATENCY_SLOTS, SCORE_DIFF_SLOTS, Sample, ShadowCounts, ShadowSkip,
     TelemetryBatch, VariantCounts,
 };
+use outrider_scorer::experiment::Unit;
+use outrider_scorer::experiment::judge::{Arm, judge};
 use outrider_scorer::rollout::{Attribution, Event, Rollout};
-use outrider_scorer::store::{self, FeedbackEvent, FeedbackOutcome, Store, StoreError};
+use outrider_scorer::store::{
+    self, ExposureSums, FeedbackEvent, FeedbackOutcome, Store, StoreError,
+};
 use serde_json::json;
 
 /// Runs each listed test on SQLite and on a private PostgreSQL.
@@ -49,6 +53,9 @@ on_every_store!(
     shadow_windows_round_trip_and_add_up,
     feedback_is_stored_once_per_event_id,
     samples_come_back_newest_first,
+    exposures_join_their_feedback_by_request_id,
+    a_user_counts_once_in_the_variant_of_their_first_exposure,
+    experiment_runs_are_stored_once_per_interval_end,
     leadership_is_taken_kept_and_handed_over_on_release,
     a_holder_that_goes_away_loses_the_lead,
 );
@@ -565,6 +572,186 @@ async fn samples_come_back_newest_first(backend: Backend) {
         12_499,
         "the last sample of the newest batch"
     );
+}
+
+/// An experiment's clock: far enough from 0 that the feedback margin matters.
+const T: u64 = 1_800_000_000_000;
+
+/// Samples of rollout `shop`: (variant, at_ms after T, request id, user key).
+async fn exposures(store: &dyn Store) {
+    let rows: [(&str, u64, Option<&str>, Option<&str>); 9] = [
+        ("a", 999, Some("r0"), Some("u-early")), // before the experiment
+        ("a", 1_000, Some("r1"), Some("u1")),
+        ("a", 1_100, Some("r2"), Some("u3")),
+        ("a", 1_200, Some("r3"), None),
+        ("b", 1_300, Some("r4"), Some("u1")), // u1 again, in b
+        ("b", 1_400, Some("r5"), Some("u2")),
+        ("b", 1_500, None, Some("u-early")), // u-early's first in the experiment
+        ("b", 1_600, Some("r1"), None),      // a request id seen twice
+        ("a", 2_000, Some("r9"), Some("u9")), // after the interval
+    ];
+    let mut b = batch("exposures", T + 2_500, vec![counts("a", 5), counts("b", 4)]);
+    b.rollout = "shop".into();
+    b.samples = rows
+        .iter()
+        .map(|(variant, at, request, user)| Sample {
+            variant: (*variant).to_owned(),
+            at_ms: T + at,
+            request_id: request.map(str::to_owned),
+            user_key: user.map(str::to_owned),
+            features: BTreeMap::new(),
+            score: Some(0.5),
+        })
+        .collect();
+    store.ingest(&b, 1_000, T + 2_600).await.unwrap();
+}
+
+/// A feedback event: (request id, user key, label, value, observed after T, rollout).
+fn fb(
+    request: Option<&str>,
+    user: Option<&str>,
+    label: f64,
+    value: Option<f64>,
+    observed: u64,
+    rollout: Option<&str>,
+) -> FeedbackEvent {
+    FeedbackEvent {
+        event_id: None,
+        rollout: rollout.map(str::to_owned),
+        request_id: request.map(str::to_owned),
+        user_key: user.map(str::to_owned),
+        label,
+        value,
+        observed_ms: T + observed,
+    }
+}
+
+fn sums(variant: &str, exposures: u64, conversions: u64, sum: f64, sum_sq: f64) -> ExposureSums {
+    ExposureSums {
+        variant: variant.to_owned(),
+        exposures,
+        conversions,
+        value_sum: sum,
+        value_sum_sq: sum_sq,
+    }
+}
+
+async fn exposures_join_their_feedback_by_request_id(backend: Backend) {
+    let store = open(&backend).await;
+    exposures(store.as_ref()).await;
+    let events = [
+        // r1: the later label (1) decides; its values add up to 15.
+        fb(Some("r1"), None, 0.0, Some(10.0), 3_000, None),
+        fb(Some("r1"), None, 1.0, Some(5.0), 4_000, Some("shop")),
+        // r2: converted, then not: the latest label is 0.
+        fb(Some("r2"), None, 1.0, None, 5_000, None),
+        fb(Some("r2"), None, 0.0, None, 6_000, None),
+        // r3: two labels observed at once: the one that arrived last decides.
+        fb(Some("r3"), None, 1.0, None, 7_000, None),
+        fb(Some("r3"), None, 0.0, None, 7_000, None),
+        fb(Some("r4"), None, 1.0, Some(20.0), 1_500, Some("shop")),
+        // Another rollout's outcome for the same request id is not this one's.
+        fb(Some("r4"), None, 0.0, Some(100.0), 8_000, Some("other")),
+        fb(Some("r9"), None, 1.0, Some(1.0), 2_100, None),
+    ];
+    store.add_feedback(&events, T + 8_000).await.unwrap();
+    // Received long before the experiment began: about none of its exposures.
+    let stale = [fb(Some("r5"), None, 1.0, Some(1.0), 1_400, None)];
+    store
+        .add_feedback(&stale, T + 1_000 - 10 * 60 * 1000 - 1)
+        .await
+        .unwrap();
+    let got = store
+        .exposure_sums("shop", Unit::Request, T + 1_000, T + 2_000)
+        .await
+        .unwrap();
+    // a: r1 (converted, 15), r2, r3; b: r4 (converted, 20), r5. The sample without a
+    // request id and r1's second sample are no exposures.
+    assert_eq!(
+        got,
+        [sums("a", 3, 1, 15.0, 225.0), sums("b", 2, 1, 20.0, 400.0)]
+    );
+    // Feedback is read as it is now: a later event changes the sums.
+    store
+        .add_feedback(
+            &[fb(Some("r5"), None, 1.0, Some(2.0), 9_000, None)],
+            T + 9_000,
+        )
+        .await
+        .unwrap();
+    let got = store
+        .exposure_sums("shop", Unit::Request, T + 1_000, T + 2_000)
+        .await
+        .unwrap();
+    assert_eq!(got[1], sums("b", 2, 2, 22.0, 404.0));
+    assert!(
+        store
+            .exposure_sums("nope", Unit::Request, T, T + 9_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn a_user_counts_once_in_the_variant_of_their_first_exposure(backend: Backend) {
+    let store = open(&backend).await;
+    exposures(store.as_ref()).await;
+    let events = [
+        // Before u1's exposure: not caused by it.
+        fb(None, Some("u1"), 0.0, Some(3.0), 500, None),
+        fb(None, Some("u1"), 1.0, Some(7.0), 1_100, None),
+        fb(None, Some("u2"), 1.0, Some(4.0), 1_000, None),
+        fb(None, Some("u-early"), 1.0, Some(2.5), 1_600, Some("shop")),
+        // Request-keyed feedback does not join users.
+        fb(Some("r3"), None, 1.0, Some(50.0), 1_600, None),
+    ];
+    store.add_feedback(&events, T + 2_000).await.unwrap();
+    let got = store
+        .exposure_sums("shop", Unit::User, T + 1_000, T + 2_000)
+        .await
+        .unwrap();
+    // a: u1 (first in a; converted, 7), u3; b: u2 (its label predates it), u-early
+    // (first seen in the experiment in b; converted, 2.5).
+    assert_eq!(
+        got,
+        [sums("a", 2, 1, 7.0, 49.0), sums("b", 2, 1, 2.5, 6.25)]
+    );
+}
+
+async fn experiment_runs_are_stored_once_per_interval_end(backend: Backend) {
+    let store = open(&backend).await;
+    let spec = serde_json::from_value(json!({"interval_seconds": 5, "max_intervals": 3,
+        "min_exposures": 2, "metrics": [
+            {"name": "converted", "kind": "conversion", "direction": "increase", "role": "primary"}]}))
+    .unwrap();
+    let arm = |name: &str, n: u64| Arm {
+        sums: sums(name, n, n / 10, 0.0, 0.0),
+        weight: 50.0,
+        srm_count: n,
+    };
+    let run = |end: u64, n: u64| {
+        judge(
+            "shop",
+            &spec,
+            (T, T + end),
+            &[arm("a", n), arm("b", n)],
+            0,
+            T + end + 100,
+        )
+    };
+    let (first, second) = (run(5_000, 100), run(10_000, 200));
+    assert!(store.add_experiment_run(&first).await.unwrap());
+    assert!(store.add_experiment_run(&second).await.unwrap());
+    assert!(
+        !store.add_experiment_run(&run(5_000, 999)).await.unwrap(),
+        "one run per interval end"
+    );
+    assert_eq!(
+        store.experiment_runs("shop", 10).await.unwrap(),
+        [first, second.clone()]
+    );
+    assert_eq!(store.experiment_runs("shop", 1).await.unwrap(), [second]);
+    assert!(store.experiment_runs("nope", 10).await.unwrap().is_empty());
 }
 
 async fn leadership_is_taken_kept_and_handed_over_on_release(backend: Backend) {

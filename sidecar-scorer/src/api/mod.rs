@@ -79,6 +79,7 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/rollouts/{name}/abort", post(rollouts::abort))
         .route("/v1/rollouts/{name}/events", get(rollouts::events))
         .route("/v1/rollouts/{name}/analysis", get(rollouts::analysis))
+        .route("/v1/rollouts/{name}/experiment", get(rollouts::experiment))
         .route("/v1/rollouts/{name}/state", get(rollouts::state))
         .route(
             "/v1/rollouts/{name}/telemetry",

@@ -61,6 +61,9 @@ pub async fn create(
         };
         analysis.check("analysis.", &setup)?;
     }
+    if let Some(experiment) = &request.experiment {
+        experiment.check("experiment.", app.config.window_ms)?;
+    }
     let (rollout, event) = Rollout::create(request, &by, now_ms())?;
     app.store.create_rollout(&rollout, &event).await?;
     app.states.put(&rollout);
@@ -108,6 +111,29 @@ pub async fn analysis(
         "awaiting_promotion": rollout.awaiting_promotion,
         "rollback_window_until_ms": rollout.rollback_window_until_ms,
         "analysis": rollout.analysis,
+        "runs": runs,
+    }))
+    .into_response())
+}
+
+/// The rollout's experiment spec and its newest runs (oldest first), each with every
+/// variant's sums and every comparison.
+pub async fn experiment(
+    State(app): State<AppState>,
+    PathParams(name): PathParams<String>,
+    Query(query): Query<AnalysisQuery>,
+) -> Result<Response, ApiError> {
+    let rollout = load_rollout(&app, &name).await?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=1_000).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
+    }
+    let runs = app.store.experiment_runs(&name, limit).await?;
+    Ok(Json(json!({
+        "rollout": name,
+        "status": rollout.status,
+        "variants": rollout.variants,
+        "experiment": rollout.experiment,
         "runs": runs,
     }))
     .into_response())

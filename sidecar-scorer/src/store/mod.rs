@@ -18,6 +18,7 @@ use outrider_protocol::{BatchOutcome, LATENCY_SLOTS, TelemetryBatch};
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::Run;
+use crate::experiment::{ExperimentRun, Unit};
 use crate::rollout::{Event, Rollout};
 
 pub use jobs::{JobStore, LabelledSample, StoredJob};
@@ -69,6 +70,20 @@ impl WindowCounts {
             *a += b;
         }
     }
+}
+
+/// One variant's exposures (sampled requests, or users) joined with their feedback,
+/// as the sufficient statistics of the experiment's metrics.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExposureSums {
+    pub variant: String,
+    pub exposures: u64,
+    /// Exposures whose latest feedback label is positive.
+    pub conversions: u64,
+    /// Σ and Σ² over exposures of each one's value: the sum of its feedback values,
+    /// 0 without feedback.
+    pub value_sum: f64,
+    pub value_sum_sq: f64,
 }
 
 /// How far one reporting filter worker's telemetry is complete.
@@ -196,6 +211,28 @@ pub trait Store: JobStore + Send + Sync {
 
     /// The newest `limit` analysis runs of a rollout, oldest first.
     async fn runs(&self, rollout: &str, limit: u64) -> StoreResult<Vec<Run>>;
+
+    /// Per variant, a rollout's exposures sampled with `from_ms <= at_ms < to_ms`,
+    /// joined with their feedback by `unit`: by request id (a request counts once), or
+    /// by user key (a user counts once, in the variant of their first exposure, and
+    /// only feedback observed from then on counts). Feedback of another rollout, or
+    /// received long before `from_ms`, is left out. When several events match an
+    /// exposure, the latest label (by `observed_ms`) decides its conversion and the
+    /// values add up. Exposures without the join key are not counted.
+    async fn exposure_sums(
+        &self,
+        rollout: &str,
+        unit: Unit,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> StoreResult<Vec<ExposureSums>>;
+
+    /// Stores an experiment run unless one with the same end is stored; true if this
+    /// one was.
+    async fn add_experiment_run(&self, run: &ExperimentRun) -> StoreResult<bool>;
+
+    /// The newest `limit` experiment runs of a rollout, oldest first.
+    async fn experiment_runs(&self, rollout: &str, limit: u64) -> StoreResult<Vec<ExperimentRun>>;
 
     /// The sampled scores of a rollout with `from_ms <= at_ms < to_ms`, as (variant,
     /// score).

@@ -9,6 +9,8 @@ use outrider_protocol::{
     ClosedSet, LATENCY_SLOTS, SCORE_DIFF_SLOTS, ShadowCounts, ShadowSkip, VariantCounts,
 };
 
+use crate::experiment::Unit;
+
 /// Rows per multi-row INSERT: few statements, and well under both databases' limits
 /// on bound parameters (SQLite 32,766; PostgreSQL 65,535).
 pub const INSERT_CHUNK: usize = 1_000;
@@ -37,6 +39,10 @@ pub const INSERT_RUN: &str = "INSERT INTO analysis_runs (rollout, end_ms, start_
      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (rollout, end_ms) DO NOTHING";
 pub const SELECT_RUNS: &str = "SELECT body FROM (SELECT body, end_ms FROM analysis_runs WHERE rollout = $1 \
      ORDER BY end_ms DESC LIMIT $2) newest ORDER BY end_ms";
+pub const INSERT_EXPERIMENT_RUN: &str = "INSERT INTO experiment_runs (rollout, end_ms, start_ms, verdict, body) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (rollout, end_ms) DO NOTHING";
+pub const SELECT_EXPERIMENT_RUNS: &str = "SELECT body FROM (SELECT body, end_ms FROM experiment_runs WHERE rollout = $1 \
+     ORDER BY end_ms DESC LIMIT $2) newest ORDER BY end_ms";
 pub const SELECT_SCORES: &str = "SELECT variant, score FROM samples \
      WHERE rollout = $1 AND at_ms >= $2 AND at_ms < $3 AND score IS NOT NULL";
 pub const UPSERT_ALERT: &str = "INSERT INTO alerts (fingerprint, starts_ms, rollout, name, status, ends_ms, body) \
@@ -55,6 +61,47 @@ pub const TAKE_LEASE: &str = "INSERT INTO leases (name, holder, expires_ms) VALU
      ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms \
      WHERE leases.holder = excluded.holder OR leases.expires_ms < $3";
 pub const RELEASE_LEASE: &str = "DELETE FROM leases WHERE name = 'controller' AND holder = $1";
+
+/// Feedback received this long before an experiment started is about none of its
+/// exposures; the margin is for the clocks of filters and feedback sources, which
+/// may disagree.
+pub const FEEDBACK_MARGIN_MS: u64 = 10 * 60 * 1000;
+
+/// Per-variant sums of an experiment's exposures and their feedback: `$1` the rollout,
+/// `$2 <= at_ms < $3` the exposures, `$4` the oldest `received_ms` of feedback read
+/// (an index keeps that a range, not the whole log). An exposure is the first sample
+/// of its key; its conversion is its latest label (by `observed_ms`, then arrival)
+/// being positive, its value the sum of its feedback values. By user, only feedback
+/// observed from the user's first exposure on counts.
+pub fn select_exposure_sums(unit: Unit) -> &'static str {
+    static BY_REQUEST: OnceLock<String> = OnceLock::new();
+    static BY_USER: OnceLock<String> = OnceLock::new();
+    let (cell, key, after) = match unit {
+        Unit::Request => (&BY_REQUEST, "request_id", ""),
+        Unit::User => (&BY_USER, "user_key", " AND f.observed_ms >= e.at_ms"),
+    };
+    cell.get_or_init(|| {
+        format!(
+            "WITH ranked AS (SELECT {key} AS k, variant, at_ms, \
+               ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY at_ms, id) AS nth FROM samples \
+               WHERE rollout = $1 AND at_ms >= $2 AND at_ms < $3 AND {key} IS NOT NULL), \
+             exposure AS (SELECT k, variant, at_ms FROM ranked WHERE nth = 1), \
+             fb AS (SELECT id, {key} AS k, label, value, observed_ms FROM feedback \
+               WHERE received_ms >= $4 AND {key} IS NOT NULL AND (rollout IS NULL OR rollout = $1)), \
+             matched AS (SELECT e.k, f.label, f.value, \
+               ROW_NUMBER() OVER (PARTITION BY e.k ORDER BY f.observed_ms DESC, f.id DESC) AS nth \
+               FROM exposure e JOIN fb f ON f.k = e.k{after}), \
+             outcome AS (SELECT k, MAX(CASE WHEN nth = 1 THEN label END) AS label, \
+               SUM(COALESCE(value, 0.0)) AS value FROM matched GROUP BY k) \
+             SELECT e.variant, COUNT(*) AS exposures, \
+               SUM(CASE WHEN o.label > 0 THEN 1 ELSE 0 END) AS conversions, \
+               COALESCE(SUM(o.value), 0.0) AS value_sum, \
+               COALESCE(SUM(o.value * o.value), 0.0) AS value_sum_sq \
+             FROM exposure e LEFT JOIN outcome o ON o.k = e.k \
+             GROUP BY e.variant ORDER BY e.variant"
+        )
+    })
+}
 
 /// The columns of `variant_windows` that hold counts, in the order they are bound.
 pub fn window_count_columns() -> Vec<String> {

@@ -15,18 +15,20 @@ use sqlx::{
 };
 
 use super::sql::{
-    COUNT_FEEDBACK, COUNT_FEEDBACK_ROLLOUT, COUNT_SAMPLES, INSERT_BATCH, INSERT_CHUNK,
-    INSERT_EVENT, INSERT_ROLLOUT, INSERT_RUN, Placeholders, SELECT_ALERTS, SELECT_EVENTS,
-    SELECT_FIRING, SELECT_ROLLOUT, SELECT_ROLLOUTS, SELECT_RUNS, SELECT_SAMPLES, SELECT_SCORES,
-    SELECT_WORKERS, UPDATE_ROLLOUT, UPSERT_ALERT, UPSERT_WORKER, by_variant, db_int, from_db_int,
-    insert_feedback, insert_samples, select_shadows, select_windows, shadow_columns,
-    shadow_from_values, shadow_values, upsert_shadow, upsert_windows,
+    COUNT_FEEDBACK, COUNT_FEEDBACK_ROLLOUT, COUNT_SAMPLES, FEEDBACK_MARGIN_MS, INSERT_BATCH,
+    INSERT_CHUNK, INSERT_EVENT, INSERT_EXPERIMENT_RUN, INSERT_ROLLOUT, INSERT_RUN, Placeholders,
+    SELECT_ALERTS, SELECT_EVENTS, SELECT_EXPERIMENT_RUNS, SELECT_FIRING, SELECT_ROLLOUT,
+    SELECT_ROLLOUTS, SELECT_RUNS, SELECT_SAMPLES, SELECT_SCORES, SELECT_WORKERS, UPDATE_ROLLOUT,
+    UPSERT_ALERT, UPSERT_WORKER, by_variant, db_int, from_db_int, insert_feedback, insert_samples,
+    select_exposure_sums, select_shadows, select_windows, shadow_columns, shadow_from_values,
+    shadow_values, upsert_shadow, upsert_windows,
 };
 use super::{
-    FeedbackEvent, FeedbackOutcome, Store, StoreError, StoreResult, StoredAlert, WindowCounts,
-    WorkerMark,
+    ExposureSums, FeedbackEvent, FeedbackOutcome, Store, StoreError, StoreResult, StoredAlert,
+    WindowCounts, WorkerMark,
 };
 use crate::analysis::Run;
+use crate::experiment::{ExperimentRun, Unit};
 use crate::rollout::{Event, Rollout};
 
 /// What one SQL database does its own way.
@@ -402,6 +404,60 @@ where
 
     async fn runs(&self, rollout: &str, limit: u64) -> StoreResult<Vec<Run>> {
         let bodies: Vec<String> = sqlx::query_scalar::<D::Db, String>(SELECT_RUNS)
+            .bind(rollout)
+            .bind(db_int(limit))
+            .fetch_all(&self.read)
+            .await?;
+        bodies
+            .iter()
+            .map(|b| serde_json::from_str(b).map_err(json_error))
+            .collect()
+    }
+
+    async fn exposure_sums(
+        &self,
+        rollout: &str,
+        unit: Unit,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> StoreResult<Vec<ExposureSums>> {
+        let rows = sqlx::query::<D::Db>(select_exposure_sums(unit))
+            .bind(rollout)
+            .bind(db_int(from_ms))
+            .bind(db_int(to_ms))
+            .bind(db_int(from_ms.saturating_sub(FEEDBACK_MARGIN_MS)))
+            .fetch_all(&self.read)
+            .await?;
+        let sums = rows
+            .iter()
+            .map(|row| {
+                Ok(ExposureSums {
+                    variant: row.try_get("variant")?,
+                    exposures: from_db_int(row.try_get("exposures")?),
+                    conversions: from_db_int(row.try_get("conversions")?),
+                    value_sum: row.try_get("value_sum")?,
+                    value_sum_sq: row.try_get("value_sum_sq")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+        Ok(sums)
+    }
+
+    async fn add_experiment_run(&self, run: &ExperimentRun) -> StoreResult<bool> {
+        let body = serde_json::to_string(run).map_err(json_error)?;
+        let result = sqlx::query::<D::Db>(INSERT_EXPERIMENT_RUN)
+            .bind(&run.rollout)
+            .bind(db_int(run.end_ms))
+            .bind(db_int(run.start_ms))
+            .bind(run.verdict.as_str())
+            .bind(body)
+            .execute(&self.write)
+            .await?;
+        Ok(D::rows_affected(&result) > 0)
+    }
+
+    async fn experiment_runs(&self, rollout: &str, limit: u64) -> StoreResult<Vec<ExperimentRun>> {
+        let bodies: Vec<String> = sqlx::query_scalar::<D::Db, String>(SELECT_EXPERIMENT_RUNS)
             .bind(rollout)
             .bind(db_int(limit))
             .fetch_all(&self.read)
