@@ -23,13 +23,14 @@ use crate::rollout::{Event, Rollout, Status};
 use crate::shadow_report::ShadowReport;
 
 /// Every alert the scorer raises; each has its section in `docs/runbook.md`.
-pub const NAMES: [&str; 6] = [
+pub const NAMES: [&str; 7] = [
     "OutriderRolloutRolledBack",
     "OutriderRolloutAborted",
     "OutriderGuardrailTripped",
     "OutriderAnalysisInconclusive",
     "OutriderShadowGateFailed",
     "OutriderSampleRatioMismatch",
+    "OutriderRetrainingFailed",
 ];
 
 /// One alert as Alertmanager takes it, with when it started.
@@ -209,6 +210,30 @@ pub fn active(facts: &Facts<'_>, runbook_url: &str) -> Vec<Alert> {
         ));
     }
     out
+}
+
+/// The alert of a model whose newest retraining job failed; it resolves when a newer
+/// job is queued.
+pub fn job_alerts(latest: Option<&crate::retrain::Job>, runbook_url: &str) -> Vec<Alert> {
+    let Some(job) = latest.filter(|j| j.status == crate::retrain::JobStatus::Failed) else {
+        return Vec::new();
+    };
+    let id = job.id.to_string();
+    vec![alert(
+        "OutriderRetrainingFailed",
+        "warning",
+        "",
+        &[("model", &job.model), ("job", &id)],
+        (
+            format!("Retraining job {id} of model {} failed", job.model),
+            format!(
+                "{} (trigger {}: {}). Nothing that serves traffic changed.",
+                job.outcome, job.trigger, job.reason
+            ),
+        ),
+        runbook_url,
+        job.ended_ms.unwrap_or(job.created_ms),
+    )]
 }
 
 /// RFC 3339 in UTC with milliseconds, as Alertmanager reads and writes times.
@@ -490,6 +515,29 @@ mod tests {
             (a[0].name(), a[0].labels["severity"].as_str()),
             ("OutriderRolloutRolledBack", "critical")
         );
+    }
+
+    #[test]
+    fn a_failed_retraining_job_alerts_until_a_newer_job() {
+        let job = crate::retrain::Job::queued("fraud", "drift", "dataset_drift", 1_000);
+        assert!(job_alerts(Some(&job), "rb").is_empty());
+        let failed = job.failed("the command exited with status 3", 9_000);
+        let a = job_alerts(Some(&failed), "rb");
+        assert_eq!(a.len(), 1);
+        assert_eq!(
+            (
+                a[0].name(),
+                a[0].labels["model"].as_str(),
+                a[0].labels.get("rollout"),
+                a[0].starts_ms
+            ),
+            ("OutriderRetrainingFailed", "fraud", None, 9_000)
+        );
+        assert!(
+            a[0].annotations["description"]
+                .starts_with("the command exited with status 3 (trigger drift: dataset_drift)")
+        );
+        assert!(job_alerts(None, "rb").is_empty());
     }
 
     #[test]

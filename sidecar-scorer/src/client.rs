@@ -270,7 +270,7 @@ pub fn spec_differences(spec: &Value, existing: &Value) -> Vec<&'static str> {
 }
 
 /// A time of day (UTC) from ms since the epoch: `14:03:20`.
-fn clock(ms: &Value) -> String {
+pub(crate) fn clock(ms: &Value) -> String {
     ms.as_u64().map_or_else(
         || "-".to_owned(),
         |ms| {
@@ -566,9 +566,9 @@ fn parse_pair(text: &str) -> Result<(String, f64)> {
     Ok((name.trim().to_owned(), weight))
 }
 
-struct Client {
-    http: reqwest::Client,
-    conn: Connection,
+pub(crate) struct Client {
+    pub(crate) http: reqwest::Client,
+    pub(crate) conn: Connection,
 }
 
 impl Client {
@@ -598,7 +598,7 @@ impl Client {
         Ok(Some(value))
     }
 
-    async fn send(
+    pub(crate) async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -632,7 +632,7 @@ impl Client {
         Ok(value)
     }
 
-    fn attribution(&self) -> Value {
+    pub(crate) fn attribution(&self) -> Value {
         let actor = self
             .conn
             .actor

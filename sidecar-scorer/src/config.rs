@@ -91,6 +91,18 @@ pub struct ServeArgs {
     /// a check names its own `address`.
     #[arg(long, env = "OUTRIDER_PROMETHEUS_URL")]
     pub prometheus_url: Option<String>,
+    /// The model registry: a folder (the embedded registry) or an MLflow tracking URI
+    /// (http://host:5000). Retraining registers versions there and reads them back.
+    #[arg(long, env = "OUTRIDER_REGISTRY")]
+    pub registry: Option<String>,
+    /// The trainer retraining jobs run by default. [default: `outrider-model` beside
+    /// this program, else on the PATH]
+    #[arg(long, env = "OUTRIDER_MODEL_BINARY")]
+    pub model_binary: Option<PathBuf>,
+    /// Where retraining jobs keep their data and output. [default: a folder in the
+    /// system's temporary directory]
+    #[arg(long, env = "OUTRIDER_JOBS_DIR")]
+    pub jobs_dir: Option<PathBuf>,
     /// Where the runbook is; each alert links to its section (`<url>#<alert name>`).
     /// [default: docs/runbook.md]
     #[arg(long, env = "OUTRIDER_RUNBOOK_URL")]
@@ -126,6 +138,9 @@ struct FileConfig {
     #[serde(default)]
     alert_webhook_urls: Vec<String>,
     prometheus_url: Option<String>,
+    registry: Option<String>,
+    model_binary: Option<PathBuf>,
+    jobs_dir: Option<PathBuf>,
     runbook_url: Option<String>,
     external_url: Option<String>,
     log_format: Option<LogFormat>,
@@ -147,6 +162,9 @@ pub struct ServeConfig {
     pub alert_webhook_urls: Vec<String>,
     /// Where `prometheus` checks without an `address` of their own send their queries.
     pub prometheus_url: Option<String>,
+    pub registry: Option<String>,
+    pub model_binary: PathBuf,
+    pub jobs_dir: PathBuf,
     pub runbook_url: String,
     pub external_url: String,
     pub log_format: LogFormat,
@@ -247,6 +265,15 @@ impl ServeConfig {
                 file.prometheus_url.into_iter().collect(),
             )?
             .pop(),
+            registry: args.registry.or(file.registry),
+            model_binary: args
+                .model_binary
+                .or(file.model_binary)
+                .unwrap_or_else(default_model_binary),
+            jobs_dir: args
+                .jobs_dir
+                .or(file.jobs_dir)
+                .unwrap_or_else(|| std::env::temp_dir().join("outrider-jobs")),
             runbook_url: args
                 .runbook_url
                 .or(file.runbook_url)
@@ -267,6 +294,16 @@ impl ServeConfig {
             generated_tokens,
         })
     }
+}
+
+/// `outrider-model` beside this program (as built and as installed together), else
+/// the name alone, looked up on the PATH when a job runs.
+fn default_model_binary() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("outrider-model")))
+        .filter(|path| path.is_file())
+        .unwrap_or_else(|| PathBuf::from("outrider-model"))
 }
 
 fn default_replica_id() -> String {

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use outrider_scorer::client::{self, Connection, RolloutCommand, ShadowCommand};
 use outrider_scorer::config::{LogFormat, ServeArgs, ServeConfig};
+use outrider_scorer::retrain::cli::{self as retrain_cli, RetrainCommand};
 use outrider_scorer::server;
 use outrider_scorer::stats::{self, Analysis};
 
@@ -37,6 +38,22 @@ enum Command {
         connection: Connection,
         #[command(subcommand)]
         command: ShadowCommand,
+    },
+    /// A model's retraining on a running scorer: its policy, starting a job, the jobs.
+    Retrain {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(subcommand)]
+        command: RetrainCommand,
+    },
+    /// Run a retraining job's command as the leader of its process group, and kill the
+    /// group when the scorer that started it dies (used by the scorer itself).
+    #[command(hide = true)]
+    Supervise {
+        #[arg(long)]
+        parent: u32,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
     },
     /// Run a statistical analysis: one JSON request on stdin, one JSON report
     /// on stdout. Invalid input exits with status 2 and a JSON error.
@@ -70,6 +87,13 @@ fn main() -> ExitCode {
             connection,
             command,
         } => runtime_then(|| client::run_shadow(connection, command)),
+        Command::Retrain {
+            connection,
+            command,
+        } => runtime_then(|| retrain_cli::run(connection, command)),
+        Command::Supervise { parent, command } => {
+            outrider_scorer::retrain::supervise::run(parent, &command)
+        }
         Command::Stats { analysis } => {
             let analysis = match analysis {
                 StatsKind::Ab => Analysis::Ab,

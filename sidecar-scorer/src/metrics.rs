@@ -68,6 +68,12 @@ pub struct RunLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabels {
+    pub model: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NotifyLabels {
     pub sink: String,
     pub result: String,
@@ -100,6 +106,7 @@ pub struct Metrics {
     pub leader: Gauge,
     pub controller_steps: Counter,
     pub analysis_runs: Family<RunLabels, Counter>,
+    pub retrain_jobs: Family<JobLabels, Counter>,
     pub experiment_runs: Family<VerdictLabels, Counter>,
     pub alert_notifications: Family<NotifyLabels, Counter>,
     pub rollout_status: Family<StatusLabels, Gauge>,
@@ -160,6 +167,12 @@ impl Metrics {
             "Rollout changes made by the controller",
             controller_steps.clone(),
         );
+        let retrain_jobs = Family::default();
+        registry.register(
+            "retrain_jobs",
+            "Retraining jobs this replica ran to their end, by model and status (succeeded, failed)",
+            retrain_jobs.clone(),
+        );
         let analysis_runs = Family::default();
         registry.register(
             "analysis_runs",
@@ -218,6 +231,7 @@ impl Metrics {
             leader,
             controller_steps,
             analysis_runs,
+            retrain_jobs,
             experiment_runs,
             alert_notifications,
             rollout_status,

@@ -139,6 +139,13 @@ async fn current(app: &AppState) -> Result<BTreeMap<String, Alert>, StoreError> 
             out.insert(alert.fingerprint(), alert);
         }
     }
+    for (model, _) in app.store.policies().await? {
+        let newest = app.store.jobs(&model, 1).await?;
+        let newest = newest.last().map(|s| &s.job);
+        for alert in crate::alerts::job_alerts(newest, &app.config.runbook_url) {
+            out.insert(alert.fingerprint(), alert);
+        }
+    }
     Ok(out)
 }
 
@@ -159,6 +166,9 @@ fn stored(fingerprint: &str, alert: &Alert, ends_ms: Option<u64>) -> StoredAlert
 }
 
 fn generator_url(app: &AppState, alert: &Alert) -> String {
+    if let Some(job) = alert.labels.get("job") {
+        return format!("{}/v1/jobs/{job}", app.config.external_url);
+    }
     let rollout = alert.labels.get("rollout").map_or("", String::as_str);
     format!("{}/v1/rollouts/{rollout}/events", app.config.external_url)
 }

@@ -268,6 +268,10 @@ pub enum RolloutError {
     #[error("`{rollout}` is {status}: only a running rollout can be aborted")]
     NotRunning { rollout: String, status: Status },
     #[error(
+        "a rollout named `{rollout}` exists and is {status}: abort, promote or roll it back before giving it a new plan"
+    )]
+    StillRunning { rollout: String, status: Status },
+    #[error(
         "the rollback window of `{rollout}` closed at {closed_ms} ms: the old colour may be gone; set weights to send traffic back to it"
     )]
     RollbackWindowClosed { rollout: String, closed_ms: u64 },
@@ -611,6 +615,23 @@ impl Rollout {
                 "steps": rollout.steps.len(), "status": rollout.status.as_str()}),
         };
         Ok((rollout, event))
+    }
+
+    /// A finished rollout given the plan of `new` (a rollout just created under the
+    /// same name, and its event): the versions go on from this one's, so filters take
+    /// the new plan as newer.
+    pub fn replan(&self, mut new: Rollout, mut event: Event) -> Result<Change, RolloutError> {
+        if self.status.is_running() {
+            return Err(RolloutError::StillRunning {
+                rollout: self.name.clone(),
+                status: self.status,
+            });
+        }
+        new.version = self.version + 1;
+        event.version = new.version;
+        event.details["previous"] =
+            serde_json::json!({"version": self.version, "status": self.status.as_str()});
+        Ok((new, event))
     }
 
     /// The shadow variant a shadow stage judges.

@@ -671,6 +671,111 @@ async fn the_server_follows_its_openapi_document() {
     spec.check("GET", "/v1/rollouts/{name}/experiment", &looked);
     assert_eq!(looked.json().unwrap()["runs"][0]["verdict"], "not_judged");
     seen.insert(("GET".into(), "/v1/rollouts/{name}/experiment".into()));
+    // Retraining: no policy yet, then one; this scorer has no registry, so the job
+    // fails at once, saying why.
+    let calls: Vec<Call> = vec![
+        (
+            Method::POST,
+            "/v1/models/{name}/retrain",
+            "/v1/models/fraud/retrain",
+            admin,
+            None,
+            vec![],
+        ),
+        (
+            Method::GET,
+            "/v1/models/{name}/retraining",
+            "/v1/models/fraud/retraining",
+            None,
+            None,
+            vec![],
+        ),
+        (
+            Method::PUT,
+            "/v1/models/{name}/retraining",
+            "/v1/models/fraud/retraining",
+            admin,
+            Some(
+                json!({"command": ["true"], "timeout_seconds": 60, "labelled_window_seconds": 3600,
+                "triggers": {"drift": {"verdicts": ["dataset_drift"], "cooldown_seconds": 600},
+                             "schedule": {"every_seconds": 86400}},
+                "gate": {"min_pr_auc_gain": 0.01, "min_labelled": 100},
+                "rollout": {"name": "fraud", "variants": [{"name": "stable", "weight": 100}, {"name": "canary", "weight": 0}],
+                            "steps": [{"weights": {"stable": 90, "canary": 10}}]}}),
+            ),
+            vec![],
+        ),
+        (
+            Method::PUT,
+            "/v1/models/{name}/retraining",
+            "/v1/models/fraud/retraining",
+            admin,
+            Some(json!({"timeout_seconds": 0})),
+            vec![],
+        ),
+        (
+            Method::GET,
+            "/v1/models/{name}/retraining",
+            "/v1/models/fraud/retraining",
+            None,
+            None,
+            vec![],
+        ),
+        (
+            Method::POST,
+            "/v1/models/{name}/retrain",
+            "/v1/models/fraud/retrain",
+            admin,
+            Some(json!({"reason": "contract test"})),
+            vec![],
+        ),
+        (
+            Method::GET,
+            "/v1/models/{name}/jobs",
+            "/v1/models/fraud/jobs?limit=5",
+            None,
+            None,
+            vec![],
+        ),
+        (
+            Method::GET,
+            "/v1/models/{name}/jobs",
+            "/v1/models/fraud/jobs?limit=0",
+            None,
+            None,
+            vec![],
+        ),
+        (
+            Method::GET,
+            "/v1/jobs/{id}",
+            "/v1/jobs/999",
+            None,
+            None,
+            vec![],
+        ),
+    ];
+    for (method, template, path, token, body, extra) in calls {
+        let reply = send(&scorer, method.clone(), path, token, body, &extra).await;
+        spec.check(method.as_str(), template, &reply);
+        seen.insert((method.as_str().to_owned(), template.to_owned()));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let failed = loop {
+        let reply = send(&scorer, Method::GET, "/v1/jobs/1", None, None, &[]).await;
+        if reply.json().unwrap()["job"]["status"] == "failed" {
+            break reply;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "job 1 did not end in 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    spec.check("GET", "/v1/jobs/{id}", &failed);
+    assert_eq!(
+        failed.json().unwrap()["job"]["outcome"],
+        "the scorer has no --registry to register a version in"
+    );
     let etag_reply = send(
         &scorer,
         Method::GET,

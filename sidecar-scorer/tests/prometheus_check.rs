@@ -123,13 +123,13 @@ async fn a_healthy_canary_steps_to_the_end_on_its_prometheus_check() {
     )
     .await;
     let traffic = Traffic::start(mesh.url.clone(), 100);
-    let took = reaches(&scorer, "completed", Duration::from_secs(60)).await;
+    let took = reaches(&scorer, "promoted", Duration::from_secs(60)).await;
     assert_eq!(failed(traffic).await, 0, "no request failed");
 
     let steps: Vec<Value> = events(&scorer)
         .await
         .into_iter()
-        .filter(|e| e["kind"] == "step" || e["kind"] == "completed")
+        .filter(|e| e["kind"] == "step" || e["kind"] == "promoted")
         .collect();
     assert_eq!(steps.len(), 3, "two steps and the end: {steps:?}");
     let mut figures = Vec::new();
@@ -163,12 +163,12 @@ async fn a_healthy_canary_steps_to_the_end_on_its_prometheus_check() {
         ));
     }
     eprintln!(
-        "healthy canary: completed in {took:.1} s; canary (/ stable) per deciding run: {}",
+        "healthy canary: promoted in {took:.1} s; canary (/ stable) per deciding run: {}",
         figures.join(", ")
     );
     let table = scorer_cli(&scorer, &["rollout", "status", "fraud"]);
     eprintln!("{table}");
-    assert!(table.contains("rollout fraud: completed"), "{table}");
+    assert!(table.contains("rollout fraud: promoted"), "{table}");
     assert!(
         table
             .contains("query: sum(increase(outrider_rs_total{rollout=\"fraud\",variant=\"canary\""),

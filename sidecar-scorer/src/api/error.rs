@@ -147,6 +147,7 @@ impl From<RolloutError> for ApiError {
             RolloutError::Invalid(e) => e.into(),
             RolloutError::NotActive { .. }
             | RolloutError::NotRunning { .. }
+            | RolloutError::StillRunning { .. }
             | RolloutError::RollbackWindowClosed { .. }
             | RolloutError::NotPaused { .. }
             | RolloutError::AlreadyPromoted { .. }

@@ -15,7 +15,8 @@ pub mod error;
 mod ingest;
 mod ops;
 pub mod params;
-mod rollouts;
+mod retraining;
+pub mod rollouts;
 mod state_cache;
 
 use std::sync::Arc;
@@ -90,6 +91,13 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/telemetry", post(ingest::telemetry))
         .route("/v1/feedback", post(ingest::feedback))
         .route("/v1/stats/{analysis}", post(ops::analysis))
+        .route(
+            "/v1/models/{name}/retraining",
+            get(retraining::get_policy).put(retraining::put_policy),
+        )
+        .route("/v1/models/{name}/retrain", post(retraining::retrain))
+        .route("/v1/models/{name}/jobs", get(retraining::jobs))
+        .route("/v1/jobs/{id}", get(retraining::job))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(app.clone(), count_requests))

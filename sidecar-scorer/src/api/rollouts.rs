@@ -19,6 +19,7 @@ use super::{AppState, load_rollout, now_ms};
 use crate::analysis::ScorerSetup;
 use crate::metrics::{Named, PollLabels};
 use crate::rollout::{Attribution, Change, CreateRequest, Rollout, RolloutError};
+use crate::store::StoreError;
 
 /// Who changes a rollout: the `actor` of the body, else the `x-outrider-actor`
 /// header, else `api`.
@@ -54,6 +55,18 @@ pub async fn create(
     JsonBody(request): JsonBody<CreateRequest>,
 ) -> Result<Response, ApiError> {
     let by = attribution(&headers, request.actor.clone(), request.reason.clone());
+    let rollout = create_or_replan(&app, request, &by).await?;
+    Ok((StatusCode::CREATED, Json(rollout)).into_response())
+}
+
+/// Creates a rollout, or gives a finished one of that name (promoted, rolled back,
+/// aborted, concluded) a new plan: its versions go on growing, so every filter takes
+/// the new plan as newer. A running rollout of that name is a conflict.
+pub async fn create_or_replan(
+    app: &AppState,
+    request: CreateRequest,
+    by: &Attribution,
+) -> Result<Rollout, ApiError> {
     if let Some(analysis) = &request.analysis {
         let setup = ScorerSetup {
             window_ms: app.config.window_ms,
@@ -64,11 +77,25 @@ pub async fn create(
     if let Some(experiment) = &request.experiment {
         experiment.check("experiment.", app.config.window_ms)?;
     }
-    let (rollout, event) = Rollout::create(request, &by, now_ms())?;
-    app.store.create_rollout(&rollout, &event).await?;
+    let name = request.name.clone();
+    let (rollout, event) = Rollout::create(request, by, now_ms())?;
+    match app.store.create_rollout(&rollout, &event).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => {
+            let current = load_rollout(app, &name).await?;
+            let (next, event) = current.replan(rollout, event)?;
+            app.store
+                .update_rollout(&next, current.version, &event)
+                .await?;
+            app.states.put(&next);
+            tracing::info!(rollout = %next.name, version = next.version, actor = %event.actor, "rollout planned anew");
+            return Ok(next);
+        }
+        Err(e) => return Err(e.into()),
+    }
     app.states.put(&rollout);
     tracing::info!(rollout = %rollout.name, actor = %event.actor, "rollout created");
-    Ok((StatusCode::CREATED, Json(rollout)).into_response())
+    Ok(rollout)
 }
 
 pub async fn list(State(app): State<AppState>) -> Result<Response, ApiError> {

@@ -7,8 +7,10 @@
 //! second). A job runs on the replica that claimed it, which keeps a heartbeat; a job
 //! whose replica stopped (killed, restarted) is marked failed, never run again.
 
+pub mod cli;
 pub mod compare;
 pub mod runner;
+pub mod supervise;
 
 use outrider_protocol::FieldError;
 use serde::{Deserialize, Serialize};
