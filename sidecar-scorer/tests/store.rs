@@ -15,6 +15,7 @@ use outrider_protocol::{
 };
 use outrider_scorer::experiment::Unit;
 use outrider_scorer::experiment::judge::{Arm, judge};
+use outrider_scorer::retrain::{Job, JobStatus, Policy};
 use outrider_scorer::rollout::{Attribution, Event, Rollout};
 use outrider_scorer::store::{
     self, ExposureSums, FeedbackEvent, FeedbackOutcome, Store, StoreError,
@@ -58,6 +59,8 @@ on_every_store!(
     experiment_runs_are_stored_once_per_interval_end,
     leadership_is_taken_kept_and_handed_over_on_release,
     a_holder_that_goes_away_loses_the_lead,
+    a_model_has_one_open_job_claimed_once,
+    labelled_samples_join_their_latest_labels,
 );
 
 async fn open(backend: &Backend) -> Arc<dyn Store> {
@@ -837,4 +840,129 @@ async fn sqlite_a_replica_restarted_with_its_id_takes_its_lease_back_at_once() {
     );
     let lease = outrider_scorer::store::sqlite::LEASE_MS;
     assert!(!other.try_lead("host-4242", t + lease).await.unwrap());
+}
+
+async fn a_model_has_one_open_job_claimed_once(backend: Backend) {
+    let store = open(&backend).await;
+    let policy: Policy = serde_json::from_value(json!({"timeout_seconds": 60})).unwrap();
+    store.put_policy("fraud", &policy, 1).await.unwrap();
+    store.put_policy("fraud", &policy, 2).await.unwrap();
+    assert_eq!(
+        store.policies().await.unwrap(),
+        vec![("fraud".to_owned(), policy)]
+    );
+
+    let first = store
+        .add_job(&Job::queued("fraud", "manual", "go", 10))
+        .await
+        .unwrap();
+    let again = store
+        .add_job(&Job::queued("fraud", "drift", "dataset_drift", 11))
+        .await;
+    assert!(
+        matches!(again, Err(StoreError::Conflict(ref m)) if m.contains("queued")),
+        "{again:?}"
+    );
+    let other = store
+        .add_job(&Job::queued("churn", "manual", "go", 12))
+        .await
+        .unwrap();
+    assert_ne!(first, other);
+    assert!(store.claim_job(first, "r1", 20).await.unwrap());
+    assert!(
+        !store.claim_job(first, "r2", 21).await.unwrap(),
+        "claimed once"
+    );
+    let mut running = store.job(first).await.unwrap().unwrap();
+    assert_eq!(
+        (running.job.status, running.heartbeat_ms),
+        (JobStatus::Running, 20)
+    );
+    running.job.status = JobStatus::Running;
+    running.job.replica = Some("r1".into());
+    running.job.log = "epoch 1".into();
+    assert!(
+        !store.update_job(&running.job, "r2", 30).await.unwrap(),
+        "only its replica updates it"
+    );
+    assert!(store.update_job(&running.job, "r1", 30).await.unwrap());
+    let open_jobs = store.open_jobs().await.unwrap();
+    assert_eq!(open_jobs.len(), 2);
+    assert_eq!(
+        (open_jobs[0].heartbeat_ms, open_jobs[0].job.log.as_str()),
+        (30, "epoch 1")
+    );
+    // Failed by another replica: its own update no longer lands, a new job may queue.
+    let failed = running
+        .job
+        .clone()
+        .failed("its replica r1 stopped sending heartbeats", 40);
+    assert!(store.fail_job(&failed, JobStatus::Running).await.unwrap());
+    assert!(!store.fail_job(&failed, JobStatus::Running).await.unwrap());
+    assert!(!store.update_job(&running.job, "r1", 50).await.unwrap());
+    let next = store
+        .add_job(&Job::queued("fraud", "manual", "again", 60))
+        .await
+        .unwrap();
+    assert!(next > first);
+    let jobs = store.jobs("fraud", 10).await.unwrap();
+    let listed: Vec<(u64, JobStatus)> = jobs.iter().map(|s| (s.job.id, s.job.status)).collect();
+    assert_eq!(
+        listed,
+        vec![(first, JobStatus::Failed), (next, JobStatus::Queued)]
+    );
+    assert_eq!(
+        jobs[0].job.outcome,
+        "its replica r1 stopped sending heartbeats"
+    );
+    assert!(store.job(999_999).await.unwrap().is_none());
+}
+
+async fn labelled_samples_join_their_latest_labels(backend: Backend) {
+    let store = open(&backend).await;
+    let mut b = batch("l-1", 2_000, vec![counts("stable", 4)]);
+    b.samples = (1..=4).map(|i| sample("stable", 1_000 + i, None)).collect();
+    b.samples.push(sample("canary", 1_005, None));
+    store.ingest(&b, 1_000, 2_000).await.unwrap();
+    let label = |at: u64, label: f64, id: &str, observed_ms: u64| FeedbackEvent {
+        event_id: Some(id.to_owned()),
+        rollout: None,
+        request_id: Some(format!("req-{at}")),
+        user_key: None,
+        label,
+        value: None,
+        observed_ms,
+    };
+    store
+        .add_feedback(
+            &[
+                label(1_001, 0.0, "e1", 3_000),
+                label(1_002, 1.0, "e2", 3_000),
+                // Labelled twice: the one observed last counts (a chargeback, then its
+                // reversal), whatever the order they arrived in.
+                label(1_003, 0.0, "e3", 5_000),
+                label(1_003, 1.0, "e4", 4_000),
+                label(1_005, 1.0, "e5", 3_000),
+            ],
+            3_000,
+        )
+        .await
+        .unwrap();
+    let got = store
+        .labelled_samples("fraud", "stable", 0, 100)
+        .await
+        .unwrap();
+    let seen: Vec<(u64, f64)> = got.iter().map(|s| (s.at_ms, s.label)).collect();
+    assert_eq!(
+        seen,
+        vec![(1_001, 0.0), (1_002, 1.0), (1_003, 0.0)],
+        "1_004 has no label"
+    );
+    assert_eq!(got[0].features["amount"], json!(100.1));
+    let later = store
+        .labelled_samples("fraud", "stable", 1_002, 1)
+        .await
+        .unwrap();
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].at_ms, 1_002);
 }

@@ -30,12 +30,12 @@ const SELECT_JOBS: &str = "SELECT id, status, replica, heartbeat_ms, body FROM (
      WHERE model = $1 ORDER BY id DESC LIMIT $2) newest ORDER BY id";
 const SELECT_OPEN_JOBS: &str = "SELECT id, status, replica, heartbeat_ms, body FROM retrain_jobs \
      WHERE status IN ('queued', 'running') ORDER BY id";
-/// One row per labelled sample; a request labelled several times counts as fraud if
-/// any label says so.
-const SELECT_LABELLED: &str = "SELECT s.id AS id, MIN(s.at_ms) AS at_ms, MIN(s.features) AS features, \
-     MAX(f.label) AS label FROM feedback f JOIN samples s ON s.request_id = f.request_id \
+/// Every label of every labelled sample, in the order of the samples and, for one
+/// sample, of the labels' observation (then arrival): the last one is the sample's.
+const SELECT_LABELLED: &str = "SELECT s.id AS id, s.at_ms AS at_ms, s.features AS features, \
+     f.label AS label FROM feedback f JOIN samples s ON s.request_id = f.request_id \
      WHERE s.rollout = $1 AND s.variant = $2 AND s.at_ms >= $3 \
-     GROUP BY s.id ORDER BY MIN(s.at_ms) LIMIT $4";
+     ORDER BY s.at_ms, s.id, f.observed_ms, f.received_ms LIMIT $4";
 
 /// A sample whose request got an outcome label.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,7 +71,9 @@ pub trait JobStore: Send + Sync {
     async fn jobs(&self, model: &str, limit: u64) -> StoreResult<Vec<StoredJob>>;
     /// Every queued or running job.
     async fn open_jobs(&self) -> StoreResult<Vec<StoredJob>>;
-    /// The labelled samples of a rollout's variant since `from_ms`, oldest first.
+    /// The labelled samples of a rollout's variant since `from_ms`, oldest first, each
+    /// with its latest label (by observation time, then arrival); at most `limit`
+    /// labels are read.
     async fn labelled_samples(
         &self,
         rollout: &str,
@@ -250,16 +252,27 @@ where
             .bind(db_int(limit))
             .fetch_all(&self.read)
             .await?;
-        rows.iter()
-            .map(|row| {
-                let features: String = row.try_get("features")?;
-                Ok(LabelledSample {
+        let mut out: Vec<(i64, LabelledSample)> = Vec::new();
+        for row in &rows {
+            let id: i64 = row.try_get("id")?;
+            let label: f64 = row.try_get("label")?;
+            // A later label of the same sample replaces the earlier one.
+            if let Some((last, sample)) = out.last_mut()
+                && *last == id
+            {
+                sample.label = label;
+                continue;
+            }
+            let features: String = row.try_get("features")?;
+            out.push((
+                id,
+                LabelledSample {
                     at_ms: from_db_int(row.try_get("at_ms")?),
                     features: serde_json::from_str(&features).unwrap_or_default(),
-                    label: row.try_get("label")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+                    label,
+                },
+            ));
+        }
+        Ok(out.into_iter().map(|(_, s)| s).collect())
     }
 }
