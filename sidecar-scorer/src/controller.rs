@@ -112,6 +112,7 @@ async fn decide(app: &AppState, prometheus: &PrometheusClient, gates: &mut GateC
             Ok(()) => {
                 app.states.put(&next);
                 app.metrics.controller_steps.inc();
+                crate::retrain::champion::on_change(app, &next, &event).await;
                 tracing::info!(rollout = %next.name, version = next.version, kind = %event.kind, reason = %event.reason, "controller changed rollout");
             }
             // Someone changed it meanwhile; look again next tick.

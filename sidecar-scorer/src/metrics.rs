@@ -68,6 +68,12 @@ pub struct RunLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RegistryLabels {
+    pub model: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct JobLabels {
     pub model: String,
     pub status: String,
@@ -107,6 +113,7 @@ pub struct Metrics {
     pub controller_steps: Counter,
     pub analysis_runs: Family<RunLabels, Counter>,
     pub retrain_jobs: Family<JobLabels, Counter>,
+    pub registry_promotions: Family<RegistryLabels, Counter>,
     pub experiment_runs: Family<VerdictLabels, Counter>,
     pub alert_notifications: Family<NotifyLabels, Counter>,
     pub rollout_status: Family<StatusLabels, Gauge>,
@@ -166,6 +173,12 @@ impl Metrics {
             "controller_steps",
             "Rollout changes made by the controller",
             controller_steps.clone(),
+        );
+        let registry_promotions = Family::default();
+        registry.register(
+            "registry_promotions",
+            "Promoted model versions made the registry's champion, by model and result (ok, failed)",
+            registry_promotions.clone(),
         );
         let retrain_jobs = Family::default();
         registry.register(
@@ -232,6 +245,7 @@ impl Metrics {
             controller_steps,
             analysis_runs,
             retrain_jobs,
+            registry_promotions,
             experiment_runs,
             alert_notifications,
             rollout_status,

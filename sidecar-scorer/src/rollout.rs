@@ -327,17 +327,8 @@ fn check_mode(mode: Mode, field: &str, weights: &[f64]) -> Result<(), FieldError
 
 /// A model version as the registry names it: `models:/NAME/VERSION`.
 fn check_model_uri(field: &str, uri: &str) -> Result<(), FieldError> {
-    let parts = uri
-        .strip_prefix("models:/")
-        .and_then(|rest| rest.split_once('/'));
-    match parts {
-        Some((name, version))
-            if !name.is_empty()
-                && !version.is_empty()
-                && version.bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            Ok(())
-        }
+    match crate::retrain::champion::model_version(uri) {
+        Some((name, _)) if !name.is_empty() => Ok(()),
         _ => Err(FieldError::new(
             field,
             format!("`{uri}` is not a model version: give models:/NAME/VERSION"),

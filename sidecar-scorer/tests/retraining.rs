@@ -315,6 +315,32 @@ async fn a_job_trains_registers_and_rolls_out_the_challenger() {
         table.contains("succeeded") && table.contains("manual") && table.contains("v2"),
         "{table}"
     );
+
+    // Promoting the challenger's variant makes v2 the registry's champion.
+    admin(
+        &s.scorer,
+        Method::POST,
+        "/v1/rollouts/fraud/promote",
+        json!({"reason": "v2 holds up"}),
+    )
+    .await;
+    let v = versions(&s.registry).await;
+    assert!(
+        v.iter()
+            .any(|(n, a)| *n == 2 && a == &["champion".to_owned()]),
+        "{v:?}"
+    );
+    assert!(v.iter().any(|(n, a)| *n == 1 && a.is_empty()), "{v:?}");
+    assert_eq!(
+        scorer_metric(
+            &s.scorer,
+            "outrider_scorer_registry_promotions_total",
+            &[("model", "fraud"), ("result", "ok")]
+        )
+        .await,
+        2.0,
+        "v1 when the setup promoted `stable`, v2 now"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,6 +45,7 @@ async fn commit(
         .await?;
     app.states.put(&next);
     tracing::info!(rollout = %next.name, version = next.version, kind = %event.kind, actor = %event.actor, reason = %event.reason, "rollout changed");
+    crate::retrain::champion::on_change(app, &next, &event).await;
     Ok(Json(next).into_response())
 }
 

@@ -7,6 +7,7 @@
 //! second). A job runs on the replica that claimed it, which keeps a heartbeat; a job
 //! whose replica stopped (killed, restarted) is marked failed, never run again.
 
+pub mod champion;
 pub mod cli;
 pub mod compare;
 pub mod runner;
