@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
+use crate::monitor::settings::MonitorSettings;
+
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8750";
 pub const DEFAULT_STORE: &str = "outrider-scorer.db";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -91,6 +93,11 @@ pub struct ServeArgs {
     /// a check names its own `address`.
     #[arg(long, env = "OUTRIDER_PROMETHEUS_URL")]
     pub prometheus_url: Option<String>,
+    /// The model registry (a folder of the embedded registry, or an MLflow tracking
+    /// URI `http://host:5000`), as `outrider-model --registry`. The model monitor reads
+    /// each watched version's reference profile from it; without it monitoring is off.
+    #[arg(long, env = "OUTRIDER_REGISTRY")]
+    pub registry: Option<String>,
     /// Where the runbook is; each alert links to its section (`<url>#<alert name>`).
     /// [default: docs/runbook.md]
     #[arg(long, env = "OUTRIDER_RUNBOOK_URL")]
@@ -126,6 +133,9 @@ struct FileConfig {
     #[serde(default)]
     alert_webhook_urls: Vec<String>,
     prometheus_url: Option<String>,
+    registry: Option<String>,
+    #[serde(default)]
+    monitor: MonitorSettings,
     runbook_url: Option<String>,
     external_url: Option<String>,
     log_format: Option<LogFormat>,
@@ -147,6 +157,10 @@ pub struct ServeConfig {
     pub alert_webhook_urls: Vec<String>,
     /// Where `prometheus` checks without an `address` of their own send their queries.
     pub prometheus_url: Option<String>,
+    /// The model registry the monitor reads reference profiles from.
+    pub registry: Option<String>,
+    /// The `[monitor]` table of the file.
+    pub monitor: MonitorSettings,
     pub runbook_url: String,
     pub external_url: String,
     pub log_format: LogFormat,
@@ -212,6 +226,7 @@ impl ServeConfig {
                 "worker_timeout_seconds must be between 1 and 86400, got {worker_timeout_seconds}"
             );
         }
+        file.monitor.validate().map_err(anyhow::Error::msg)?;
         let listen = match args.listen.or(file.listen) {
             Some(addr) => addr,
             None => DEFAULT_LISTEN.parse()?,
@@ -247,6 +262,8 @@ impl ServeConfig {
                 file.prometheus_url.into_iter().collect(),
             )?
             .pop(),
+            registry: args.registry.or(file.registry),
+            monitor: file.monitor,
             runbook_url: args
                 .runbook_url
                 .or(file.runbook_url)
@@ -307,7 +324,7 @@ mod tests {
         let path = dir.path().join("scorer.toml");
         std::fs::write(&path, "lisen = \"127.0.0.1:9000\"\n").unwrap();
         let err = ServeConfig::resolve(ServeArgs {
-            config: Some(path),
+            config: Some(path.clone()),
             ..ServeArgs::default()
         })
         .unwrap_err();
@@ -330,5 +347,24 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("prometheus_url"), "{err}");
+        std::fs::write(&path, "[monitor]\nmin_samples = 0\n").unwrap();
+        let err = ServeConfig::resolve(ServeArgs {
+            config: Some(path.clone()),
+            ..ServeArgs::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("monitor.min_samples"), "{err}");
+        std::fs::write(
+            &path,
+            "registry = \"/tmp/r\"\n[monitor.window]\nby = \"count\"\nwidth = 300\n",
+        )
+        .unwrap();
+        let config = ServeConfig::resolve(ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(config.registry.as_deref(), Some("/tmp/r"));
+        assert_eq!(config.monitor.window.width, 300);
     }
 }
