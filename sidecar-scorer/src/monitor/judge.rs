@@ -31,6 +31,8 @@ outrider_protocol::closed_set! {
         Drifted => "drifted",
         /// Fewer values than `min_samples`: not judged.
         InsufficientData => "insufficient_data",
+        /// Listed in `exclude`: its statistics are shown, never judged.
+        Excluded => "excluded",
     }
 }
 
@@ -153,7 +155,13 @@ pub fn judge(
     let features: Vec<FeatureReport> = profile
         .features
         .iter()
-        .map(|f| feature(f, samples, settings, judged))
+        .map(|f| {
+            let mut report = feature(f, samples, settings, judged);
+            if settings.exclude.iter().any(|e| e == f.name()) && report.statistics.is_some() {
+                report.verdict = Verdict::Excluded;
+            }
+            report
+        })
         .collect();
     let scores: Vec<f64> = samples.iter().filter_map(|s| s.score).collect();
     let prediction = numeric(
@@ -172,7 +180,7 @@ pub fn judge(
         .collect();
     let judged_features = features
         .iter()
-        .filter(|f| f.verdict != Verdict::InsufficientData)
+        .filter(|f| matches!(f.verdict, Verdict::Ok | Verdict::Drifted))
         .count();
     let share = if judged_features == 0 {
         0.0
@@ -502,6 +510,25 @@ mod tests {
         assert_eq!(r.features[0].verdict, Verdict::InsufficientData);
         assert!(!r.features[0].missing_alarm);
         assert_eq!(r.dataset.verdict, Verdict::InsufficientData);
+    }
+
+    #[test]
+    fn an_excluded_feature_is_shown_but_not_judged() {
+        let samples: Vec<_> = (0..400)
+            .map(|i| {
+                sample(
+                    i,
+                    Some(3.0 * (i % 100) as f64),
+                    if i % 4 == 0 { 1.0 } else { 0.0 },
+                )
+            })
+            .collect();
+        let mut s = settings();
+        s.exclude = vec!["amount".into()];
+        let r = judge(&profile(), 1, SPAN, &samples, &s, 7);
+        assert_eq!(r.features[0].verdict, Verdict::Excluded);
+        assert!(r.features[0].statistics.as_ref().unwrap().psi > 0.2);
+        assert_eq!((r.dataset.judged, r.dataset.verdict), (1, Verdict::Ok));
     }
 
     #[test]

@@ -128,6 +128,10 @@ pub struct MonitorSettings {
     pub missing_share: f64,
     pub hysteresis: Hysteresis,
     pub performance: PerformanceLimits,
+    /// Features whose drift is shown but never judged: seasonal ones such as the hour
+    /// of the day, which a window of minutes never spreads like a reference of whole
+    /// days. Their missing values still count.
+    pub exclude: Vec<String>,
 }
 
 impl Default for MonitorSettings {
@@ -144,6 +148,7 @@ impl Default for MonitorSettings {
             missing_share: 0.1,
             hysteresis: Hysteresis::default(),
             performance: PerformanceLimits::default(),
+            exclude: Vec::new(),
         }
     }
 }
