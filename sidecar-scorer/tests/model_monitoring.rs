@@ -368,6 +368,7 @@ async fn covariate_drift_alerts_within_the_hysteresis_and_nulls_show_as_missing(
     .await;
     let took = now_ms() - onset;
     let state = drift(&m.scorer).await;
+    conforms("GET", "/v1/models/{name}/drift", &state);
     let windows = state["versions"][0]["windows"].as_array().unwrap().clone();
     let after_onset: Vec<&Value> = windows
         .iter()
@@ -385,7 +386,7 @@ async fn covariate_drift_alerts_within_the_hysteresis_and_nulls_show_as_missing(
         .unwrap()
         + 1;
     eprintln!(
-        "covariate drift: dataset drift alert {:.1} s after the onset, in the {first_found}th window ending after it \
+        "covariate drift: dataset drift alert {:.1} s after the onset, in window {first_found} of those ending after it \
          (5 s windows, 2 of 3); firing {alerts:?}",
         took as f64 / 1000.0
     );
@@ -515,6 +516,7 @@ async fn concept_drift_shows_in_the_labelled_performance_and_nowhere_else() {
     .await
     .json()
     .unwrap();
+    conforms("GET", "/v1/models/{name}/performance", &performance);
     let version = &performance["versions"][0];
     let labelled = &version["labelled_window"];
     let recall = &labelled["realised"]["recall"];

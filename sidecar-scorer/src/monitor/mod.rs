@@ -33,21 +33,20 @@ use tokio::sync::{Mutex, broadcast};
 use findings::ModelEvent;
 use settings::MonitorSettings;
 
-/// How long a failed profile fetch or an alias is remembered before asking again.
+/// How long a failed profile fetch is remembered before asking again.
 const RETRY_MS: u64 = 30_000;
 
 /// The monitor's link to the registry and what it learned from it.
 pub struct Monitor {
     pub settings: MonitorSettings,
     registry: Result<AnyRegistry, String>,
-    profiles: Mutex<HashMap<(String, u64), Fetched<Arc<ModelProfile>>>>,
-    aliases: Mutex<HashMap<String, Fetched<u64>>>,
+    profiles: Mutex<HashMap<(String, u64), Fetched>>,
     events: broadcast::Sender<ModelEvent>,
 }
 
-/// A registry answer, or why it failed and when.
-enum Fetched<T> {
-    Ok(T, u64),
+/// A profile, or why it could not be had and when.
+enum Fetched {
+    Ok(Arc<ModelProfile>),
     Failed(String, u64),
 }
 
@@ -66,7 +65,6 @@ impl Monitor {
             settings,
             registry,
             profiles: Mutex::default(),
-            aliases: Mutex::default(),
             events: broadcast::channel(1024).0,
         }
     }
@@ -96,40 +94,6 @@ impl Monitor {
         }
     }
 
-    /// The version a selector names now: a number as it is, an alias or `latest` as
-    /// the registry resolves it (asked again every 30 s).
-    pub async fn resolve(
-        &self,
-        name: &str,
-        selector: &Selector,
-        now_ms: u64,
-    ) -> Result<u64, String> {
-        if let Selector::Version(v) = selector {
-            return Ok(*v);
-        }
-        let registry = self.registry.as_ref().map_err(Clone::clone)?;
-        let key = format!("{name}\u{0}{selector}");
-        let mut aliases = self.aliases.lock().await;
-        match aliases.get(&key) {
-            Some(Fetched::Ok(v, at)) if now_ms < at + RETRY_MS => return Ok(*v),
-            Some(Fetched::Failed(why, at)) if now_ms < at + RETRY_MS => return Err(why.clone()),
-            _ => {}
-        }
-        let answer = registry
-            .get_version(name, selector)
-            .await
-            .map(|v| v.version)
-            .map_err(|e| format!("models:/{name}{selector} does not resolve in the registry: {e}"));
-        aliases.insert(
-            key,
-            match &answer {
-                Ok(v) => Fetched::Ok(*v, now_ms),
-                Err(why) => Fetched::Failed(why.clone(), now_ms),
-            },
-        );
-        answer
-    }
-
     /// A version's reference profile, fetched once from the registry; a failure is
     /// remembered for 30 s, then asked again.
     pub async fn profile(
@@ -142,7 +106,7 @@ impl Monitor {
         let key = (name.to_owned(), version);
         let mut profiles = self.profiles.lock().await;
         match profiles.get(&key) {
-            Some(Fetched::Ok(p, _)) => return Ok(p.clone()),
+            Some(Fetched::Ok(p)) => return Ok(p.clone()),
             Some(Fetched::Failed(why, at)) if now_ms < at + RETRY_MS => return Err(why.clone()),
             _ => {}
         }
@@ -155,7 +119,7 @@ impl Monitor {
                     features = p.features.len(),
                     "reference profile loaded"
                 );
-                profiles.insert(key, Fetched::Ok(p.clone(), now_ms));
+                profiles.insert(key, Fetched::Ok(p.clone()));
             }
             Err(why) => {
                 tracing::warn!(model = name, version, error = %why, "no reference profile");
@@ -177,7 +141,7 @@ impl Monitor {
             .await
             .get(&(name.to_owned(), version))?
         {
-            Fetched::Ok(p, _) => Some(Ok(p.clone())),
+            Fetched::Ok(p) => Some(Ok(p.clone())),
             Fetched::Failed(why, _) => Some(Err(why.clone())),
         }
     }

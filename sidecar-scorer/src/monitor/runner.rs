@@ -5,7 +5,6 @@
 //! the findings they raise or clear, then the realised performance of each version on
 //! its labelled window. A new leader carries on from the stored windows.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -16,7 +15,7 @@ use super::findings::{EventKind, Finding, ModelEvent, changes, hysteresis};
 use super::judge::{MonitoredSample, Span, WindowReport, judge};
 use super::realised::{self, RealisedPerformance};
 use super::settings::WindowBy;
-use super::watched::{Source, by_uri};
+use super::watched::{Source, versions};
 use crate::api::{AppState, now_ms};
 use crate::completeness::completeness;
 use crate::store::{SampleRange, StoreError};
@@ -59,33 +58,15 @@ pub struct Target {
     pub sources: Vec<Source>,
 }
 
-/// The versions watched now: each URI a variant names, resolved to its version.
+/// The versions watched now.
 pub async fn targets(app: &AppState) -> Result<Vec<Target>, StoreError> {
     let rollouts = app.store.rollouts().await?;
-    let mut out: BTreeMap<(String, u64), Vec<Source>> = BTreeMap::new();
-    for (uri, watched) in by_uri(&rollouts) {
-        let (name, selector, sources) = match watched {
-            Ok(w) => w,
-            Err(why) => {
-                tracing::debug!(%uri, %why, "not watched");
-                continue;
-            }
-        };
-        match app.monitor.resolve(&name, &selector, now_ms()).await {
-            Ok(version) => out.entry((name, version)).or_default().extend(sources),
-            Err(why) => tracing::warn!(%uri, %why, "not watched"),
-        }
-    }
-    Ok(out
+    Ok(versions(&rollouts)
         .into_iter()
-        .map(|((model, version), mut sources)| {
-            sources.sort();
-            sources.dedup();
-            Target {
-                model,
-                version,
-                sources,
-            }
+        .map(|((model, version), sources)| Target {
+            model,
+            version,
+            sources,
         })
         .collect())
 }
