@@ -110,7 +110,8 @@ pub struct WindowReport {
     pub model: String,
     pub version: u64,
     pub by: WindowBy,
-    /// The window is (start, end]: ms of sample time (`by` time) or sample ids.
+    /// The window is [start, end) in ms of sample time (`by` time), or (start, end]
+    /// in sample ids (`by` count).
     pub start: u64,
     pub end: u64,
     /// Sample times of the first and last sample in it.
