@@ -121,6 +121,10 @@ bench-stats: setup-stats-bench ## streaming drift 1M x 50 and the exact statisti
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OUTRIDER_PYTHON=$(abspath $(VENV)/bin/python) \
 		$(CARGO) bench --locked -p outrider-stats --bench stats
 
+# OPENBLAS_* are unset for Evidently's process only (in the benchmark): they slow numpy down.
+bench-drift: filters setup-monitoring-references ## the model monitor end to end at 200 req/s sampled at 10%: drift onset to alert, scorer CPU per 1,000 samples, Evidently's drift report on the same windows
+	OUTRIDER_PYTHON=$(abspath $(VENV)/bin/python) $(CARGO) bench --locked -p outrider-scorer --bench drift
+
 bench-scorer: setup ## telemetry batches/s, feedback events/s and 1,000 polling proxies, SQLite and PostgreSQL side by side
 	$(CARGO) bench --locked -p outrider-scorer --bench scorer
 

@@ -494,10 +494,10 @@ mod tests {
         assert_eq!(kind.unseen, 134);
         assert_eq!(kind.verdict, Verdict::Drifted);
         // Reference [a 750, b 250, unseen 0] against [266, 0, 134]: PSI by hand.
-        let (ra, rb) = (0.75, 0.25);
+        let (ra, rb): (f64, f64) = (0.75, 0.25);
         let (ca, cb, cu) = (266.0 / 400.0, 0.0001, 134.0 / 400.0);
-        let psi = (ca - ra) * (ca / ra as f64).ln()
-            + (cb - rb) * (cb / rb as f64).ln()
+        let psi = (ca - ra) * (ca / ra).ln()
+            + (cb - rb) * (cb / rb).ln()
             + (cu - 0.0001) * (cu / 0.0001f64).ln();
         assert!((kind.statistics.as_ref().unwrap().psi - psi).abs() < 1e-12);
         assert_eq!(r.dataset.drifted, ["amount", "kind"]);
