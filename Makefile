@@ -27,7 +27,8 @@ WASI_RUNNER := node $(CURDIR)/filter/wasi-test-runner.mjs
 
 .PHONY: help setup setup-rust build test test-unit lint test-wasm filters demo bench bench-filter \
 	bench-shadow bench-hostcalls bench-instructions bench-stats bench-scorer setup-stats-bench \
-	stats-fixtures setup-model bench-model model-fixtures clean FORCE
+	stats-fixtures setup-model bench-model model-fixtures setup-monitoring-references \
+	monitoring-fixtures bench-drift clean FORCE
 
 # Every target with a `## ` comment on its line is listed here.
 help: ## list the targets (the two a newcomer needs: demo and test)
@@ -97,7 +98,7 @@ test-wasm: setup-rust ## the filter's logic and the protocol compiled to wasm32,
 demo: build ## Envoy with the filter in front of a stable and a canary model stand-in, a scorer ramping the canary, keyed traffic, a live per-variant table
 	target/release/outrider-demo
 
-bench: bench-filter bench-shadow bench-rollback bench-stats bench-scorer bench-model ## every benchmark (see BENCHMARKS.md)
+bench: bench-filter bench-shadow bench-rollback bench-stats bench-scorer bench-model bench-drift ## every benchmark (see BENCHMARKS.md)
 
 bench-filter: build ## Envoy CPU per request and latency: plain route, weighted_clusters, empty wasm filter, outrider (also with a shadow, with sampling, with a guardrail)
 	target/release/outrider-bench filter
@@ -120,6 +121,10 @@ bench-stats: setup-stats-bench ## streaming drift 1M x 50 and the exact statisti
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OUTRIDER_PYTHON=$(abspath $(VENV)/bin/python) \
 		$(CARGO) bench --locked -p outrider-stats --bench stats
 
+# OPENBLAS_* are unset for Evidently's process only (in the benchmark): they slow numpy down.
+bench-drift: filters setup-monitoring-references ## the model monitor end to end at 200 req/s sampled at 10%: drift onset to alert, scorer CPU per 1,000 samples, Evidently's drift report on the same windows
+	OUTRIDER_PYTHON=$(abspath $(VENV)/bin/python) $(CARGO) bench --locked -p outrider-scorer --bench drift
+
 bench-scorer: setup ## telemetry batches/s, feedback events/s and 1,000 polling proxies, SQLite and PostgreSQL side by side
 	$(CARGO) bench --locked -p outrider-scorer --bench scorer
 
@@ -133,6 +138,34 @@ $(VENV)/.stats-ready: $(STATS_REQUIREMENTS) $(VENV)/.installed
 
 stats-fixtures: setup-stats-bench ## regenerate the scipy/statsmodels reference cases the Rust tests read
 	$(VENV)/bin/python sidecar-scorer/stats/fixtures/generate.py
+
+# NannyML and Evidently (pinned), the model monitor's references.
+MONITORING_REQUIREMENTS := sidecar-scorer/stats/fixtures/monitoring-requirements.txt
+setup-monitoring-references: $(VENV)/.monitoring-ready ## NannyML and Evidently in the venv, beside numpy and scipy
+
+$(VENV)/.monitoring-ready: $(MONITORING_REQUIREMENTS) $(VENV)/.stats-ready
+	$(VENV)/bin/pip install -q -r $(MONITORING_REQUIREMENTS)
+	@touch $@
+
+# The fraud model's scores on a labelled reference and on clean, covariate-drifted
+# and concept-drifted chunks, and NannyML's CBPE on them (fixtures/cbpe.json).
+monitoring-fixtures: setup-monitoring-references ## remake the NannyML CBPE reference values the performance tests read
+	$(CARGO) build --locked -q -p outrider-model --bin outrider-model
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && M=target/debug/outrider-model && \
+		$$M generate --rows 40000 --seed 1 --out $$tmp/train.csv && \
+		$$M train --data $$tmp/train.csv --out $$tmp/model --no-register && \
+		$$M generate --rows 20000 --seed 21 --out $$tmp/ref.csv && \
+		$$M generate --rows 10000 --seed 22 --out $$tmp/clean.csv && \
+		$$M generate --rows 10000 --seed 23 --amount-scale 1.5 --new-category-share 0.05 --out $$tmp/covariate.csv && \
+		$$M generate --rows 5000 --seed 24 --fraud-shift 1 --out $$tmp/concept.csv && \
+		for f in ref clean covariate concept; do \
+			$$M batch --model $$tmp/model/model.onnx --in $$tmp/$$f.csv --out $$tmp/$$f.scores.csv --no-progress >/dev/null; \
+		done && \
+		$(VENV)/bin/python sidecar-scorer/stats/fixtures/cbpe_nannyml.py $$tmp/model/report.json \
+			$$tmp/ref.csv $$tmp/ref.scores.csv \
+			clean $$tmp/clean.csv $$tmp/clean.scores.csv \
+			covariate $$tmp/covariate.csv $$tmp/covariate.scores.csv \
+			concept $$tmp/concept.csv $$tmp/concept.scores.csv
 
 ## --- The fraud model (sidecar-scorer/model) --------------------------------
 

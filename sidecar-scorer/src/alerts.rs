@@ -12,18 +12,28 @@
 //! - `OutriderSampleRatioMismatch`: an experiment paused because its variants' counts
 //!   are not what its weights promise.
 //!
+//! And per model version, from the monitor's findings ([`ModelFacts`]):
+//!
+//! - `OutriderFeatureDrift`: an input feature drifted from the reference;
+//! - `OutriderDatasetDrift`: a large share of the features drifted together;
+//! - `OutriderPredictionDrift`: the score's distribution moved;
+//! - `OutriderFeatureMissing`: many samples lack a feature (a broken pipeline);
+//! - `OutriderEstimatedPerformanceDrop`: CBPE's estimated precision or recall fell;
+//! - `OutriderRealisedPerformanceDrop`: precision or recall on labelled samples fell.
+//!
 //! An alert lasts while its condition holds, and resolves when it clears (a new change
-//! to the rollout, a shadow back within its gate).
+//! to the rollout, a shadow back within its gate, a finding that no longer holds).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::monitor::findings::{Finding, FindingKind};
 use crate::rollout::{Event, Rollout, Status};
 use crate::shadow_report::ShadowReport;
 
 /// Every alert the scorer raises; each has its section in `docs/runbook.md`.
-pub const NAMES: [&str; 7] = [
+pub const NAMES: [&str; 13] = [
     "OutriderRolloutRolledBack",
     "OutriderRolloutAborted",
     "OutriderGuardrailTripped",
@@ -31,6 +41,12 @@ pub const NAMES: [&str; 7] = [
     "OutriderShadowGateFailed",
     "OutriderSampleRatioMismatch",
     "OutriderRetrainingFailed",
+    "OutriderFeatureDrift",
+    "OutriderDatasetDrift",
+    "OutriderPredictionDrift",
+    "OutriderFeatureMissing",
+    "OutriderEstimatedPerformanceDrop",
+    "OutriderRealisedPerformanceDrop",
 ];
 
 /// One alert as Alertmanager takes it, with when it started.
@@ -72,6 +88,27 @@ fn alert(
     severity: &str,
     rollout: &str,
     extra: &[(&str, &str)],
+    text: (String, String),
+    runbook_url: &str,
+    starts_ms: u64,
+) -> Alert {
+    labelled(
+        name,
+        severity,
+        &[("rollout", rollout)],
+        extra,
+        text,
+        runbook_url,
+        starts_ms,
+    )
+}
+
+/// An alert about `subject` (its rollout, or its model and version).
+fn labelled(
+    name: &str,
+    severity: &str,
+    subject: &[(&str, &str)],
+    extra: &[(&str, &str)],
     (summary, description): (String, String),
     runbook_url: &str,
     starts_ms: u64,
@@ -79,10 +116,10 @@ fn alert(
     let mut labels: BTreeMap<String, String> = [
         ("alertname", name),
         ("severity", severity),
-        ("rollout", rollout),
         ("service", "outrider"),
     ]
     .iter()
+    .chain(subject)
     .chain(extra)
     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
     .collect();
@@ -219,11 +256,11 @@ pub fn job_alerts(latest: Option<&crate::retrain::Job>, runbook_url: &str) -> Ve
         return Vec::new();
     };
     let id = job.id.to_string();
-    vec![alert(
+    vec![labelled(
         "OutriderRetrainingFailed",
         "warning",
-        "",
-        &[("model", &job.model), ("job", &id)],
+        &[("model", &job.model)],
+        &[("job", &id)],
         (
             format!("Retraining job {id} of model {} failed", job.model),
             format!(
@@ -234,6 +271,69 @@ pub fn job_alerts(latest: Option<&crate::retrain::Job>, runbook_url: &str) -> Ve
         runbook_url,
         job.ended_ms.unwrap_or(job.created_ms),
     )]
+}
+
+/// What the alerts of one model version are computed from: the findings after its
+/// latest window and on its labelled window.
+pub struct ModelFacts<'a> {
+    pub model: &'a str,
+    pub version: u64,
+    pub findings: &'a [Finding],
+}
+
+/// The alert name and severity of each kind of finding.
+fn model_alert(kind: FindingKind) -> (&'static str, &'static str) {
+    match kind {
+        FindingKind::FeatureDrift => ("OutriderFeatureDrift", "warning"),
+        FindingKind::DatasetDrift => ("OutriderDatasetDrift", "critical"),
+        FindingKind::PredictionDrift => ("OutriderPredictionDrift", "warning"),
+        FindingKind::FeatureMissing => ("OutriderFeatureMissing", "critical"),
+        FindingKind::EstimatedPerformanceDrop => ("OutriderEstimatedPerformanceDrop", "warning"),
+        FindingKind::RealisedPerformanceDrop => ("OutriderRealisedPerformanceDrop", "critical"),
+    }
+}
+
+/// The alerts that hold for one model version now: one per finding.
+pub fn active_for_model(facts: &ModelFacts<'_>, runbook_url: &str) -> Vec<Alert> {
+    let version = facts.version.to_string();
+    facts
+        .findings
+        .iter()
+        .map(|f| {
+            let (name, severity) = model_alert(f.key.kind);
+            let subject_label = match f.key.kind {
+                FindingKind::FeatureDrift | FindingKind::FeatureMissing => "feature",
+                FindingKind::EstimatedPerformanceDrop | FindingKind::RealisedPerformanceDrop => {
+                    "metric"
+                }
+                FindingKind::DatasetDrift | FindingKind::PredictionDrift => "",
+            };
+            let what = if f.key.subject.is_empty() {
+                f.key.kind.to_string().replace('_', " ")
+            } else {
+                format!(
+                    "{} ({})",
+                    f.key.kind.to_string().replace('_', " "),
+                    f.key.subject
+                )
+            };
+            labelled(
+                name,
+                severity,
+                &[("model", facts.model), ("version", &version)],
+                &[(subject_label, &f.key.subject)],
+                (
+                    format!("models:/{}/{}: {what}", facts.model, facts.version),
+                    format!(
+                        "{}; in {} of the last {} windows.",
+                        f.detail, f.windows, f.of
+                    ),
+                ),
+                runbook_url,
+                f.since_ms,
+            )
+        })
+        .collect()
 }
 
 /// RFC 3339 in UTC with milliseconds, as Alertmanager reads and writes times.
@@ -285,18 +385,21 @@ pub fn webhook_body(
     } else {
         "firing"
     };
+    // Grouped by name and subject: the rollout, or the model of a monitor alert.
+    let subject = if a.labels.contains_key("model") {
+        "model"
+    } else {
+        "rollout"
+    };
     let group: BTreeMap<&str, &str> = [
         ("alertname", a.name()),
-        (
-            "rollout",
-            a.labels.get("rollout").map_or("", String::as_str),
-        ),
+        (subject, a.labels.get(subject).map_or("", String::as_str)),
     ]
     .into_iter()
     .collect();
     serde_json::json!({
         "version": "4",
-        "groupKey": format!("{{}}:{{alertname=\"{}\", rollout=\"{}\"}}", group["alertname"], group["rollout"]),
+        "groupKey": format!("{{}}:{{alertname=\"{}\", {subject}=\"{}\"}}", group["alertname"], group[subject]),
         "truncatedAlerts": 0,
         "status": status,
         "receiver": "outrider",
@@ -538,6 +641,56 @@ mod tests {
                 .starts_with("the command exited with status 3 (trigger drift: dataset_drift)")
         );
         assert!(job_alerts(None, "rb").is_empty());
+    }
+
+    #[test]
+    fn each_finding_of_a_model_version_is_an_alert() {
+        use crate::monitor::findings::FindingKey;
+        let finding = |kind, subject: &str| Finding {
+            key: FindingKey {
+                kind,
+                subject: subject.to_owned(),
+            },
+            windows: 3,
+            of: 5,
+            detail: "amount drifted: PSI 0.912, JS distance 0.410".into(),
+            since_ms: 42_000,
+        };
+        let findings = [
+            finding(FindingKind::FeatureDrift, "amount"),
+            finding(FindingKind::DatasetDrift, ""),
+            finding(FindingKind::RealisedPerformanceDrop, "recall"),
+        ];
+        let alerts = active_for_model(
+            &ModelFacts {
+                model: "fraud",
+                version: 3,
+                findings: &findings,
+            },
+            "rb",
+        );
+        let a = &alerts[0];
+        assert_eq!(a.name(), "OutriderFeatureDrift");
+        assert_eq!(
+            (a.labels["model"].as_str(), a.labels["version"].as_str()),
+            ("fraud", "3")
+        );
+        assert_eq!(a.labels["feature"], "amount");
+        assert!(!a.labels.contains_key("rollout"));
+        assert_eq!(a.starts_ms, 42_000);
+        assert_eq!(a.annotations["runbook_url"], "rb#outriderfeaturedrift");
+        assert!(a.annotations["description"].ends_with("in 3 of the last 5 windows."));
+        assert_eq!(alerts[1].name(), "OutriderDatasetDrift");
+        assert!(!alerts[1].labels.contains_key("feature"));
+        assert_eq!(alerts[2].labels["metric"], "recall");
+        assert_eq!(alerts[2].labels["severity"], "critical");
+        let body = webhook_body(
+            a,
+            None,
+            "http://scorer/v1/models/fraud/drift",
+            "http://scorer",
+        );
+        assert_eq!(body["groupLabels"]["model"], "fraud");
     }
 
     #[test]

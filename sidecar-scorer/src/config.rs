@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
+use crate::monitor::settings::MonitorSettings;
+
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8750";
 pub const DEFAULT_STORE: &str = "outrider-scorer.db";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -91,8 +93,10 @@ pub struct ServeArgs {
     /// a check names its own `address`.
     #[arg(long, env = "OUTRIDER_PROMETHEUS_URL")]
     pub prometheus_url: Option<String>,
-    /// The model registry: a folder (the embedded registry) or an MLflow tracking URI
-    /// (http://host:5000). Retraining registers versions there and reads them back.
+    /// The model registry (a folder of the embedded registry, or an MLflow tracking
+    /// URI `http://host:5000`), as `outrider-model --registry`. The model monitor reads
+    /// each watched version's reference profile from it (without it monitoring is
+    /// off); retraining registers versions there.
     #[arg(long, env = "OUTRIDER_REGISTRY")]
     pub registry: Option<String>,
     /// The trainer retraining jobs run by default. [default: `outrider-model` beside
@@ -141,6 +145,8 @@ struct FileConfig {
     registry: Option<String>,
     model_binary: Option<PathBuf>,
     jobs_dir: Option<PathBuf>,
+    #[serde(default)]
+    monitor: MonitorSettings,
     runbook_url: Option<String>,
     external_url: Option<String>,
     log_format: Option<LogFormat>,
@@ -162,9 +168,12 @@ pub struct ServeConfig {
     pub alert_webhook_urls: Vec<String>,
     /// Where `prometheus` checks without an `address` of their own send their queries.
     pub prometheus_url: Option<String>,
+    /// The model registry the monitor and retraining use.
     pub registry: Option<String>,
     pub model_binary: PathBuf,
     pub jobs_dir: PathBuf,
+    /// The `[monitor]` table of the file.
+    pub monitor: MonitorSettings,
     pub runbook_url: String,
     pub external_url: String,
     pub log_format: LogFormat,
@@ -230,6 +239,7 @@ impl ServeConfig {
                 "worker_timeout_seconds must be between 1 and 86400, got {worker_timeout_seconds}"
             );
         }
+        file.monitor.validate().map_err(anyhow::Error::msg)?;
         let listen = match args.listen.or(file.listen) {
             Some(addr) => addr,
             None => DEFAULT_LISTEN.parse()?,
@@ -274,6 +284,7 @@ impl ServeConfig {
                 .jobs_dir
                 .or(file.jobs_dir)
                 .unwrap_or_else(|| std::env::temp_dir().join("outrider-jobs")),
+            monitor: file.monitor,
             runbook_url: args
                 .runbook_url
                 .or(file.runbook_url)
@@ -344,7 +355,7 @@ mod tests {
         let path = dir.path().join("scorer.toml");
         std::fs::write(&path, "lisen = \"127.0.0.1:9000\"\n").unwrap();
         let err = ServeConfig::resolve(ServeArgs {
-            config: Some(path),
+            config: Some(path.clone()),
             ..ServeArgs::default()
         })
         .unwrap_err();
@@ -367,5 +378,24 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("prometheus_url"), "{err}");
+        std::fs::write(&path, "[monitor]\nmin_samples = 0\n").unwrap();
+        let err = ServeConfig::resolve(ServeArgs {
+            config: Some(path.clone()),
+            ..ServeArgs::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("monitor.min_samples"), "{err}");
+        std::fs::write(
+            &path,
+            "registry = \"/tmp/r\"\n[monitor.window]\nby = \"count\"\nwidth = 300\n",
+        )
+        .unwrap();
+        let config = ServeConfig::resolve(ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(config.registry.as_deref(), Some("/tmp/r"));
+        assert_eq!(config.monitor.window.width, 300);
     }
 }

@@ -22,6 +22,8 @@
 //!   Alertmanager and webhooks and stored;
 //! - [`prometheus`]: the instant queries of `prometheus` analysis checks;
 //! - [`controller`]: the replica that holds the decision lock advances step schedules;
+//! - [`monitor`]: drift and performance of the model versions that variants serve,
+//!   against their reference profiles from the registry;
 //! - [`config`], [`server`]: `outrider-scorer serve`, its settings and its start-up;
 //! - [`client`]: the command line's client of a running server;
 //! - [`stats`]: the statistics engine's JSON contract (CLI and `POST /v1/stats/...`).
@@ -37,6 +39,7 @@ pub mod experiment;
 pub mod gates;
 pub mod histogram;
 pub mod metrics;
+pub mod monitor;
 pub mod notifier;
 pub mod prometheus;
 pub mod retrain;

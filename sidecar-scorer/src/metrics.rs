@@ -102,8 +102,70 @@ pub struct StatusLabels {
     pub status: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    pub model: String,
+    pub version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FeatureLabels {
+    pub model: String,
+    pub version: String,
+    pub feature: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatisticLabels {
+    pub model: String,
+    pub version: String,
+    pub feature: String,
+    pub statistic: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WindowLabels {
+    pub model: String,
+    pub version: String,
+    /// `judged` or `insufficient_data`.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FindingLabels {
+    pub model: String,
+    pub version: String,
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PerformanceLabels {
+    pub model: String,
+    pub version: String,
+    /// `precision` or `recall` (and `pr_auc`, realised).
+    pub metric: String,
+    /// `value`, `low` or `high`.
+    pub bound: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// The model monitor's series.
+pub struct ModelMetrics {
+    pub feature_drift: Family<StatisticLabels, FloatGauge>,
+    pub feature_drifted: Family<FeatureLabels, Gauge>,
+    pub feature_missing: Family<FeatureLabels, FloatGauge>,
+    pub dataset_drift_share: Family<ModelLabels, FloatGauge>,
+    pub findings: Family<FindingLabels, Gauge>,
+    pub windows: Family<WindowLabels, Counter>,
+    pub estimated: Family<PerformanceLabels, FloatGauge>,
+    pub realised: Family<PerformanceLabels, FloatGauge>,
+    pub monitoring: Gauge,
+}
+
 pub struct Metrics {
     registry: Registry,
+    pub model: ModelMetrics,
     pub http_requests: Family<HttpLabels, Counter>,
     pub telemetry_batches: Family<BatchLabels, Counter>,
     pub ingested_requests: Family<VariantLabels, Counter>,
@@ -234,8 +296,65 @@ impl Metrics {
             "The canary judge's 0-100 score of each candidate in the latest analysis run",
             judge_score.clone(),
         );
+        let model = ModelMetrics {
+            feature_drift: Family::default(),
+            feature_drifted: Family::default(),
+            feature_missing: Family::default(),
+            dataset_drift_share: Family::default(),
+            findings: Family::default(),
+            windows: Family::default(),
+            estimated: Family::default(),
+            realised: Family::default(),
+            monitoring: Gauge::default(),
+        };
+        registry.register(
+            "feature_drift",
+            "Each input feature's (and the score's) drift statistic in its version's latest judged window (psi, js_distance, ks_statistic, wasserstein_normed, chi2)",
+            model.feature_drift.clone(),
+        );
+        registry.register(
+            "feature_drifted",
+            "1 when the feature (or the score) drifted in its version's latest judged window",
+            model.feature_drifted.clone(),
+        );
+        registry.register(
+            "feature_missing_share",
+            "Share of the latest window's samples without the feature (absent, null or not a number)",
+            model.feature_missing.clone(),
+        );
+        registry.register(
+            "dataset_drift_share",
+            "Share of the input features that drifted in the version's latest judged window",
+            model.dataset_drift_share.clone(),
+        );
+        registry.register(
+            "model_findings",
+            "Findings holding for each model version, by kind (feature_drift, dataset_drift, prediction_drift, feature_missing, estimated_performance_drop, realised_performance_drop)",
+            model.findings.clone(),
+        );
+        registry.register(
+            "drift_windows",
+            "Windows of model versions judged by this replica, by result (judged, insufficient_data)",
+            model.windows.clone(),
+        );
+        registry.register(
+            "estimated_performance",
+            "CBPE's estimate of precision and recall in the version's latest judged window, with its band (value, low, high)",
+            model.estimated.clone(),
+        );
+        registry.register(
+            "realised_performance",
+            "Precision, recall and PR AUC on the version's labelled window, with their 95% intervals (value, low, high)",
+            model.realised.clone(),
+        );
+        registry.register(
+            "model_monitoring",
+            "1 while the model monitor runs (the scorer has a --registry)",
+            model.monitoring.clone(),
+        );
         Self {
             registry,
+            model,
             http_requests,
             telemetry_batches,
             ingested_requests,
@@ -308,6 +427,145 @@ impl Metrics {
                     })
                     .set(i64::from(last == outcome));
             }
+        }
+    }
+
+    /// Counts a window this replica judged and stored.
+    pub fn observe_window_judged(&self, w: &crate::monitor::judge::WindowReport) {
+        self.model
+            .windows
+            .get_or_create(&WindowLabels {
+                model: w.model.clone(),
+                version: w.version.to_string(),
+                result: if w.judged {
+                    "judged"
+                } else {
+                    "insufficient_data"
+                }
+                .to_owned(),
+            })
+            .inc();
+    }
+
+    /// Sets a version's gauges from its latest window (a judged one keeps the
+    /// figures of the last judged window until the next).
+    pub fn observe_model(&self, w: &crate::monitor::judge::WindowReport) {
+        use crate::monitor::findings::FindingKind;
+        use outrider_protocol::ClosedSet as _;
+        let (model, version) = (w.model.clone(), w.version.to_string());
+        for kind in FindingKind::ALL {
+            let n = w.findings.iter().filter(|f| f.key.kind == *kind).count();
+            self.model
+                .findings
+                .get_or_create(&FindingLabels {
+                    model: model.clone(),
+                    version: version.clone(),
+                    kind: kind.name().to_owned(),
+                })
+                .set(n as i64);
+        }
+        if !w.judged {
+            return;
+        }
+        let feature = |name: &str| FeatureLabels {
+            model: model.clone(),
+            version: version.clone(),
+            feature: name.to_owned(),
+        };
+        for f in w.features.iter().chain([&w.prediction]) {
+            self.model
+                .feature_missing
+                .get_or_create(&feature(&f.name))
+                .set(f.missing_share);
+            self.model
+                .feature_drifted
+                .get_or_create(&feature(&f.name))
+                .set(i64::from(
+                    f.verdict == crate::monitor::judge::Verdict::Drifted,
+                ));
+            let Some(s) = &f.statistics else { continue };
+            let figures = [
+                ("psi", Some(s.psi)),
+                ("js_distance", Some(s.js_distance)),
+                ("ks_statistic", s.ks_statistic),
+                ("wasserstein_normed", s.wasserstein_normed),
+                ("chi2", s.chi2),
+            ];
+            for (statistic, value) in figures {
+                if let Some(v) = value {
+                    self.model
+                        .feature_drift
+                        .get_or_create(&StatisticLabels {
+                            model: model.clone(),
+                            version: version.clone(),
+                            feature: f.name.clone(),
+                            statistic: statistic.to_owned(),
+                        })
+                        .set(v);
+                }
+            }
+        }
+        self.model
+            .dataset_drift_share
+            .get_or_create(&ModelLabels {
+                model: model.clone(),
+                version: version.clone(),
+            })
+            .set(w.dataset.share);
+        if let Some(p) = &w.performance {
+            for (metric, e) in [
+                ("precision", p.estimate.precision),
+                ("recall", p.estimate.recall),
+            ] {
+                self.set_bounds(
+                    &self.model.estimated,
+                    &model,
+                    &version,
+                    metric,
+                    [e.value, e.low, e.high],
+                );
+            }
+        }
+    }
+
+    /// Sets a version's realised-performance gauges.
+    pub fn observe_realised(&self, p: &crate::monitor::realised::RealisedPerformance) {
+        let version = p.version.to_string();
+        let r = &p.realised;
+        for (metric, i) in [
+            ("precision", r.precision),
+            ("recall", r.recall),
+            ("pr_auc", r.pr_auc),
+        ] {
+            if let Some(i) = i {
+                self.set_bounds(
+                    &self.model.realised,
+                    &p.model,
+                    &version,
+                    metric,
+                    [i.value, i.low, i.high],
+                );
+            }
+        }
+    }
+
+    fn set_bounds(
+        &self,
+        family: &Family<PerformanceLabels, FloatGauge>,
+        model: &str,
+        version: &str,
+        metric: &str,
+        values: [f64; 3],
+    ) {
+        for (bound, v) in ["value", "low", "high"].into_iter().zip(values) {
+            family
+                .get_or_create(&PerformanceLabels {
+                    model: model.to_owned(),
+                    version: version.to_owned(),
+                    metric: metric.to_owned(),
+                    bound: bound.to_owned(),
+                })
+                .set(v);
         }
     }
 

@@ -13,9 +13,12 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::alerts::{Alert, Facts, active, for_alertmanager, webhook_body};
+use crate::alerts::{
+    Alert, Facts, ModelFacts, active, active_for_model, for_alertmanager, webhook_body,
+};
 use crate::api::{AppState, now_ms};
 use crate::metrics::NotifyLabels;
+use crate::monitor::findings::Finding;
 use crate::shadow_report::reports;
 use crate::store::{StoreError, StoredAlert};
 
@@ -86,6 +89,16 @@ pub async fn run(app: AppState, mut shutdown: watch::Receiver<bool>) {
 }
 
 async fn observe(app: &AppState) -> Result<(), StoreError> {
+    app.metrics
+        .model
+        .monitoring
+        .set(i64::from(app.monitor.off().is_none()));
+    for window in app.store.latest_drift_windows().await? {
+        app.metrics.observe_model(&window);
+    }
+    for performance in app.store.realised().await? {
+        app.metrics.observe_realised(&performance);
+    }
     for rollout in app.store.rollouts().await? {
         let last = match rollout.analysis {
             Some(_) => app.store.runs(&rollout.name, 1).await?.pop(),
@@ -146,6 +159,31 @@ async fn current(app: &AppState) -> Result<BTreeMap<String, Alert>, StoreError> 
             out.insert(alert.fingerprint(), alert);
         }
     }
+    // The monitor's findings: after each version's latest window, and on its
+    // labelled window.
+    let mut findings: BTreeMap<(String, u64), Vec<Finding>> = BTreeMap::new();
+    for w in app.store.latest_drift_windows().await? {
+        findings
+            .entry((w.model, w.version))
+            .or_default()
+            .extend(w.findings);
+    }
+    for p in app.store.realised().await? {
+        findings
+            .entry((p.model, p.version))
+            .or_default()
+            .extend(p.findings);
+    }
+    for ((model, version), findings) in &findings {
+        let facts = ModelFacts {
+            model,
+            version: *version,
+            findings,
+        };
+        for alert in active_for_model(&facts, &app.config.runbook_url) {
+            out.insert(alert.fingerprint(), alert);
+        }
+    }
     Ok(out)
 }
 
@@ -168,6 +206,9 @@ fn stored(fingerprint: &str, alert: &Alert, ends_ms: Option<u64>) -> StoredAlert
 fn generator_url(app: &AppState, alert: &Alert) -> String {
     if let Some(job) = alert.labels.get("job") {
         return format!("{}/v1/jobs/{job}", app.config.external_url);
+    }
+    if let Some(model) = alert.labels.get("model") {
+        return format!("{}/v1/models/{model}/drift", app.config.external_url);
     }
     let rollout = alert.labels.get("rollout").map_or("", String::as_str);
     format!("{}/v1/rollouts/{rollout}/events", app.config.external_url)

@@ -7,7 +7,7 @@ use tokio::sync::watch;
 
 use crate::api::{self, App};
 use crate::config::ServeConfig;
-use crate::{controller, notifier, store};
+use crate::{controller, monitor, notifier, store};
 
 pub async fn serve(config: ServeConfig) -> Result<()> {
     for token in &config.generated_tokens {
@@ -31,7 +31,8 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     let (stop, stopped) = watch::channel(false);
     let decisions = tokio::spawn(controller::run(app.clone(), stopped.clone()));
     let alerts = tokio::spawn(notifier::run(app.clone(), stopped.clone()));
-    let retraining = tokio::spawn(crate::retrain::runner::run(app.clone(), stopped));
+    let retraining = tokio::spawn(crate::retrain::runner::run(app.clone(), stopped.clone()));
+    let monitoring = tokio::spawn(monitor::runner::run(app.clone(), stopped));
     if let Some(path) = &app.config.address_file {
         // Written whole or not at all: a reader never sees half an address.
         let tmp = path.with_extension("tmp");
@@ -46,6 +47,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     let _ = decisions.await;
     let _ = alerts.await;
     let _ = retraining.await;
+    let _ = monitoring.await;
     tracing::info!("outrider scorer stopped");
     Ok(())
 }

@@ -15,10 +15,15 @@ use outrider_protocol::{
 };
 use outrider_scorer::experiment::Unit;
 use outrider_scorer::experiment::judge::{Arm, judge};
+use outrider_scorer::monitor::findings::{EventKind, Finding, FindingKey, FindingKind, ModelEvent};
+use outrider_scorer::monitor::judge::{
+    DatasetVerdict, FeatureKind, FeatureReport, Verdict, WindowReport,
+};
+use outrider_scorer::monitor::settings::WindowBy;
 use outrider_scorer::retrain::{Job, JobStatus, Policy};
 use outrider_scorer::rollout::{Attribution, Event, Rollout};
 use outrider_scorer::store::{
-    self, ExposureSums, FeedbackEvent, FeedbackOutcome, Store, StoreError,
+    self, ExposureSums, FeedbackEvent, FeedbackOutcome, SampleRange, Store, StoreError,
 };
 use serde_json::json;
 
@@ -61,6 +66,7 @@ on_every_store!(
     a_holder_that_goes_away_loses_the_lead,
     a_model_has_one_open_job_claimed_once,
     labelled_samples_join_their_latest_labels,
+    the_monitor_reads_samples_joins_labels_and_stores_windows_once,
 );
 
 async fn open(backend: &Backend) -> Arc<dyn Store> {
@@ -840,6 +846,227 @@ async fn sqlite_a_replica_restarted_with_its_id_takes_its_lease_back_at_once() {
     );
     let lease = outrider_scorer::store::sqlite::LEASE_MS;
     assert!(!other.try_lead("host-4242", t + lease).await.unwrap());
+}
+
+fn window(end: u64, findings: Vec<Finding>) -> WindowReport {
+    let score = FeatureReport {
+        name: "score".into(),
+        kind: FeatureKind::Score,
+        values: 3,
+        missing: 0,
+        missing_share: 0.0,
+        unseen: 0,
+        statistics: None,
+        verdict: Verdict::InsufficientData,
+        missing_alarm: false,
+    };
+    WindowReport {
+        model: "fraud".into(),
+        version: 1,
+        by: WindowBy::Time,
+        start: end - 1_000,
+        end,
+        first_ms: Some(end - 900),
+        last_ms: Some(end - 1),
+        samples: 3,
+        judged: false,
+        features: Vec::new(),
+        prediction: score,
+        dataset: DatasetVerdict {
+            judged: 0,
+            drifted: Vec::new(),
+            share: 0.0,
+            verdict: Verdict::InsufficientData,
+        },
+        performance: None,
+        findings,
+        judged_ms: end + 5,
+    }
+}
+
+async fn the_monitor_reads_samples_joins_labels_and_stores_windows_once(backend: Backend) {
+    let store = open(&backend).await;
+    let mut b = batch("m-1", 1_500, Vec::new());
+    b.samples = vec![
+        sample("stable", 1_001, Some(0.25)),
+        sample("canary", 1_002, Some(0.5)),
+        sample("stable", 1_003, Some(0.75)),
+        sample("stable", 2_004, None),
+    ];
+    store.ingest(&b, 1_000, 0).await.unwrap();
+    let by_time = store
+        .monitored_samples(
+            "fraud",
+            "stable",
+            SampleRange::Time {
+                from_ms: 1_000,
+                to_ms: 2_000,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        by_time.iter().map(|s| s.at_ms).collect::<Vec<_>>(),
+        [1_001, 1_003]
+    );
+    assert_eq!(by_time[0].features["amount"], 100.1);
+    let first = store
+        .monitored_samples("fraud", "stable", SampleRange::After { id: 0, limit: 2 })
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 2);
+    let through = store
+        .monitored_samples(
+            "fraud",
+            "stable",
+            SampleRange::Through {
+                id: first[1].id,
+                limit: 5,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        through.iter().map(|s| s.at_ms).collect::<Vec<_>>(),
+        [1_003, 1_001],
+        "newest first"
+    );
+    assert_eq!(
+        store
+            .next_sample_ms("fraud", "stable", 1_002)
+            .await
+            .unwrap(),
+        Some(1_003)
+    );
+    assert_eq!(
+        store
+            .next_sample_ms("fraud", "stable", 3_000)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Labels: by request id, by user key (1_002 has one), a later label wins; feedback
+    // received too recently waits.
+    let label = |request: Option<&str>, user: Option<&str>, label: f64| FeedbackEvent {
+        event_id: None,
+        rollout: None,
+        request_id: request.map(str::to_owned),
+        user_key: user.map(str::to_owned),
+        label,
+        value: None,
+        observed_ms: 5,
+    };
+    store
+        .add_feedback(
+            &[
+                label(Some("req-1001"), None, 0.0),
+                label(None, Some("user-1002"), 1.0),
+                label(Some("req-1001"), None, 1.0),
+            ],
+            10,
+        )
+        .await
+        .unwrap();
+    store
+        .add_feedback(&[label(Some("req-1003"), None, 1.0)], 99)
+        .await
+        .unwrap();
+    let round = store.label_samples(50, 100).await.unwrap();
+    assert_eq!((round.feedback, round.labelled), (3, 2));
+    let labelled = store
+        .labelled(
+            "fraud",
+            "stable",
+            SampleRange::Time {
+                from_ms: 0,
+                to_ms: 5_000,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(labelled.len(), 1);
+    assert!(labelled[0].label, "the later label of req-1001");
+    assert_eq!(
+        store.label_samples(50, 100).await.unwrap().feedback,
+        0,
+        "joined once"
+    );
+    assert_eq!(
+        store.label_samples(100, 100).await.unwrap().labelled,
+        1,
+        "now old enough"
+    );
+    let canary = store
+        .labelled(
+            "fraud",
+            "canary",
+            SampleRange::Ids {
+                after: 0,
+                through: u64::MAX / 2,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((canary.len(), canary[0].score), (1, 0.5));
+
+    // Windows: stored once per end, with their events; the feed in order.
+    let finding = Finding {
+        key: FindingKey {
+            kind: FindingKind::FeatureDrift,
+            subject: "amount".into(),
+        },
+        windows: 3,
+        of: 5,
+        detail: "amount drifted".into(),
+        since_ms: 2_005,
+    };
+    let w1 = window(2_000, vec![finding.clone()]);
+    let event = ModelEvent {
+        id: 0,
+        model: "fraud".into(),
+        version: 1,
+        kind: EventKind::Raised,
+        finding,
+        window_end: 2_000,
+        at_ms: 2_005,
+    };
+    assert!(
+        store
+            .add_drift_window(&w1, std::slice::from_ref(&event))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .add_drift_window(&w1, std::slice::from_ref(&event))
+            .await
+            .unwrap(),
+        "judged once"
+    );
+    let mut cleared = event.clone();
+    cleared.kind = EventKind::Cleared;
+    assert!(
+        store
+            .add_drift_window(&window(3_000, Vec::new()), &[cleared])
+            .await
+            .unwrap()
+    );
+    let windows = store.drift_windows("fraud", 1, 10).await.unwrap();
+    assert_eq!(
+        windows.iter().map(|w| w.end).collect::<Vec<_>>(),
+        [2_000, 3_000]
+    );
+    assert_eq!(windows[0], w1);
+    assert_eq!(store.latest_drift_windows().await.unwrap()[0].end, 3_000);
+    assert_eq!(store.model_versions("fraud").await.unwrap(), [1]);
+    let feed = store.model_events(0, 10).await.unwrap();
+    assert_eq!(
+        feed.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        [EventKind::Raised, EventKind::Cleared]
+    );
+    assert!(feed[0].id < feed[1].id);
+    assert_eq!(store.model_events(feed[0].id, 10).await.unwrap().len(), 1);
 }
 
 async fn a_model_has_one_open_job_claimed_once(backend: Backend) {

@@ -2,8 +2,12 @@
 //! on the training data. The drift monitor compares live traffic against it;
 //! numeric features and the score use the monitor's own
 //! [`ReferenceProfile`] (quantile bins, counts, a KLL sketch), categorical
-//! features their category counts.
+//! features their category counts. `performance` holds what the scorer needs to
+//! judge the model's precision and recall at its operating threshold: the
+//! calibration of its scores and the figures on the held-out rows (profiles written
+//! before it existed read without it).
 
+use outrider_stats::performance;
 use outrider_stats::streaming::drift::{DEFAULT_SKETCH_K, ReferenceProfile};
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +26,9 @@ pub struct ModelProfile {
     pub features: Vec<FeatureProfile>,
     /// The model's score on the training rows.
     pub score: ReferenceProfile,
+    /// Operating threshold, calibration and realised figures on the held-out rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub performance: Option<performance::Reference>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

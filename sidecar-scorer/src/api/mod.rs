@@ -6,13 +6,14 @@
 //! - [`body`]: JSON bodies as extractors (size limit, content type, field paths);
 //! - [`error`]: [`ApiError`], and how domain and store errors become answers;
 //! - [`params`]: path and query parameters as extractors, refused as [`ApiError`];
-//! - `rollouts`, `ingest`, `ops`: the handlers;
+//! - `rollouts`, `ingest`, `models`, `ops`: the handlers;
 //! - [`StateCache`]: what filters poll, kept in memory for a moment.
 
 pub mod auth;
 pub mod body;
 pub mod error;
 mod ingest;
+mod models;
 mod ops;
 pub mod params;
 mod retraining;
@@ -30,6 +31,7 @@ use axum::routing::{get, post, put};
 
 use crate::config::ServeConfig;
 use crate::metrics::{HttpLabels, Metrics};
+use crate::monitor::Monitor;
 use crate::store::Store;
 
 pub use error::ApiError;
@@ -46,6 +48,8 @@ pub struct App {
     /// When this process started (ms since the epoch): it waits for the filter
     /// workers it knew before then as if it had just heard from them.
     pub started_ms: u64,
+    /// The model monitor: registry link, cached profiles, the feed of findings.
+    pub monitor: Monitor,
 }
 
 pub type AppState = Arc<App>;
@@ -53,7 +57,9 @@ pub type AppState = Arc<App>;
 impl App {
     /// A replica that does not lead yet, with fresh metrics and an empty state cache.
     pub fn new(store: Arc<dyn Store>, config: ServeConfig) -> AppState {
+        let monitor = Monitor::new(config.registry.as_deref(), config.monitor.clone());
         Arc::new(App {
+            monitor,
             store,
             config,
             metrics: Metrics::new(),
@@ -98,6 +104,9 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/models/{name}/retrain", post(retraining::retrain))
         .route("/v1/models/{name}/jobs", get(retraining::jobs))
         .route("/v1/jobs/{id}", get(retraining::job))
+        .route("/v1/models/events", get(models::events))
+        .route("/v1/models/{name}/drift", get(models::drift))
+        .route("/v1/models/{name}/performance", get(models::performance))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(app.clone(), count_requests))

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 use super::{Job, JobStatus, Policy, compare, drift_reason, due, log_tail};
 use crate::api::{AppState, now_ms};
+use crate::monitor::findings::EventKind;
 use crate::rollout::{Attribution, CreateRequest};
 use crate::store::StoreError;
 
@@ -37,6 +38,8 @@ pub async fn run(app: AppState, mut shutdown: watch::Receiver<bool>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut tasks = tokio::task::JoinSet::new();
     let mut running: HashSet<u64> = HashSet::new();
+    // How far the feed of the monitor's findings has been read.
+    let mut feed: u64 = 0;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -48,6 +51,9 @@ pub async fn run(app: AppState, mut shutdown: watch::Receiver<bool>) {
         }
         if !app.leading.load(Ordering::Relaxed) {
             continue;
+        }
+        if let Err(e) = follow_findings(&app, &mut feed).await {
+            tracing::warn!(error = %e, "retraining could not read the monitor's findings");
         }
         if let Err(e) = lead(&app, &mut tasks, &mut running).await {
             tracing::warn!(error = %e, "retraining could not look at its jobs");
@@ -72,6 +78,29 @@ async fn fail_own_running(app: &AppState, why: &str) {
             let failed = job.failed(why, now_ms());
             if let Ok(true) = app.store.fail_job(&failed, JobStatus::Running).await {
                 tracing::warn!(job = failed.id, model = %failed.model, "{why}: job marked failed");
+            }
+        }
+    }
+}
+
+/// Findings raised newer than this start jobs; older ones were the business of the
+/// replica that led when they were raised (a new leader reads the feed from its start).
+const FRESH_FINDING_MS: u64 = 60_000;
+
+/// Reads the monitor's findings raised since `feed` and queues the jobs the models'
+/// drift triggers call for.
+async fn follow_findings(app: &AppState, feed: &mut u64) -> Result<(), StoreError> {
+    let now = now_ms();
+    loop {
+        let events = app.store.model_events(*feed, 200).await?;
+        let Some(last) = events.last() else {
+            return Ok(());
+        };
+        *feed = last.id;
+        for e in &events {
+            if e.kind == EventKind::Raised && e.at_ms.saturating_add(FRESH_FINDING_MS) >= now {
+                let finding = e.finding.key.kind.to_string();
+                on_findings(app, &e.model, &[finding]).await?;
             }
         }
     }
@@ -205,7 +234,7 @@ pub async fn on_findings(
     ) {
         return Ok(None);
     }
-    queue(app, model, "drift", &format!("drift monitor: {finding}")).await
+    queue(app, model, "drift", &format!("model monitor: {finding}")).await
 }
 
 /// Runs one claimed job to its end and stores how it ended.

@@ -19,6 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::Run;
 use crate::experiment::{ExperimentRun, Unit};
+use crate::monitor::findings::ModelEvent;
+use crate::monitor::judge::{MonitoredSample, WindowReport};
+use crate::monitor::realised::{Labelled, RealisedPerformance};
 use crate::rollout::{Event, Rollout};
 
 pub use jobs::{JobStore, LabelledSample, StoredJob};
@@ -129,6 +132,26 @@ pub struct FeedbackEvent {
 pub struct FeedbackOutcome {
     pub accepted: u64,
     pub duplicates: u64,
+}
+
+/// Which samples of one variant the monitor reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleRange {
+    /// Sample time in [from_ms, to_ms), in order of arrival.
+    Time { from_ms: u64, to_ms: u64 },
+    /// The first `limit` samples stored after sample `id`.
+    After { id: u64, limit: u64 },
+    /// The last `limit` samples stored up to sample `id`, newest first.
+    Through { id: u64, limit: u64 },
+    /// Samples stored after `after` up to `through` (ids).
+    Ids { after: u64, through: u64 },
+}
+
+/// Feedback read and the sample labels it set, in one round of the join.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LabelRound {
+    pub feedback: u64,
+    pub labelled: u64,
 }
 
 #[async_trait]
@@ -252,6 +275,73 @@ pub trait Store: JobStore + Send + Sync {
         rollout: &str,
         limit: u64,
     ) -> StoreResult<Vec<outrider_protocol::Sample>>;
+
+    /// Samples of one rollout variant for the model monitor (features and score).
+    async fn monitored_samples(
+        &self,
+        rollout: &str,
+        variant: &str,
+        range: SampleRange,
+    ) -> StoreResult<Vec<MonitoredSample>>;
+
+    /// Samples of a rollout variant that have a score and an outcome label (`Time` or
+    /// `Ids` ranges).
+    async fn labelled(
+        &self,
+        rollout: &str,
+        variant: &str,
+        range: SampleRange,
+    ) -> StoreResult<Vec<Labelled>>;
+
+    /// Joins feedback to samples, in arrival order from where the last round stopped,
+    /// up to `limit` events received before `received_before_ms`: an event with a
+    /// request id labels the samples of that request, one with only a user key every
+    /// sample of that user stored by then; a later label replaces an earlier one.
+    async fn label_samples(&self, received_before_ms: u64, limit: u64) -> StoreResult<LabelRound>;
+
+    /// Stores a judged window and the events it raised, once per window end; true if
+    /// this call stored it. Events get their ids.
+    async fn add_drift_window(
+        &self,
+        window: &WindowReport,
+        events: &[ModelEvent],
+    ) -> StoreResult<bool>;
+
+    /// The newest `limit` windows of a model version, oldest first.
+    async fn drift_windows(
+        &self,
+        model: &str,
+        version: u64,
+        limit: u64,
+    ) -> StoreResult<Vec<WindowReport>>;
+
+    /// The latest window of every model version.
+    async fn latest_drift_windows(&self) -> StoreResult<Vec<WindowReport>>;
+
+    /// The versions of a model that have judged windows.
+    async fn model_versions(&self, model: &str) -> StoreResult<Vec<u64>>;
+
+    /// Findings raised and cleared after event `after_id`, oldest first.
+    async fn model_events(&self, after_id: u64, limit: u64) -> StoreResult<Vec<ModelEvent>>;
+
+    /// Replaces a version's realised performance, and stores the events its findings
+    /// raised or cleared, in one transaction.
+    async fn put_realised(
+        &self,
+        performance: &RealisedPerformance,
+        events: &[ModelEvent],
+    ) -> StoreResult<()>;
+
+    /// The time of the first sample of a rollout variant at or after `from_ms`.
+    async fn next_sample_ms(
+        &self,
+        rollout: &str,
+        variant: &str,
+        from_ms: u64,
+    ) -> StoreResult<Option<u64>>;
+
+    /// The realised performance of every version.
+    async fn realised(&self) -> StoreResult<Vec<RealisedPerformance>>;
 
     /// Tries to become (or stay) the replica that runs rollout decisions.
     async fn try_lead(&self, holder: &str, now_ms: u64) -> StoreResult<bool>;

@@ -57,6 +57,57 @@ pub const COUNT_FEEDBACK_ROLLOUT: &str = "SELECT COUNT(*) FROM feedback WHERE ro
 pub const COUNT_SAMPLES: &str = "SELECT COUNT(*) FROM samples WHERE rollout = $1";
 pub const SELECT_SAMPLES: &str = "SELECT variant, at_ms, request_id, user_key, features, score FROM samples \
      WHERE rollout = $1 ORDER BY id DESC LIMIT $2";
+// Model monitoring (migration 0008).
+macro_rules! monitored {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, at_ms, features, score FROM samples WHERE rollout = $1 AND variant = $2",
+            $tail
+        )
+    };
+}
+macro_rules! labelled {
+    ($tail:literal) => {
+        concat!(
+            "SELECT s.at_ms, s.score, l.label FROM samples s JOIN sample_labels l ON l.sample_id = s.id ",
+            "WHERE s.rollout = $1 AND s.variant = $2 AND s.score IS NOT NULL",
+            $tail
+        )
+    };
+}
+pub const SELECT_MONITORED_TIME: &str = monitored!(" AND at_ms >= $3 AND at_ms < $4 ORDER BY id");
+pub const SELECT_MONITORED_AFTER: &str = monitored!(" AND id > $3 ORDER BY id LIMIT $4");
+pub const SELECT_MONITORED_THROUGH: &str = monitored!(" AND id <= $3 ORDER BY id DESC LIMIT $4");
+pub const SELECT_NEXT_SAMPLE_MS: &str = "SELECT at_ms FROM samples WHERE rollout = $1 AND variant = $2 \
+     AND at_ms >= $3 ORDER BY at_ms LIMIT 1";
+pub const SELECT_LABELLED_TIME: &str = labelled!(" AND s.at_ms >= $3 AND s.at_ms < $4");
+pub const SELECT_LABELLED_IDS: &str = labelled!(" AND s.id > $3 AND s.id <= $4");
+pub const SELECT_CURSOR: &str = "SELECT position FROM monitor_cursors WHERE name = $1";
+pub const UPSERT_CURSOR: &str = "INSERT INTO monitor_cursors (name, position) VALUES ($1, $2) \
+     ON CONFLICT (name) DO UPDATE SET position = excluded.position";
+pub const SELECT_FEEDBACK_AFTER: &str = "SELECT id, request_id, user_key, label, observed_ms, received_ms FROM feedback \
+     WHERE id > $1 ORDER BY id LIMIT $2";
+pub const SELECT_SAMPLES_BY_REQUEST: &str = "SELECT id FROM samples WHERE request_id = $1";
+pub const SELECT_SAMPLES_BY_USER: &str = "SELECT id FROM samples WHERE user_key = $1";
+pub const UPSERT_LABEL: &str = "INSERT INTO sample_labels (sample_id, label, observed_ms) VALUES ($1, $2, $3) \
+     ON CONFLICT (sample_id) DO UPDATE SET label = excluded.label, observed_ms = excluded.observed_ms";
+pub const INSERT_DRIFT_WINDOW: &str = "INSERT INTO drift_windows (model, version, end_key, start_key, judged_ms, body) \
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (model, version, end_key) DO NOTHING";
+pub const SELECT_DRIFT_WINDOWS: &str = "SELECT body FROM (SELECT body, end_key FROM drift_windows \
+     WHERE model = $1 AND version = $2 ORDER BY end_key DESC LIMIT $3) newest ORDER BY end_key";
+pub const SELECT_LATEST_DRIFT_WINDOWS: &str = "SELECT body FROM drift_windows d WHERE end_key = \
+     (SELECT MAX(end_key) FROM drift_windows m WHERE m.model = d.model AND m.version = d.version) \
+     ORDER BY model, version";
+pub const SELECT_MODEL_VERSIONS: &str =
+    "SELECT DISTINCT version FROM drift_windows WHERE model = $1 ORDER BY version";
+pub const INSERT_MODEL_EVENT: &str =
+    "INSERT INTO model_events (model, version, kind, at_ms, body) VALUES ($1, $2, $3, $4, $5)";
+pub const SELECT_MODEL_EVENTS: &str =
+    "SELECT id, body FROM model_events WHERE id > $1 ORDER BY id LIMIT $2";
+pub const UPSERT_REALISED: &str = "INSERT INTO model_performance (model, version, evaluated_ms, body) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (model, version) DO UPDATE SET evaluated_ms = excluded.evaluated_ms, body = excluded.body";
+pub const SELECT_REALISED: &str = "SELECT body FROM model_performance ORDER BY model, version";
+
 pub const TAKE_LEASE: &str = "INSERT INTO leases (name, holder, expires_ms) VALUES ('controller', $1, $2) \
      ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms \
      WHERE leases.holder = excluded.holder OR leases.expires_ms < $3";

@@ -16,19 +16,27 @@ use sqlx::{
 
 use super::sql::{
     COUNT_FEEDBACK, COUNT_FEEDBACK_ROLLOUT, COUNT_SAMPLES, FEEDBACK_MARGIN_MS, INSERT_BATCH,
-    INSERT_CHUNK, INSERT_EVENT, INSERT_EXPERIMENT_RUN, INSERT_ROLLOUT, INSERT_RUN, Placeholders,
-    SELECT_ALERTS, SELECT_EVENTS, SELECT_EXPERIMENT_RUNS, SELECT_FIRING, SELECT_ROLLOUT,
-    SELECT_ROLLOUTS, SELECT_RUNS, SELECT_SAMPLES, SELECT_SCORES, SELECT_WORKERS, UPDATE_ROLLOUT,
-    UPSERT_ALERT, UPSERT_WORKER, by_variant, db_int, from_db_int, insert_feedback, insert_samples,
+    INSERT_CHUNK, INSERT_DRIFT_WINDOW, INSERT_EVENT, INSERT_EXPERIMENT_RUN, INSERT_MODEL_EVENT,
+    INSERT_ROLLOUT, INSERT_RUN, Placeholders, SELECT_ALERTS, SELECT_CURSOR, SELECT_DRIFT_WINDOWS,
+    SELECT_EVENTS, SELECT_EXPERIMENT_RUNS, SELECT_FEEDBACK_AFTER, SELECT_FIRING,
+    SELECT_LABELLED_IDS, SELECT_LABELLED_TIME, SELECT_LATEST_DRIFT_WINDOWS, SELECT_MODEL_EVENTS,
+    SELECT_MODEL_VERSIONS, SELECT_MONITORED_AFTER, SELECT_MONITORED_THROUGH, SELECT_MONITORED_TIME,
+    SELECT_NEXT_SAMPLE_MS, SELECT_REALISED, SELECT_ROLLOUT, SELECT_ROLLOUTS, SELECT_RUNS,
+    SELECT_SAMPLES, SELECT_SAMPLES_BY_REQUEST, SELECT_SAMPLES_BY_USER, SELECT_SCORES,
+    SELECT_WORKERS, UPDATE_ROLLOUT, UPSERT_ALERT, UPSERT_CURSOR, UPSERT_LABEL, UPSERT_REALISED,
+    UPSERT_WORKER, by_variant, db_int, from_db_int, insert_feedback, insert_samples,
     select_exposure_sums, select_shadows, select_windows, shadow_columns, shadow_from_values,
     shadow_values, upsert_shadow, upsert_windows,
 };
 use super::{
-    ExposureSums, FeedbackEvent, FeedbackOutcome, Store, StoreError, StoreResult, StoredAlert,
-    WindowCounts, WorkerMark,
+    ExposureSums, FeedbackEvent, FeedbackOutcome, LabelRound, SampleRange, Store, StoreError,
+    StoreResult, StoredAlert, WindowCounts, WorkerMark,
 };
 use crate::analysis::Run;
 use crate::experiment::{ExperimentRun, Unit};
+use crate::monitor::findings::ModelEvent;
+use crate::monitor::judge::{MonitoredSample, WindowReport};
+use crate::monitor::realised::{Labelled, RealisedPerformance};
 use crate::rollout::{Event, Rollout};
 
 /// What one SQL database does its own way.
@@ -166,6 +174,24 @@ where
                 query = query.bind(value);
             }
             query.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_model_events(
+        tx: &mut Transaction<'static, D::Db>,
+        events: &[ModelEvent],
+    ) -> StoreResult<()> {
+        for event in events {
+            let body = serde_json::to_string(event).map_err(json_error)?;
+            sqlx::query::<D::Db>(INSERT_MODEL_EVENT)
+                .bind(&event.model)
+                .bind(db_int(event.version))
+                .bind(event.kind.to_string())
+                .bind(db_int(event.at_ms))
+                .bind(body)
+                .execute(&mut **tx)
+                .await?;
         }
         Ok(())
     }
@@ -649,6 +675,279 @@ where
             })
             .collect::<Result<_, sqlx::Error>>()?;
         Ok(samples)
+    }
+
+    async fn monitored_samples(
+        &self,
+        rollout: &str,
+        variant: &str,
+        range: SampleRange,
+    ) -> StoreResult<Vec<MonitoredSample>> {
+        let query = match range {
+            SampleRange::Time { from_ms, to_ms } => sqlx::query::<D::Db>(SELECT_MONITORED_TIME)
+                .bind(rollout)
+                .bind(variant)
+                .bind(db_int(from_ms))
+                .bind(db_int(to_ms)),
+            SampleRange::After { id, limit } => sqlx::query::<D::Db>(SELECT_MONITORED_AFTER)
+                .bind(rollout)
+                .bind(variant)
+                .bind(db_int(id))
+                .bind(db_int(limit)),
+            SampleRange::Through { id, limit } => sqlx::query::<D::Db>(SELECT_MONITORED_THROUGH)
+                .bind(rollout)
+                .bind(variant)
+                .bind(db_int(id))
+                .bind(db_int(limit)),
+            SampleRange::Ids { .. } => {
+                return Err(StoreError::Unavailable(
+                    "samples by id range are read as labelled samples only".into(),
+                ));
+            }
+        };
+        let rows = query.fetch_all(&self.read).await?;
+        let samples = rows
+            .iter()
+            .map(|row| {
+                let features: String = row.try_get("features")?;
+                Ok(MonitoredSample {
+                    id: from_db_int(row.try_get("id")?),
+                    at_ms: from_db_int(row.try_get("at_ms")?),
+                    // A stored row that is not an object of numbers counts as missing
+                    // every feature, never as an error.
+                    features: serde_json::from_str(&features).unwrap_or_default(),
+                    score: row.try_get("score")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+        Ok(samples)
+    }
+
+    async fn labelled(
+        &self,
+        rollout: &str,
+        variant: &str,
+        range: SampleRange,
+    ) -> StoreResult<Vec<Labelled>> {
+        let (sql, a, b) = match range {
+            SampleRange::Time { from_ms, to_ms } => (SELECT_LABELLED_TIME, from_ms, to_ms),
+            SampleRange::Ids { after, through } => (SELECT_LABELLED_IDS, after, through),
+            _ => {
+                return Err(StoreError::Unavailable(
+                    "labelled samples are read by time or id range".into(),
+                ));
+            }
+        };
+        let rows = sqlx::query::<D::Db>(sql)
+            .bind(rollout)
+            .bind(variant)
+            .bind(db_int(a))
+            .bind(db_int(b))
+            .fetch_all(&self.read)
+            .await?;
+        let labelled = rows
+            .iter()
+            .map(|row| {
+                let label: f64 = row.try_get("label")?;
+                Ok(Labelled {
+                    at_ms: from_db_int(row.try_get("at_ms")?),
+                    score: row.try_get("score")?,
+                    label: label >= 0.5,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+        Ok(labelled)
+    }
+
+    async fn label_samples(&self, received_before_ms: u64, limit: u64) -> StoreResult<LabelRound> {
+        const CURSOR: &str = "feedback";
+        let mut tx = self.write.begin().await?;
+        let cursor: Option<i64> = sqlx::query_scalar::<D::Db, i64>(SELECT_CURSOR)
+            .bind(CURSOR)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let rows = sqlx::query::<D::Db>(SELECT_FEEDBACK_AFTER)
+            .bind(cursor.unwrap_or(0))
+            .bind(db_int(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut round = LabelRound::default();
+        let mut position = cursor.unwrap_or(0);
+        // Latest label per sample, in feedback order.
+        let mut labels: std::collections::BTreeMap<i64, (f64, i64)> = Default::default();
+        for row in &rows {
+            let received: i64 = row.try_get("received_ms")?;
+            if from_db_int(received) >= received_before_ms {
+                // Its sample may still be on its way: this event and those after it
+                // wait for the next round.
+                break;
+            }
+            let request_id: Option<String> = row.try_get("request_id")?;
+            let user_key: Option<String> = row.try_get("user_key")?;
+            let label: f64 = row.try_get("label")?;
+            let observed: i64 = row.try_get("observed_ms")?;
+            let ids: Vec<i64> = match (&request_id, &user_key) {
+                (Some(r), _) => {
+                    sqlx::query_scalar::<D::Db, i64>(SELECT_SAMPLES_BY_REQUEST)
+                        .bind(r)
+                        .fetch_all(&mut *tx)
+                        .await?
+                }
+                (None, Some(u)) => {
+                    sqlx::query_scalar::<D::Db, i64>(SELECT_SAMPLES_BY_USER)
+                        .bind(u)
+                        .fetch_all(&mut *tx)
+                        .await?
+                }
+                (None, None) => Vec::new(),
+            };
+            for id in ids {
+                labels.insert(id, (label, observed));
+            }
+            position = row.try_get("id")?;
+            round.feedback += 1;
+        }
+        for (id, (label, observed)) in &labels {
+            sqlx::query::<D::Db>(UPSERT_LABEL)
+                .bind(*id)
+                .bind(*label)
+                .bind(*observed)
+                .execute(&mut *tx)
+                .await?;
+        }
+        round.labelled = labels.len() as u64;
+        if round.feedback > 0 {
+            sqlx::query::<D::Db>(UPSERT_CURSOR)
+                .bind(CURSOR)
+                .bind(position)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(round)
+    }
+
+    async fn add_drift_window(
+        &self,
+        window: &WindowReport,
+        events: &[ModelEvent],
+    ) -> StoreResult<bool> {
+        let body = serde_json::to_string(window).map_err(json_error)?;
+        let mut tx = self.write.begin().await?;
+        let result = sqlx::query::<D::Db>(INSERT_DRIFT_WINDOW)
+            .bind(&window.model)
+            .bind(db_int(window.version))
+            .bind(db_int(window.end))
+            .bind(db_int(window.start))
+            .bind(db_int(window.judged_ms))
+            .bind(body)
+            .execute(&mut *tx)
+            .await?;
+        if D::rows_affected(&result) == 0 {
+            return Ok(false);
+        }
+        Self::insert_model_events(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn drift_windows(
+        &self,
+        model: &str,
+        version: u64,
+        limit: u64,
+    ) -> StoreResult<Vec<WindowReport>> {
+        let bodies: Vec<String> = sqlx::query_scalar::<D::Db, String>(SELECT_DRIFT_WINDOWS)
+            .bind(model)
+            .bind(db_int(version))
+            .bind(db_int(limit))
+            .fetch_all(&self.read)
+            .await?;
+        bodies
+            .iter()
+            .map(|b| serde_json::from_str(b).map_err(json_error))
+            .collect()
+    }
+
+    async fn latest_drift_windows(&self) -> StoreResult<Vec<WindowReport>> {
+        let bodies: Vec<String> = sqlx::query_scalar::<D::Db, String>(SELECT_LATEST_DRIFT_WINDOWS)
+            .fetch_all(&self.read)
+            .await?;
+        bodies
+            .iter()
+            .map(|b| serde_json::from_str(b).map_err(json_error))
+            .collect()
+    }
+
+    async fn model_versions(&self, model: &str) -> StoreResult<Vec<u64>> {
+        let versions: Vec<i64> = sqlx::query_scalar::<D::Db, i64>(SELECT_MODEL_VERSIONS)
+            .bind(model)
+            .fetch_all(&self.read)
+            .await?;
+        Ok(versions.into_iter().map(from_db_int).collect())
+    }
+
+    async fn model_events(&self, after_id: u64, limit: u64) -> StoreResult<Vec<ModelEvent>> {
+        let rows = sqlx::query::<D::Db>(SELECT_MODEL_EVENTS)
+            .bind(db_int(after_id))
+            .bind(db_int(limit))
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let body: String = row.try_get("body")?;
+                let id: i64 = row.try_get("id")?;
+                let mut event: ModelEvent =
+                    serde_json::from_str(&body).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+                event.id = from_db_int(id);
+                Ok(event)
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    async fn put_realised(
+        &self,
+        performance: &RealisedPerformance,
+        events: &[ModelEvent],
+    ) -> StoreResult<()> {
+        let body = serde_json::to_string(performance).map_err(json_error)?;
+        let mut tx = self.write.begin().await?;
+        sqlx::query::<D::Db>(UPSERT_REALISED)
+            .bind(&performance.model)
+            .bind(db_int(performance.version))
+            .bind(db_int(performance.evaluated_ms))
+            .bind(body)
+            .execute(&mut *tx)
+            .await?;
+        Self::insert_model_events(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn next_sample_ms(
+        &self,
+        rollout: &str,
+        variant: &str,
+        from_ms: u64,
+    ) -> StoreResult<Option<u64>> {
+        let at: Option<i64> = sqlx::query_scalar::<D::Db, i64>(SELECT_NEXT_SAMPLE_MS)
+            .bind(rollout)
+            .bind(variant)
+            .bind(db_int(from_ms))
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(at.map(from_db_int))
+    }
+
+    async fn realised(&self) -> StoreResult<Vec<RealisedPerformance>> {
+        let bodies: Vec<String> = sqlx::query_scalar::<D::Db, String>(SELECT_REALISED)
+            .fetch_all(&self.read)
+            .await?;
+        bodies
+            .iter()
+            .map(|b| serde_json::from_str(b).map_err(json_error))
+            .collect()
     }
 
     async fn try_lead(&self, holder: &str, now_ms: u64) -> StoreResult<bool> {

@@ -9,6 +9,8 @@
 //! * [`drift::analyze`] — numeric and categorical drift of a current sample
 //!   against a reference sample;
 //! * [`judge::analyze`] — Kayenta-style canary judgment;
+//! * [`performance`] — precision, recall and PR AUC with intervals once labels
+//!   arrive, and CBPE estimates from calibrated scores before;
 //! * [`streaming`] — per-window mergeable state for drift and A/B, with
 //!   tumbling and sliding windows.
 //!
@@ -19,6 +21,7 @@ pub mod ab;
 pub mod drift;
 mod error;
 pub mod judge;
+pub mod performance;
 mod sample;
 pub mod special;
 pub mod streaming;

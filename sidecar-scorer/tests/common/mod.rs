@@ -219,3 +219,20 @@ pub fn scorer_cli(scorer: &Scorer, args: &[&str]) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// Checks a 200 answer of `METHOD template` against its schema in docs/openapi.yaml.
+pub fn conforms(method: &str, template: &str, body: &Value) {
+    let text =
+        std::fs::read_to_string(outrider_harness::paths::repo_root().join("docs/openapi.yaml"))
+            .unwrap();
+    let doc: Value = serde_saphyr::from_str(&text).unwrap();
+    let mut schema = doc["paths"][template][method.to_lowercase()]["responses"]["200"]["content"]["application/json"]["schema"].clone();
+    assert!(schema.is_object(), "{method} {template} 200 has no schema");
+    schema["components"] = doc["components"].clone();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(body)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{method} {template}: {errors:#?}");
+}

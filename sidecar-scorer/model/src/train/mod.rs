@@ -233,7 +233,16 @@ pub fn train(rows: &[Transaction], config: &TrainConfig) -> Result<Trained> {
         test_rows: n_test as u64,
         split_timestamp: test_rows[0].timestamp,
     };
-    let profile = build_profile(&config.model_name, train_rows, &train_scores)?;
+    let mut profile = build_profile(&config.model_name, train_rows, &train_scores)?;
+    // Calibrated on rows the model did not learn from, at the threshold that flags
+    // 1% of honest held-out transactions.
+    let performance = outrider_stats::performance::Reference::fit(
+        &test_scores,
+        &labels_of(test_rows),
+        report.test.threshold_at_1pct_fpr,
+    )
+    .map_err(|e| Error::invalid("performance", e.to_string()))?;
+    profile.performance = Some(performance);
     Ok(Trained {
         onnx,
         profile,
@@ -261,6 +270,7 @@ pub fn build_profile(model: &str, rows: &[&Transaction], scores: &[f64]) -> Resu
         rows: rows.len() as u64,
         features,
         score: profile::reference("score", scores)?,
+        performance: None,
     })
 }
 
@@ -294,6 +304,16 @@ mod tests {
         assert_eq!(a.report.train_rows + a.report.test_rows, 40_000);
         assert_eq!(a.profile.features.len(), N_FEATURES);
         assert_eq!(a.profile.score.n, a.report.train_rows);
+        let perf = a.profile.performance.as_ref().unwrap();
+        assert_eq!(perf.rows, a.report.test_rows);
+        assert_eq!(perf.threshold, test.threshold_at_1pct_fpr);
+        assert!((perf.pr_auc - test.pr_auc).abs() < 1e-12, "{perf:?}");
+        // Old profiles, without the performance section, still read.
+        let mut old: serde_json::Value =
+            serde_json::from_str(&a.profile.to_json().unwrap()).unwrap();
+        old.as_object_mut().unwrap().remove("performance");
+        let back = ModelProfile::from_json(&old.to_string()).unwrap();
+        assert!(back.performance.is_none());
     }
 
     #[test]
