@@ -357,6 +357,16 @@ async fn covariate_drift_alerts_within_the_hysteresis_and_nulls_show_as_missing(
     assert_eq!(version["findings"], json!([]), "clean traffic: {version:#}");
     assert!(firing(&m.scorer).await.is_empty());
 
+    // Retraining follows the findings: a dataset drift queues one job (the command
+    // here registers nothing, so the job fails; what matters is what started it).
+    admin(
+        &m.scorer,
+        Method::PUT,
+        "/v1/models/fraud/retraining",
+        json!({"command": ["true"], "triggers": {"drift": {"verdicts": ["dataset_drift"], "cooldown_seconds": 3600}}}),
+    )
+    .await;
+
     // Covariate drift: amounts doubled, 10% at a merchant category never seen.
     let onset = now_ms();
     live.switch(1);
@@ -393,6 +403,21 @@ async fn covariate_drift_alerts_within_the_hysteresis_and_nulls_show_as_missing(
     assert!(
         alerts.contains(&("OutriderFeatureDrift".into(), "amount".into())),
         "{alerts:?}"
+    );
+    eventually(Duration::from_secs(10), "the drift-triggered job", || async {
+        let jobs = call(&m.scorer, Method::GET, "/v1/models/fraud/jobs", None, None).await;
+        !jobs.json().unwrap()["jobs"].as_array().unwrap().is_empty()
+    })
+    .await;
+    let jobs = call(&m.scorer, Method::GET, "/v1/models/fraud/jobs", None, None)
+        .await
+        .json()
+        .unwrap();
+    let jobs = jobs["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 1, "one job, then the cool-down: {jobs:?}");
+    assert_eq!(
+        (&jobs[0]["trigger"], &jobs[0]["reason"]),
+        (&json!("drift"), &json!("model monitor: dataset_drift"))
     );
     assert!(
         alerts.contains(&("OutriderFeatureDrift".into(), "merchant_category".into())),
