@@ -109,9 +109,7 @@ async fn mesh(scorer: &Scorer, canary: Behaviour, shadows: &[(&str, Behaviour)])
         standins.push(s);
     }
     for (name, behaviour) in shadows {
-        let s = StandIn::start_on(name, any, behaviour.clone())
-            .await
-            .unwrap();
+        let s = StandIn::start_on(name, any, *behaviour).await.unwrap();
         let cluster = format!("shadow-{name}");
         clusters.push(Cluster::new(&cluster, s.addr));
         mirrored.push(json!({"name": name, "cluster": cluster, "share": 100,
