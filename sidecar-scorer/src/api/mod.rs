@@ -7,6 +7,7 @@
 //! - [`error`]: [`ApiError`], and how domain and store errors become answers;
 //! - [`params`]: path and query parameters as extractors, refused as [`ApiError`];
 //! - `rollouts`, `ingest`, `ops`: the handlers;
+//! - `ui`: the dashboard at `/ui`, files built into the binary;
 //! - [`StateCache`]: what filters poll, kept in memory for a moment.
 
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod params;
 mod retraining;
 pub mod rollouts;
 mod state_cache;
+mod ui;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -98,6 +100,9 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/models/{name}/retrain", post(retraining::retrain))
         .route("/v1/models/{name}/jobs", get(retraining::jobs))
         .route("/v1/jobs/{id}", get(retraining::job))
+        .route("/ui", get(ui::page))
+        .route("/ui/rollouts/{name}", get(ui::page))
+        .route("/ui/assets/{file}", get(ui::asset))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(app.clone(), count_requests))
