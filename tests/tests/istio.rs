@@ -1004,3 +1004,157 @@ fn make_wasm_image_refuses_bad_input_naming_the_flag() {
     }
     assert!(!layout.join("index.json").exists());
 }
+
+/// A private registry (Debian's `docker-registry`, the CNCF distribution registry) on a
+/// free loopback port, stopped when dropped.
+struct Registry {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    async fn start() -> Self {
+        let binary = which("docker-registry");
+        let dir = tempfile::tempdir().unwrap();
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: {}}}}}\nhttp: {{addr: {addr}}}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = Command::new(binary)
+            .arg("serve")
+            .arg(&config)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let registry = Self {
+            child,
+            addr,
+            _dir: dir,
+        };
+        let http = outrider_harness::client::HttpClient::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let up = http
+                .get(&format!("http://{addr}/v2/"), &[])
+                .await
+                .is_ok_and(|r| r.status == 200);
+            if up {
+                return registry;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the registry did not start"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A program from Debian's packages that `make setup` installs.
+fn which(program: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join(program))
+        .find(|path| path.exists())
+        .unwrap_or_else(|| panic!("{program} not found on the PATH (run `make setup`)"))
+}
+
+/// The image pushed from the layout with an ordinary tool (skopeo) to a real registry
+/// keeps its manifest's digest, which is what Istio reads for `spec.sha256`; the layer
+/// it then serves holds the module, as Istio's fetcher extracts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wasm_image_pushed_to_a_registry_keeps_the_digest_istio_checks() {
+    let skopeo = which("skopeo");
+    let registry = Registry::start().await;
+    let wasm_path = paths::filter_wasm().unwrap();
+    let wasm = std::fs::read(&wasm_path).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("outrider-filter");
+    let rendered = dir.path().join("wasmplugin.yaml");
+    let reference = format!("{}/outrider/outrider-filter:0.1.0", registry.addr);
+    let output = wasm_image(&[
+        "--wasm",
+        wasm_path.to_str().unwrap(),
+        "--reference",
+        &reference,
+        "--layout",
+        layout.to_str().unwrap(),
+        "--plugin",
+        paths::repo_root()
+            .join("istio/wasmplugin.yaml")
+            .to_str()
+            .unwrap(),
+        "--plugin-out",
+        rendered.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{output:?}");
+
+    // As docs/istio.md tells users to push it.
+    let push = Command::new(skopeo)
+        .args(["copy", "--preserve-digests", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:0.1.0", layout.display()))
+        .arg(format!("docker://{reference}"))
+        .output()
+        .unwrap();
+    assert!(push.status.success(), "{push:?}");
+
+    let http = outrider_harness::client::HttpClient::new();
+    let base = format!("http://{}/v2/outrider/outrider-filter", registry.addr);
+    let manifest = http
+        .get(
+            &format!("{base}/manifests/0.1.0"),
+            &[("accept", wasm_image::MANIFEST_MEDIA_TYPE)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(manifest.status, 200);
+    let plugin: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(&rendered).unwrap()).unwrap();
+    let sha = plugin["spec"]["sha256"].as_str().unwrap();
+    assert_eq!(
+        manifest.header("docker-content-digest"),
+        Some(format!("sha256:{sha}").as_str())
+    );
+    assert_eq!(wasm_image::digest(&manifest.body), format!("sha256:{sha}"));
+    assert_eq!(plugin["spec"]["url"], format!("oci://{reference}"));
+
+    let manifest: Value = serde_json::from_slice(&manifest.body).unwrap();
+    let layer = &manifest["layers"][0];
+    let blob = http
+        .get(
+            &format!("{base}/blobs/{}", layer["digest"].as_str().unwrap()),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(blob.status, 200);
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&blob.body[..]));
+    let mut entry = archive.entries().unwrap().next().unwrap().unwrap();
+    assert_eq!(
+        entry.path().unwrap().to_str(),
+        Some(wasm_image::PLUGIN_FILE)
+    );
+    let mut module = Vec::new();
+    entry.read_to_end(&mut module).unwrap();
+    assert!(module == wasm, "the registry serves the built module");
+}
