@@ -36,7 +36,8 @@ fn run(args: Args) -> Result<()> {
         std::fs::read(&args.wasm).with_context(|| format!("--wasm {}", args.wasm.display()))?;
     let image = write_layout(&wasm, tag, &args.layout)?;
     println!(
-        "{}: OCI image layout, tag {tag}\n  manifest {}\n  module   {}",
+        "{}: OCI image layout, tag {tag}\n  manifest {}  (spec.sha256 for oci:// URLs)\n  \
+         module   {}  (spec.sha256 for https:// URLs, Envoy's remote.sha256)",
         args.layout.display(),
         image.manifest_digest,
         image.module_digest
