@@ -801,8 +801,26 @@ fn the_sidecar_scorer_patch_is_reachable_from_the_filter_beside_it() {
                 .any(|v| v["name"] == m["name"] && v["emptyDir"].is_object())
     });
     assert!(holds_store, "{file} is not on an emptyDir");
-    // The proxy the patch gives the token to is Istio's injected one.
-    assert!(container(&workload, "istio-proxy")["env"][0]["valueFrom"].is_object());
+    // The proxy (Istio's injected container, which the patch's `istio-proxy` merges
+    // into) gets every variable the sidecar WasmPlugin's VM takes from it.
+    let proxy_env: Vec<&Value> = container(&workload, "istio-proxy")["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect();
+    let plugin = named(&all, "WasmPlugin", "outrider-fraud-callers");
+    assert!(labels_match(
+        &plugin["spec"]["selector"]["matchLabels"],
+        &workload["spec"]["template"]["metadata"]["labels"]
+    ));
+    for env in plugin["spec"]["vmConfig"]["env"].as_array().unwrap() {
+        assert_eq!(env["valueFrom"], "HOST");
+        let given = proxy_env
+            .iter()
+            .find(|e| e["name"] == env["name"])
+            .unwrap_or_else(|| panic!("the proxy has no {}", env["name"]));
+        assert!(given["valueFrom"]["secretKeyRef"]["key"].is_string());
+    }
 
     // The ServiceEntry makes `outbound|<port>||<host>` a cluster of this pod's proxy,
     // at the port the scorer listens on, on loopback.
