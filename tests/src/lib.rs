@@ -17,6 +17,7 @@
 //! - [`prometheus`]: a private Prometheus scraping Envoy and the scorer.
 //! - [`rollback`]: a canary that goes wrong under traffic, and how fast it is out.
 //! - [`scorer`]: a real `outrider-scorer serve` process.
+//! - [`wasm_image`]: the filter as an OCI image that Istio pulls (`make wasm-image`).
 
 pub mod admin_stats;
 pub mod alertmanager;
@@ -33,3 +34,4 @@ pub mod prometheus;
 pub mod rollback;
 pub mod scorer;
 pub mod standin;
+pub mod wasm_image;

@@ -74,3 +74,33 @@ pub fn passthrough_wasm() -> Result<PathBuf> {
 pub fn envoy_configs() -> PathBuf {
     repo_root().join("envoy")
 }
+
+/// The strict Kubernetes JSON schemas of one Kubernetes version (`1.37.0`), from the
+/// `kubernetes-validate` package that `make setup` installs in the venv.
+pub fn kubernetes_schemas(version: &str) -> Result<PathBuf> {
+    let folder = format!("v{version}-local-strict");
+    if let Some(root) = std::env::var_os("OUTRIDER_KUBERNETES_SCHEMAS") {
+        return existing(
+            "OUTRIDER_KUBERNETES_SCHEMAS",
+            PathBuf::from(root).join(&folder),
+            "the folder holding v<version>-local-strict",
+        );
+    }
+    let lib = repo_root().join(".venv/lib");
+    if let Ok(entries) = std::fs::read_dir(&lib) {
+        for entry in entries.flatten() {
+            let dir = entry
+                .path()
+                .join("site-packages/kubernetes_validate/kubernetes-json-schema")
+                .join(&folder);
+            if dir.exists() {
+                return Ok(dir);
+            }
+        }
+    }
+    bail!(
+        "no Kubernetes {version} schemas under {}/python*/site-packages/kubernetes_validate \
+         (run `make setup`; or set OUTRIDER_KUBERNETES_SCHEMAS)",
+        lib.display()
+    )
+}

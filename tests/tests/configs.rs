@@ -1,12 +1,16 @@
 //! Configurations: an invalid filter configuration is refused with a log line that
-//! names the field and the problem; every committed bootstrap in `envoy/` validates;
-//! the demo bootstrap routes and labels traffic as documented.
+//! names the field and the problem; every committed bootstrap in `envoy/` validates
+//! (`envoy --mode validate`, which also loads the filter with its configuration); the
+//! demo bootstrap routes and labels traffic as documented; the sidecar and front-proxy
+//! bootstraps have what a deployment needs.
 
 mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use outrider_filter_logic::Rollout;
+use outrider_filter_logic::metric_names::STATS_TAGS;
 use outrider_harness::bootstrap::{Cluster, LISTENER, Routing, Spec, Wasm};
 use outrider_harness::client::HttpClient;
 use outrider_harness::envoy::{Envoy, Launch};
@@ -155,4 +159,86 @@ async fn the_demo_bootstrap_routes_and_labels_as_documented() {
         );
     }
     assert_eq!(stable.requests() + canary.requests(), 1_000);
+}
+
+/// The bootstraps for deployments (a sidecar beside the caller, a front proxy at the
+/// edge) are whole: the stats tags that make Prometheus labels, a route for every
+/// variant's header value, a default route to the baseline, and the scorer's cluster.
+#[test]
+fn the_sidecar_and_front_proxy_bootstraps_are_complete() {
+    for file in ["sidecar.yaml", "front-proxy.yaml"] {
+        let path = paths::envoy_configs().join(file);
+        let yaml: Value = serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let config = embedded_filter_config(&path);
+        let rollout = Rollout::from_json(config.to_string().as_bytes(), |name| {
+            [SECRET_ENV, TOKEN_ENV]
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+        .unwrap();
+
+        let tags: Vec<(String, String)> = yaml["stats_config"]["stats_tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["tag_name"].as_str().unwrap().to_owned(),
+                    t["regex"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let expected: Vec<(String, String)> = STATS_TAGS
+            .iter()
+            .map(|(t, r)| ((*t).to_owned(), (*r).to_owned()))
+            .collect();
+        assert_eq!(tags, expected, "{file}");
+
+        let clusters: Vec<&str> = yaml["static_resources"]["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        let scorer = rollout.scorer.as_ref().expect("a scorer link");
+        assert!(clusters.contains(&scorer.cluster.as_str()), "{file}");
+
+        let manager = &yaml["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+        let routes = manager["route_config"]["virtual_hosts"][0]["routes"]
+            .as_array()
+            .unwrap();
+        for variant in &rollout.variants {
+            let routed = routes.iter().any(|r| {
+                r["route"]["cluster"] == variant.name.as_str()
+                    && r["match"]["headers"].as_array().is_some_and(|h| {
+                        h.iter().any(|h| {
+                            h["name"] == rollout.routing_header.as_str()
+                                && h["string_match"]["exact"] == variant.header_value.as_str()
+                        })
+                    })
+            });
+            let baseline = variant.name == rollout.variants[0].name;
+            assert!(routed || baseline, "{file}: no route for {}", variant.name);
+            assert!(clusters.contains(&variant.name.as_str()), "{file}");
+        }
+        let last = routes.last().unwrap();
+        assert!(
+            last["match"].get("headers").is_none(),
+            "{file}: a default route"
+        );
+        assert_eq!(last["route"]["cluster"], rollout.variants[0].name.as_str());
+        // The filter runs before the router, which picks the route from its header.
+        let filters: Vec<&str> = manager["http_filters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            filters,
+            ["envoy.filters.http.wasm", "envoy.filters.http.router"],
+            "{file}"
+        );
+    }
 }
