@@ -104,3 +104,29 @@ pub fn kubernetes_schemas(version: &str) -> Result<PathBuf> {
         lib.display()
     )
 }
+
+/// The cargo target folder: `CARGO_TARGET_DIR`, else `target/` at the root.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+}
+
+/// A binary of another package of the workspace, built (debug) by cargo on the first
+/// call: a test cannot name another package's binary, and `cargo test --workspace`
+/// has usually built it already, which makes this a quick no-op.
+pub fn workspace_binary(package: &str, bin: &str) -> Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(repo_root())
+        .args(["build", "--locked", "-q", "-p", package, "--bin", bin])
+        .status()?;
+    if !status.success() {
+        bail!("`cargo build -p {package} --bin {bin}` failed ({status})");
+    }
+    let path = target_dir().join("debug").join(bin);
+    if !path.exists() {
+        bail!("{} not found after building it", path.display());
+    }
+    Ok(path)
+}
