@@ -864,7 +864,9 @@ mod tests {
         );
         // An event of another version names no actor of the change in effect.
         let (paused, _) = r.pause(&by("alice"), 6_000).unwrap();
-        metrics.observe_alert_facts(&paused, Some(&event), &[]);
+        let mut older = event.clone();
+        older.version = paused.version - 1;
+        metrics.observe_alert_facts(&paused, Some(&older), &[]);
         let text = metrics.encode();
         assert!(
             has(
