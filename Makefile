@@ -28,7 +28,7 @@ WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-nontrapping-flo
 	--enable-mutable-globals --enable-multivalue --enable-reference-types
 WASI_RUNNER := node $(CURDIR)/filter/wasi-test-runner.mjs
 
-.PHONY: help setup setup-rust build test test-unit lint test-wasm filters demo bench bench-filter \
+.PHONY: help setup setup-rust build test test-unit lint test-wasm test-monitoring filters demo bench bench-filter \
 	bench-shadow bench-hostcalls bench-instructions bench-stats bench-scorer setup-stats-bench \
 	stats-fixtures setup-model bench-model model-fixtures setup-monitoring-references \
 	monitoring-fixtures bench-drift clean FORCE
@@ -99,6 +99,10 @@ lint: ## cargo fmt --check; clippy -D warnings on every crate, and on the filter
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --locked --target $(WASM_TARGET) -p outrider-filter -p outrider-passthrough -- -D warnings
+
+test-monitoring: filters ## the Prometheus rules (promtool check and unit tests), the Grafana dashboard against Grafana's schema, and every query against live Envoy and scorer metrics
+	$(CARGO) test --locked -p outrider-harness --test prometheus_rules --test grafana_dashboard
+	$(CARGO) test --locked -p outrider-scorer --test prometheus_queries
 
 test-wasm: setup-rust ## the filter's logic and the protocol compiled to wasm32, run under Node's WASI
 	CARGO_TARGET_WASM32_WASIP1_RUNNER="$(WASI_RUNNER)" $(CARGO) test --locked \

@@ -831,7 +831,7 @@ mod tests {
             actor: actor.into(),
             reason: "test".into(),
         };
-        let gate = r.shadow_gate.clone();
+        let gate = r.shadow_gate;
         let mut failing =
             crate::shadow_report::report(&outrider_protocol::ShadowCounts::default(), &gate);
         failing.variant = "candidate".into();
