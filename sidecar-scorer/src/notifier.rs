@@ -18,7 +18,7 @@ use crate::alerts::{
 };
 use crate::api::{AppState, now_ms};
 use crate::metrics::NotifyLabels;
-use crate::monitor::findings::Finding;
+use crate::monitor::findings::{Finding, FindingKey, FindingKind};
 use crate::shadow_report::reports;
 use crate::store::{StoreError, StoredAlert};
 
@@ -93,11 +93,44 @@ async fn observe(app: &AppState) -> Result<(), StoreError> {
         .model
         .monitoring
         .set(i64::from(app.monitor.off().is_none()));
+    // The findings as the alerts see them: after each version's latest window, and on
+    // its labelled window.
+    type Judged = (Vec<FindingKey>, Vec<Finding>);
+    let mut findings: BTreeMap<(String, u64), Judged> = BTreeMap::new();
+    let key = |kind, subject: &str| FindingKey {
+        kind,
+        subject: subject.to_owned(),
+    };
     for window in app.store.latest_drift_windows().await? {
         app.metrics.observe_model(&window);
+        let (candidates, held) = findings
+            .entry((window.model.clone(), window.version))
+            .or_default();
+        for f in &window.features {
+            candidates.push(key(FindingKind::FeatureDrift, &f.name));
+            candidates.push(key(FindingKind::FeatureMissing, &f.name));
+        }
+        candidates.push(key(FindingKind::FeatureMissing, &window.prediction.name));
+        candidates.push(key(FindingKind::PredictionDrift, ""));
+        candidates.push(key(FindingKind::DatasetDrift, ""));
+        if window.performance.is_some() {
+            candidates.push(key(FindingKind::EstimatedPerformanceDrop, "precision"));
+            candidates.push(key(FindingKind::EstimatedPerformanceDrop, "recall"));
+        }
+        held.extend(window.findings);
     }
     for performance in app.store.realised().await? {
         app.metrics.observe_realised(&performance);
+        let (candidates, held) = findings
+            .entry((performance.model.clone(), performance.version))
+            .or_default();
+        candidates.push(key(FindingKind::RealisedPerformanceDrop, "precision"));
+        candidates.push(key(FindingKind::RealisedPerformanceDrop, "recall"));
+        held.extend(performance.findings);
+    }
+    for ((model, version), (candidates, held)) in &findings {
+        app.metrics
+            .observe_findings(model, *version, candidates, held);
     }
     for rollout in app.store.rollouts().await? {
         let last = match rollout.analysis {
@@ -105,6 +138,19 @@ async fn observe(app: &AppState) -> Result<(), StoreError> {
             None => None,
         };
         app.metrics.observe(&rollout, last.as_ref());
+        let events = app.store.events(&rollout.name).await?;
+        let windows = app
+            .store
+            .shadow_windows(&rollout.name, 0, u64::MAX / 2)
+            .await?;
+        let shadows = reports(&windows, &rollout.shadow_gate);
+        app.metrics
+            .observe_alert_facts(&rollout, events.last(), &shadows);
+    }
+    for (model, _) in app.store.policies().await? {
+        let newest = app.store.jobs(&model, 1).await?;
+        app.metrics
+            .observe_latest_job(&model, newest.last().map(|s| &s.job));
     }
     Ok(())
 }
