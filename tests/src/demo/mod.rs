@@ -186,7 +186,9 @@ pub async fn run(settings: Settings) -> Result<PathBuf> {
                 }
             }
             "shadow" if point.status == "progressing" => next = Some("canary"),
-            "shadow" | "canary" if Some(point.plan) == v2_plan && point.status == "promoted" => {
+            "shadow" | "canary"
+                if v2_plan.is_some_and(|p| point.plan >= p) && point.status == "promoted" =>
+            {
                 next = Some("v2 promoted")
             }
             "shadow" | "canary" if ["rolled_back", "aborted"].contains(&point.status.as_str()) => {
@@ -205,15 +207,24 @@ pub async fn run(settings: Settings) -> Result<PathBuf> {
                 )
                 .await
                 {
-                    Ok(created) => v3_plan = created["version"].as_u64(),
+                    Ok(created) => {
+                        v3_plan = created["version"]
+                            .as_u64()
+                            .or(created["rollout"]["version"].as_u64())
+                            .or(Some(point.plan + 1))
+                    }
                     Err(e) => break Err(e),
                 }
                 next = Some("v3 canary");
             }
-            "v3 canary" if Some(point.plan) == v3_plan && point.status == "rolled_back" => {
+            "v3 canary"
+                if v3_plan.is_some_and(|p| point.plan >= p) && point.status == "rolled_back" =>
+            {
                 next = Some("v3 rolled back")
             }
-            "v3 canary" if Some(point.plan) == v3_plan && point.status == "promoted" => {
+            "v3 canary"
+                if v3_plan.is_some_and(|p| point.plan >= p) && point.status == "promoted" =>
+            {
                 break Err(anyhow::anyhow!("the broken v3 was promoted"));
             }
             "v3 rolled back"
@@ -314,6 +325,8 @@ pub async fn run(settings: Settings) -> Result<PathBuf> {
         settings.out.join("points.json"),
         serde_json::to_vec_pretty(&run.points)?,
     )?;
+    std::fs::write(settings.out.join("scorer.log"), mesh.scorer.log())?;
+    std::fs::write(settings.out.join("envoy.log"), mesh.envoy.log())?;
     let report_path = settings.out.join("report.html");
     std::fs::write(&report_path, report::html(&run))?;
     println!(
