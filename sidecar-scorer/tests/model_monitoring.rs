@@ -404,10 +404,14 @@ async fn covariate_drift_alerts_within_the_hysteresis_and_nulls_show_as_missing(
         alerts.contains(&("OutriderFeatureDrift".into(), "amount".into())),
         "{alerts:?}"
     );
-    eventually(Duration::from_secs(10), "the drift-triggered job", || async {
-        let jobs = call(&m.scorer, Method::GET, "/v1/models/fraud/jobs", None, None).await;
-        !jobs.json().unwrap()["jobs"].as_array().unwrap().is_empty()
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the drift-triggered job",
+        || async {
+            let jobs = call(&m.scorer, Method::GET, "/v1/models/fraud/jobs", None, None).await;
+            !jobs.json().unwrap()["jobs"].as_array().unwrap().is_empty()
+        },
+    )
     .await;
     let jobs = call(&m.scorer, Method::GET, "/v1/models/fraud/jobs", None, None)
         .await

@@ -72,6 +72,15 @@ impl Spec {
             );
             return;
         };
+        let media_type = reply
+            .header("content-type")
+            .and_then(|t| t.split(';').next())
+            .unwrap_or_default()
+            .trim();
+        assert!(
+            content.contains_key(media_type),
+            "{method} {template} {status}: content-type `{media_type}` is not documented"
+        );
         let Some(json_schema) = content.get("application/json").map(|c| c["schema"].clone()) else {
             return;
         };
@@ -881,6 +890,35 @@ async fn the_server_follows_its_openapi_document() {
     .await;
     assert_eq!(not_modified.status, 304);
     spec.check("GET", "/v1/rollouts/{name}/state", &not_modified);
+
+    // The dashboard: its page, a rollout's page, its files; an ETag saves a download.
+    for (template, path) in [
+        ("/ui", "/ui"),
+        ("/ui/rollouts/{name}", "/ui/rollouts/fraud"),
+        ("/ui/assets/{file}", "/ui/assets/app.js"),
+        ("/ui/assets/{file}", "/ui/assets/style.css"),
+        ("/ui/assets/{file}", "/ui/assets/favicon.svg"),
+        ("/ui/assets/{file}", "/ui/assets/missing.js"),
+    ] {
+        let reply = send(&scorer, Method::GET, path, None, None, &[]).await;
+        spec.check("GET", template, &reply);
+        seen.insert(("GET".to_owned(), template.to_owned()));
+        if reply.status == 200 {
+            let etag = reply.header("etag").unwrap().to_owned();
+            assert_eq!(reply.header("cache-control"), Some("no-cache"), "{path}");
+            let again = send(
+                &scorer,
+                Method::GET,
+                path,
+                None,
+                None,
+                &[("if-none-match", &etag)],
+            )
+            .await;
+            assert_eq!(again.status, 304, "{path}");
+            spec.check("GET", template, &again);
+        }
+    }
 
     assert_eq!(
         seen,

@@ -389,7 +389,7 @@ async fn a_failing_command_alerts_and_changes_nothing_that_serves() {
             .any(|a| {
                 a["labels"]["alertname"] == "OutriderRetrainingFailed"
                     && a["labels"]["model"] == "fraud"
-                    && a["labels"]["job"] == id.to_string()
+                    && a["labels"]["job"].as_str() == Some(id.to_string().as_str())
             })
     })
     .await;

@@ -13,6 +13,7 @@
 //! - [`prom`]: reading `/stats/prometheus`.
 //! - [`postgres`]: a private PostgreSQL server.
 //! - [`alertmanager`]: a private Alertmanager.
+//! - [`browser`]: a private headless Chromium, driven over the DevTools protocol.
 //! - [`prometheus`]: a private Prometheus scraping Envoy and the scorer.
 //! - [`rollback`]: a canary that goes wrong under traffic, and how fast it is out.
 //! - [`scorer`]: a real `outrider-scorer serve` process.
@@ -20,6 +21,7 @@
 pub mod admin_stats;
 pub mod alertmanager;
 pub mod bootstrap;
+pub mod browser;
 pub mod client;
 pub mod envoy;
 pub mod fixture;

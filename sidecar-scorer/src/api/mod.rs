@@ -7,6 +7,7 @@
 //! - [`error`]: [`ApiError`], and how domain and store errors become answers;
 //! - [`params`]: path and query parameters as extractors, refused as [`ApiError`];
 //! - `rollouts`, `ingest`, `models`, `ops`: the handlers;
+//! - `ui`: the dashboard at `/ui`, files built into the binary;
 //! - [`StateCache`]: what filters poll, kept in memory for a moment.
 
 pub mod auth;
@@ -19,6 +20,7 @@ pub mod params;
 mod retraining;
 pub mod rollouts;
 mod state_cache;
+mod ui;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -107,6 +109,9 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/models/events", get(models::events))
         .route("/v1/models/{name}/drift", get(models::drift))
         .route("/v1/models/{name}/performance", get(models::performance))
+        .route("/ui", get(ui::page))
+        .route("/ui/rollouts/{name}", get(ui::page))
+        .route("/ui/assets/{file}", get(ui::asset))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(app.clone(), count_requests))

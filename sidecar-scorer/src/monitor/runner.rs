@@ -153,7 +153,7 @@ async fn next_window(
             let mut end = match last {
                 Some(w) => w.end + slide,
                 None => match first_at_or_after(app, target, 0).await? {
-                    Some(first) => first - first % slide + slide,
+                    Some(first) => spec.first_end_holding(first),
                     None => return Ok(None),
                 },
             };
@@ -161,7 +161,7 @@ async fn next_window(
                 if end > through {
                     return Ok(None);
                 }
-                let start = end.saturating_sub(width);
+                let (start, _) = spec.span_ending(end);
                 let samples = read(
                     app,
                     target,
@@ -183,7 +183,7 @@ async fn next_window(
                 }
                 // No traffic: skip to the first window that has some.
                 match first_at_or_after(app, target, end).await? {
-                    Some(next) => end = (next - next % slide + slide).max(end + slide),
+                    Some(next) => end = spec.first_end_holding(next).max(end + slide),
                     None => return Ok(None),
                 }
             }

@@ -45,6 +45,18 @@ impl WindowSpec {
             WindowBy::Count => self.slide(),
         }
     }
+
+    /// The end of the first window (by time) that holds a sample at `at_ms`: the
+    /// slide boundary after it. Windows end on multiples of the slide.
+    pub fn first_end_holding(&self, at_ms: u64) -> u64 {
+        let slide = self.slide_key();
+        at_ms - at_ms % slide + slide
+    }
+
+    /// The window ending at `end`: [end − width, end).
+    pub fn span_ending(&self, end: u64) -> (u64, u64) {
+        (end.saturating_sub(self.width_key()), end)
+    }
 }
 
 /// A feature (or the score) drifts in a window when any statistic with a threshold
@@ -210,6 +222,35 @@ impl MonitorSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tumbling_and_sliding_windows_by_time() {
+        let tumbling = WindowSpec {
+            by: WindowBy::Time,
+            width: 60,
+            slide: None,
+        };
+        assert_eq!(tumbling.first_end_holding(61_000), 120_000);
+        assert_eq!(
+            tumbling.first_end_holding(120_000),
+            180_000,
+            "an end is not in its window"
+        );
+        assert_eq!(tumbling.span_ending(120_000), (60_000, 120_000));
+        // 60 s windows every 20 s: a sample is in three of them, the first ending at
+        // the next boundary.
+        let sliding = WindowSpec {
+            slide: Some(20),
+            ..tumbling
+        };
+        assert_eq!(sliding.first_end_holding(61_000), 80_000);
+        assert_eq!(sliding.span_ending(80_000), (20_000, 80_000));
+        assert_eq!(
+            sliding.span_ending(140_000),
+            (80_000, 140_000),
+            "the last one holding it ends at 120 s"
+        );
+    }
 
     #[test]
     fn defaults_are_valid_and_bad_values_name_their_key() {
