@@ -93,10 +93,17 @@ fn the_quick_demo_runs_the_lifecycle_and_writes_the_report() {
         })
         .expect("v2 promoted");
     assert_ne!(promoted["actor"], "demo", "{promoted}");
-    let rollback = events
+    // v3's first trip rolls it back: the next decision after v3's plan is the rollback.
+    let v3 = events
         .iter()
-        .find(|e| e["actor"] == "guardrail")
-        .expect("the guardrail's rollback");
+        .rposition(|e| e["kind"] == "created")
+        .expect("v3's plan");
+    let rollback = events.get(v3 + 1).expect("a decision after v3's plan");
+    assert_eq!(
+        (&rollback["kind"], &rollback["actor"]),
+        (&Value::from("rolled_back"), &Value::from("guardrail")),
+        "{rollback}"
+    );
     assert!(
         !rollback["details"]["guardrail"].is_null(),
         "the trip is the evidence: {rollback}"
