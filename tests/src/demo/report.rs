@@ -313,9 +313,9 @@ pub fn html(run: &Run) -> String {
         let series: Vec<Series> = features.into_iter().collect();
         let _ = write!(
             body,
-            "<h3>v{} (served by {})</h3>{}{}",
+            "<h3>v{} ({})</h3>{}{}",
             version["version"],
-            esc(&version["served_by"].to_string()),
+            esc(&served_by(&version["served_by"])),
             chart(&series, "PSI", &drift_phases, t_max),
             chart(
                 &[("drifted features".to_owned(), dataset)],
@@ -352,10 +352,7 @@ pub fn html(run: &Run) -> String {
             };
             let t = ms_to_t(run, end);
             for metric in ["recall", "precision"] {
-                let estimated = w["estimate"][metric]["value"]
-                    .as_f64()
-                    .or(w["estimated"][metric]["value"].as_f64())
-                    .or(w["performance"]["estimate"][metric]["value"].as_f64());
+                let estimated = w["estimated"]["estimate"][metric]["value"].as_f64();
                 if let Some(v) = estimated {
                     series
                         .entry(format!("{metric} estimated"))
@@ -513,5 +510,26 @@ fn num(v: &Value) -> String {
     match v.as_f64() {
         Some(x) => format!("{x:.3}"),
         None => "-".to_owned(),
+    }
+}
+
+/// The variants serving a version now, as words.
+fn served_by(sources: &Value) -> String {
+    let names: Vec<String> = sources
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            format!(
+                "{}/{}",
+                s["rollout"].as_str().unwrap_or("?"),
+                s["variant"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    if names.is_empty() {
+        "served by no variant at the end".to_owned()
+    } else {
+        format!("served by {} at the end", names.join(", "))
     }
 }
