@@ -431,12 +431,11 @@ pub fn html(run: &Run) -> String {
             .flatten()
             .map(|c| {
                 format!(
-                    "{} {} = {} (max {}) {}",
-                    c["name"].as_str().or(c["metric"].as_str()).unwrap_or(""),
-                    c["variant"].as_str().unwrap_or(""),
-                    num(&c["value"]),
-                    num(&c["max"]),
-                    c["verdict"].as_str().or(c["result"].as_str()).unwrap_or("")
+                    "{} of {}: {}, {}",
+                    c["name"].as_str().unwrap_or(""),
+                    c["candidate"].as_str().unwrap_or(""),
+                    c["outcome"].as_str().unwrap_or(""),
+                    c["reason"].as_str().unwrap_or("")
                 )
             })
             .collect();
@@ -446,7 +445,7 @@ pub fn html(run: &Run) -> String {
             e["at_ms"].as_u64().map_or(0.0, |ms| ms_to_t(run, ms)),
             e["version"],
             esc(e["kind"].as_str().unwrap_or("")),
-            esc(a["verdict"].as_str().or(a["result"].as_str()).unwrap_or("")),
+            esc(a["outcome"].as_str().unwrap_or("")),
             esc(&checks.join("; "))
         );
     }
