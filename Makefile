@@ -37,7 +37,7 @@ WASI_RUNNER := node $(CURDIR)/filter/wasi-test-runner.mjs
 
 # Every target with a `## ` comment on its line is listed here.
 help: ## list the targets (the two a newcomer needs: demo and test)
-	@echo "make demo    build everything and show a canary split live in a real Envoy"
+	@echo "make demo    build everything and run the fraud model's life live: drift, retraining, rollout, rollback; then a report"
 	@echo "make test    set up, build, lint and run every test (unit, wasm32, end-to-end)"
 	@echo
 	@grep -E '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | \
@@ -132,7 +132,7 @@ test-wasm: setup-rust ## the filter's logic and the protocol compiled to wasm32,
 	CARGO_TARGET_WASM32_WASIP1_RUNNER="$(WASI_RUNNER)" $(CARGO) test --locked \
 		-p outrider-filter-logic -p outrider-protocol --target $(WASM_TARGET)
 
-demo: build ## Envoy with the filter in front of a stable and a canary model stand-in, a scorer ramping the canary, keyed traffic, a live per-variant table
+demo: build ## the fraud model's whole life live (train, serve, drift, retrain, shadow, canary, promote, guardrail rollback) and target/demo/report.html
 	target/release/outrider-demo
 
 bench: bench-filter bench-shadow bench-rollback bench-stats bench-scorer bench-model bench-drift ## every benchmark (see BENCHMARKS.md)

@@ -963,11 +963,9 @@ async fn telemetry_is_refused_with_the_field_at_fault_and_applied_once() {
         refusal("long proxy", M::POST, "/v1/telemetry", t, Some(with(good.clone(), "proxy", json!("p".repeat(257)))), 400, "invalid_value", Some("proxy"), "must be 1 to 256 characters"),
         refusal("long worker", M::POST, "/v1/telemetry", t, Some(with(good.clone(), "worker", json!("w".repeat(257)))), 400, "invalid_value", Some("worker"), "must be 1 to 256 characters"),
         refusal("window backwards", M::POST, "/v1/telemetry", t, Some(with(good.clone(), "window_start_ms", json!(5_000))), 400, "invalid_value", Some("window_end_ms"), "ends before window_start_ms"),
-        refusal("unknown variant", M::POST, "/v1/telemetry", t, Some(telemetry_batch("b-x", &[("canary", 1), ("shadow", 1)])), 400, "invalid_value", Some("variants[1].variant"), "no variant `shadow` in rollout `fraud`"),
         refusal("short histogram", M::POST, "/v1/telemetry", t, Some(with(good.clone(), "variants", json!([{"variant": "canary", "requests": 1, "responses": {}, "latency_ms": [1]}]))), 400, "invalid_value", Some("variants[0].latency_ms"), "needs 23 counts (one per bucket and the overflow), got 1"),
         refusal("bad shadow name", M::POST, "/v1/telemetry", t, Some(with(good.clone(), "shadows", json!([with(shadow.clone(), "variant", json!("v.3"))]))), 400, "invalid_value", Some("shadows[0].variant"), "'.'"),
         refusal("short shadow histogram", M::POST, "/v1/telemetry", t, Some(with(good.clone(), "shadows", json!([shadow.clone(), with(shadow.clone(), "primary_latency_ms", json!([0, 0]))]))), 400, "invalid_value", Some("shadows[1].primary_latency_ms"), "needs 23 counts, got 2"),
-        refusal("sample of an unknown variant", M::POST, "/v1/telemetry", t, Some(with(good.clone(), "samples", json!([{"variant": "canary", "at_ms": 1}, {"variant": "blue", "at_ms": 2}]))), 400, "invalid_value", Some("samples[1].variant"), "no variant `blue`"),
     ])
     .await;
     assert!(
@@ -983,22 +981,24 @@ async fn telemetry_is_refused_with_the_field_at_fault_and_applied_once() {
     let batch = with(
         with(good.clone(), "shadows", json!([shadow])),
         "samples",
-        json!([{"variant": "canary", "at_ms": 1_400, "request_id": "r-1", "features": {"amount": 3.5}, "score": 0.25}]),
+        json!([{"variant": "canary", "at_ms": 1_400, "request_id": "r-1", "features": {"amount": 3.5}, "score": 0.25},
+            {"variant": "blue", "at_ms": 1_401, "request_id": "r-2"}]),
     );
+    // A sample of a variant the rollout does not have is left out, not the batch.
     let answer = api
         .send(Method::POST, "/v1/telemetry", t, Some(batch.clone()))
         .await;
     assert_eq!(answer.status, 200);
     assert_eq!(
         answer.json(),
-        json!({"batch_id": "b-1", "result": "applied"})
+        json!({"batch_id": "b-1", "result": "applied", "left_out_variants": ["blue"]})
     );
     let answer = api
         .send(Method::POST, "/v1/telemetry", t, Some(batch))
         .await;
     assert_eq!(
         answer.json(),
-        json!({"batch_id": "b-1", "result": "duplicate"})
+        json!({"batch_id": "b-1", "result": "duplicate", "left_out_variants": ["blue"]})
     );
     api.send(
         Method::POST,
@@ -1575,20 +1575,6 @@ async fn a_guardrail_trip_rolls_the_rollout_back_with_its_figures() {
         &api,
         vec![
             refusal(
-                "trip of an unknown variant",
-                M::POST,
-                "/v1/telemetry",
-                t,
-                Some(batch(
-                    "r-1",
-                    json!([trip(1), with(trip(1), "variant", json!("blue"))]),
-                )),
-                400,
-                "invalid_value",
-                Some("guardrail_trips[1].variant"),
-                "no variant `blue` in rollout `fraud`",
-            ),
-            refusal(
                 "trip of an unknown reason",
                 M::POST,
                 "/v1/telemetry",
@@ -1626,17 +1612,23 @@ async fn a_guardrail_trip_rolls_the_rollout_back_with_its_figures() {
     .await;
     assert_eq!(events(&api).await.len(), 1, "refused trips change nothing");
 
+    // Filled while the rollout was planned anew: the counts of a variant of the old plan
+    // (`old`) and a trip of another (`blue`) are left out, the rest is applied.
+    let across_plans = with(
+        with(
+            telemetry_batch("b-1", &[("canary", 40), ("old", 7)]),
+            "guardrail_trips",
+            json!([trip(1), with(trip(1), "variant", json!("blue"))]),
+        ),
+        "worker",
+        json!("w-1"),
+    );
     let answer = api
-        .send(
-            M::POST,
-            "/v1/telemetry",
-            t,
-            Some(batch("b-1", json!([trip(1)]))),
-        )
+        .send(M::POST, "/v1/telemetry", t, Some(across_plans))
         .await;
     assert_eq!(
         answer.json(),
-        json!({"batch_id": "b-1", "result": "applied"})
+        json!({"batch_id": "b-1", "result": "applied", "left_out_variants": ["blue", "old"]})
     );
     let rollout = api.get("/v1/rollouts/fraud").await.json();
     assert_eq!(
@@ -1688,6 +1680,7 @@ async fn a_guardrail_trip_rolls_the_rollout_back_with_its_figures() {
         summary["variants"][1]["requests"], 40,
         "the counts are in too"
     );
+    assert_eq!(summary["variants"].as_array().unwrap().len(), 2);
 
     // The same batch again, and another worker's trip: already rolled back.
     let again = api

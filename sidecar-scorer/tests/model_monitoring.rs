@@ -380,6 +380,10 @@ async fn covariate_drift_alerts_within_the_hysteresis_and_nulls_show_as_missing(
     let state = drift(&m.scorer).await;
     conforms("GET", "/v1/models/{name}/drift", &state);
     let windows = state["versions"][0]["windows"].as_array().unwrap().clone();
+    assert_eq!(
+        windows[0]["sources"], state["versions"][0]["served_by"],
+        "a window names the variants it was judged on"
+    );
     let after_onset: Vec<&Value> = windows
         .iter()
         .filter(|w| w["end"].as_u64().unwrap() > onset)

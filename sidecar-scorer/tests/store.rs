@@ -881,6 +881,7 @@ fn window(end: u64, findings: Vec<Finding>) -> WindowReport {
         performance: None,
         findings,
         judged_ms: end + 5,
+        sources: Vec::new(),
     }
 }
 

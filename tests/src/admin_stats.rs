@@ -15,6 +15,9 @@ pub struct VariantFigures {
     pub classes: [u64; 4],
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
+    /// The same quantiles over the last stats flush interval only.
+    pub interval_p50_ms: Option<f64>,
+    pub interval_p99_ms: Option<f64>,
     pub overrides_honoured: u64,
 }
 
@@ -123,8 +126,11 @@ impl RolloutFigures {
             }
             let values = &computed["values"];
             let cumulative = |i: usize| values[i]["cumulative"].as_f64();
+            let interval = |i: usize| values[i]["interval"].as_f64();
             if let Some(v) = self.variant(&labels) {
                 v.p50_ms = cumulative(p50);
+                v.interval_p50_ms = interval(p50);
+                v.interval_p99_ms = interval(p99);
                 v.p99_ms = cumulative(p99);
             }
         }

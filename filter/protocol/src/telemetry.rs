@@ -242,6 +242,10 @@ pub struct Sample {
 pub struct TelemetryAck {
     pub batch_id: String,
     pub result: BatchOutcome,
+    /// Variants the batch named that the rollout does not have (its plan changed while
+    /// the batch was being filled): their entries were left out, the rest stored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out_variants: Vec<String>,
 }
 
 #[cfg(test)]

@@ -41,8 +41,34 @@ fn check_id(field: &str, value: &str) -> Result<(), FieldError> {
     }
 }
 
+/// Takes out of the batch the counts, samples and trips of variants the rollout does
+/// not have, and names those variants. A batch filled while the rollout was planned
+/// anew with other variants holds the last counts of the old ones beside the first of
+/// the new: refusing it whole would lose what belongs to the plan in effect, a
+/// guardrail trip among them.
+fn leave_out_unknown_variants(batch: &mut TelemetryBatch, variants: &[String]) -> Vec<String> {
+    let known = |name: &String| variants.contains(name);
+    let mut left_out: Vec<String> = batch
+        .variants
+        .iter()
+        .map(|v| &v.variant)
+        .chain(batch.samples.iter().map(|s| &s.variant))
+        .chain(batch.guardrail_trips.iter().map(|t| &t.variant))
+        .filter(|name| !known(name))
+        .cloned()
+        .collect();
+    left_out.sort();
+    left_out.dedup();
+    if !left_out.is_empty() {
+        batch.variants.retain(|v| known(&v.variant));
+        batch.samples.retain(|s| known(&s.variant));
+        batch.guardrail_trips.retain(|t| known(&t.variant));
+    }
+    left_out
+}
+
 /// Everything wrong with a batch is found before anything is stored.
-fn validate(batch: &TelemetryBatch, variants: &[String]) -> Result<(), FieldError> {
+fn validate(batch: &TelemetryBatch) -> Result<(), FieldError> {
     check_id("batch_id", &batch.batch_id)?;
     check_id("proxy", &batch.proxy)?;
     if let Some(worker) = &batch.worker {
@@ -55,12 +81,6 @@ fn validate(batch: &TelemetryBatch, variants: &[String]) -> Result<(), FieldErro
         ));
     }
     for (i, v) in batch.variants.iter().enumerate() {
-        if !variants.contains(&v.variant) {
-            return Err(FieldError::new(
-                format!("variants[{i}].variant"),
-                format!("no variant `{}` in rollout `{}`", v.variant, batch.rollout),
-            ));
-        }
         if v.latency_ms.len() != LATENCY_SLOTS {
             return Err(FieldError::new(
                 format!("variants[{i}].latency_ms"),
@@ -109,12 +129,6 @@ fn validate(batch: &TelemetryBatch, variants: &[String]) -> Result<(), FieldErro
         ));
     }
     for (i, t) in batch.guardrail_trips.iter().enumerate() {
-        if !variants.contains(&t.variant) {
-            return Err(FieldError::new(
-                format!("guardrail_trips[{i}].variant"),
-                format!("no variant `{}` in rollout `{}`", t.variant, batch.rollout),
-            ));
-        }
         if !t.share.is_finite() || !(0.0..=1.0).contains(&t.share) {
             return Err(FieldError::new(
                 format!("guardrail_trips[{i}].share"),
@@ -144,12 +158,6 @@ fn validate(batch: &TelemetryBatch, variants: &[String]) -> Result<(), FieldErro
         ));
     }
     for (i, s) in batch.samples.iter().enumerate() {
-        if !variants.contains(&s.variant) {
-            return Err(FieldError::new(
-                format!("samples[{i}].variant"),
-                format!("no variant `{}` in rollout `{}`", s.variant, batch.rollout),
-            ));
-        }
         if let Some(score) = s.score
             && !score.is_finite()
         {
@@ -167,13 +175,15 @@ pub async fn telemetry(
     State(app): State<AppState>,
     JsonBody(batch): JsonBody<TelemetryBatch>,
 ) -> Result<Response, ApiError> {
-    // Variants never change, so the polling cache knows them: no read per batch.
+    // The polling cache knows the variants of the plan in effect: no read per batch.
     let rollout = app
         .states
         .get_existing(app.store.as_ref(), &batch.rollout)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no rollout named `{}`", batch.rollout)))?;
-    validate(&batch, &rollout.variants)?;
+    let mut batch = batch;
+    let left_out = leave_out_unknown_variants(&mut batch, &rollout.variants);
+    validate(&batch)?;
     let result = app
         .store
         .ingest(&batch, app.config.window_ms, now_ms())
@@ -203,9 +213,14 @@ pub async fn telemetry(
             result: Named(result),
         })
         .inc();
+    if !left_out.is_empty() {
+        tracing::info!(rollout = %batch.rollout, proxy = %batch.proxy, variants = ?left_out,
+            "telemetry for variants the rollout does not have left out");
+    }
     Ok(Json(TelemetryAck {
         batch_id: batch.batch_id,
         result,
+        left_out_variants: left_out,
     })
     .into_response())
 }

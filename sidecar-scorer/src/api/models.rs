@@ -157,8 +157,14 @@ pub async fn performance(
                     through: w.end,
                 },
             };
+            // Windows stored before they named their variants read today's.
+            let judged_on = if w.sources.is_empty() {
+                &sources
+            } else {
+                &w.sources
+            };
             let mut labelled = Vec::new();
-            for s in &sources {
+            for s in judged_on {
                 labelled.extend(app.store.labelled(&s.rollout, &s.variant, range).await?);
             }
             let realised_now = reference

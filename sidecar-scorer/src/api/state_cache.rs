@@ -12,7 +12,7 @@ use crate::store::{Store, StoreResult};
 
 const TIME_TO_LIVE: Duration = Duration::from_millis(250);
 
-/// A rollout's state as filters get it, and its variants (which never change) for
+/// A rollout's state as filters get it, and the variants of its plan for
 /// checking telemetry.
 #[derive(Debug)]
 pub struct CachedState {

@@ -295,6 +295,7 @@ mod tests {
             performance: None,
             findings: Vec::new(),
             judged_ms: end,
+            sources: Vec::new(),
         }
     }
 

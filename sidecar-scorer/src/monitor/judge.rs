@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::findings::Finding;
 use super::settings::{DriftLimits, MonitorSettings, WindowBy};
+use super::watched::Source;
 
 /// A sample as the monitor reads it.
 #[derive(Debug, Clone, PartialEq)]
@@ -132,6 +133,10 @@ pub struct WindowReport {
     pub findings: Vec<Finding>,
     /// When the leader judged it (its clock).
     pub judged_ms: u64,
+    /// The variants whose samples it holds, as they were then: the labels of its
+    /// samples are looked up there later, after a variant has moved to another version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<Source>,
 }
 
 /// Where a window lies; its samples are given separately.
@@ -240,6 +245,7 @@ pub fn judge(
         performance,
         findings: Vec::new(),
         judged_ms: now_ms,
+        sources: Vec::new(),
     }
 }
 

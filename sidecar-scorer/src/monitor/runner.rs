@@ -264,6 +264,7 @@ async fn judge_due(
         };
         let now = now_ms();
         let mut report = judge(profile, target.version, span, &samples, settings, now);
+        report.sources = target.sources.clone();
         let previous: Vec<Finding> = history
             .last()
             .map(|w| w.findings.clone())

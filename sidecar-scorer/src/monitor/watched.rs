@@ -9,7 +9,7 @@ use outrider_model::registry::{ModelUri, Selector};
 use crate::rollout::Rollout;
 
 /// A variant of a rollout: where a version's samples come from.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Source {
     pub rollout: String,
     pub variant: String,
