@@ -1,7 +1,7 @@
 //! Locations of the things the harness runs. Each can be overridden by an
 //! environment variable; a missing one is an error that says how to get it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
@@ -105,28 +105,22 @@ pub fn kubernetes_schemas(version: &str) -> Result<PathBuf> {
     )
 }
 
-/// The cargo target folder: `CARGO_TARGET_DIR`, else `target/` at the root.
-pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target"))
-}
-
-/// A binary of another package of the workspace, built (debug) by cargo on the first
-/// call: a test cannot name another package's binary, and `cargo test --workspace`
-/// has usually built it already, which makes this a quick no-op.
-pub fn workspace_binary(package: &str, bin: &str) -> Result<PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .current_dir(repo_root())
-        .args(["build", "--locked", "-q", "-p", package, "--bin", bin])
-        .status()?;
-    if !status.success() {
-        bail!("`cargo build -p {package} --bin {bin}` failed ({status})");
-    }
-    let path = target_dir().join("debug").join(bin);
-    if !path.exists() {
-        bail!("{} not found after building it", path.display());
+/// A binary of another package of the workspace, from the folder cargo puts binaries
+/// in beside this test (a test cannot name another package's binary). `cargo test
+/// --workspace`, which `make test` runs, builds every binary first; building it here
+/// would build a second copy with other features.
+pub fn workspace_binary(bin: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| anyhow::anyhow!("no folder above {}", exe.display()))?;
+    let path = dir.join(bin);
+    if !path.is_file() {
+        bail!(
+            "{} is missing: `cargo test --workspace` builds it (make test does), or `cargo build -p {bin}`",
+            path.display()
+        );
     }
     Ok(path)
 }

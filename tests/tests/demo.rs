@@ -3,25 +3,21 @@
 //! run must exit 0 and its report must hold every section, with the drift-started job,
 //! the promotion of v2 and the guardrail's rollback in its timeline.
 //!
-//! It runs `outrider-scorer` and `outrider-model` from the folder of the demo binary
-//! (`cargo test --workspace` builds them there; `make test` does).
+//! It runs `outrider-scorer` and `outrider-model` from the folder cargo builds binaries
+//! in (`cargo test --workspace` builds them there; `make test` does).
 
 use std::path::PathBuf;
 use std::process::Command;
 
+use outrider_harness::paths;
 use serde_json::Value;
 
 #[test]
 fn the_quick_demo_runs_the_lifecycle_and_writes_the_report() {
     let demo = PathBuf::from(env!("CARGO_BIN_EXE_outrider-demo"));
-    let bin_dir = demo.parent().unwrap().to_owned();
-    for binary in ["outrider-scorer", "outrider-model"] {
-        assert!(
-            bin_dir.join(binary).is_file(),
-            "{} is missing: build it with `cargo build -p outrider-scorer -p outrider-model` (make test does)",
-            bin_dir.join(binary).display()
-        );
-    }
+    let scorer = paths::workspace_binary("outrider-scorer").unwrap();
+    paths::workspace_binary("outrider-model").unwrap();
+    let bin_dir = scorer.parent().unwrap().to_owned();
     let out = tempfile::tempdir().unwrap();
     let run = Command::new(&demo)
         .args(["--quick", "--out"])

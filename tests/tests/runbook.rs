@@ -552,11 +552,11 @@ fn every_command_and_route_in_the_runbook_exists() {
         binaries: HashMap::from([
             (
                 "outrider-scorer",
-                paths::workspace_binary("outrider-scorer", "outrider-scorer").unwrap(),
+                paths::workspace_binary("outrider-scorer").unwrap(),
             ),
             (
                 "outrider-model",
-                paths::workspace_binary("outrider-model", "outrider-model").unwrap(),
+                paths::workspace_binary("outrider-model").unwrap(),
             ),
         ]),
         cache: HashMap::new(),
