@@ -12,41 +12,26 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::monitored::{Monitored, monitored, sample_every_request, v1};
 use common::*;
 use hyper::Method;
 use outrider_harness::bootstrap::{Cluster, LISTENER, Spec};
 use outrider_harness::client::HttpClient;
 use outrider_harness::envoy::Envoy;
 use outrider_harness::paths;
-use outrider_harness::scorer::{ADMIN_TOKEN, Scorer, ScorerSpec};
-use outrider_model::data::schema::FEATURES;
+use outrider_harness::scorer::{ADMIN_TOKEN, Scorer};
 use outrider_model::data::{Drift, GeneratorConfig, Transaction, generate};
-use outrider_model::registry::{self, AnyRegistry};
-use outrider_model::serve::{ServeOptions, Server};
-use outrider_model::train::{self, TrainConfig, Trained};
+use outrider_model::serve::Server;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
 const WINDOW_SECONDS: u64 = 5;
 const RATE: u64 = 100;
-
-fn v1() -> &'static Trained {
-    static T: OnceLock<Trained> = OnceLock::new();
-    T.get_or_init(|| {
-        let rows = generate(&GeneratorConfig {
-            rows: 40_000,
-            seed: 1,
-            ..GeneratorConfig::default()
-        })
-        .unwrap();
-        train::train(&rows, &TrainConfig::default()).unwrap()
-    })
-}
 
 /// Live transactions: a day of traffic per 500 rows (a 5-second window at 100 req/s).
 fn rows(seed: u64, fraud_rate: f64, drift: Drift) -> Vec<Transaction> {
@@ -90,56 +75,18 @@ struct Mesh {
 /// v1 in an embedded registry, served for both variants; a scorer that reads the
 /// registry; Envoy with the filter sampling every request's ten features and score.
 async fn mesh() -> Mesh {
-    let dir = tempfile::tempdir().unwrap();
-    let location = dir.path().join("registry");
-    let registry = AnyRegistry::open(location.to_str().unwrap()).unwrap();
-    registry::publish(&registry, v1(), "fraud").await.unwrap();
-    let config_file = dir.path().join("scorer.toml");
-    std::fs::write(&config_file, MONITOR).unwrap();
-    let backend = Backend::sqlite();
-    let scorer = Scorer::start(ScorerSpec {
-        binary: env!("CARGO_BIN_EXE_outrider-scorer").into(),
-        store: backend.store(),
-        replica_id: "monitor".into(),
-        extra_args: vec![
-            "--window-seconds".into(),
-            "1".into(),
-            "--registry".into(),
-            location.display().to_string(),
-            "--config".into(),
-            config_file.display().to_string(),
-        ],
-    })
-    .await
-    .unwrap();
-    std::mem::forget(backend); // the store lives as long as the test process
-    let server = Server::start(
-        ServeOptions {
-            http: "127.0.0.1:0".parse().unwrap(),
-            grpc: None,
-            model: "models:/fraud/1".parse().unwrap(),
-            name: None,
-            poll: None,
-            max_request_bytes: 1 << 20,
-        },
-        Arc::new(registry),
-    )
-    .await
-    .unwrap();
-    server.wait_ready(Duration::from_secs(30)).await.unwrap();
+    let Monitored {
+        scorer,
+        server,
+        dir,
+    } = monitored("monitor", MONITOR).await;
     let clusters = vec![
         Cluster::new("stable", server.http_addr),
         Cluster::new("canary", server.http_addr),
         Cluster::new("outrider-scorer", scorer.addr),
     ];
     let mut config = linked_config(100.0, 0.0, 300, 300);
-    let features: serde_json::Map<String, Value> = FEATURES
-        .iter()
-        .enumerate()
-        .map(|(i, name)| ((*name).to_owned(), json!(format!("/inputs/0/data/{i}"))))
-        .collect();
-    config["telemetry"] = json!({"sample_rate": 1.0, "score": "/outputs/0/data/0",
-        "max_samples_per_batch": 1000, "features": features});
+    sample_every_request(&mut config);
     let spec = Spec::rollout(&paths::filter_wasm().unwrap(), &config, clusters).unwrap();
     let envoy = Envoy::start(&spec.bootstrap(), 2).await.unwrap();
     let url = format!(

@@ -20,10 +20,10 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::monitored::{Monitored, monitored, sample_every_request};
 use common::*;
 use hyper::Method;
 use outrider_harness::bootstrap::{Cluster, LISTENER, Spec};
@@ -31,12 +31,9 @@ use outrider_harness::client::HttpClient;
 use outrider_harness::envoy::Envoy;
 use outrider_harness::paths::{self, repo_root};
 use outrider_harness::prometheus::{Prometheus, PrometheusSpec, Target};
-use outrider_harness::scorer::{ADMIN_TOKEN, Scorer, ScorerSpec};
-use outrider_model::data::schema::FEATURES;
+use outrider_harness::scorer::{ADMIN_TOKEN, Scorer};
 use outrider_model::data::{GeneratorConfig, generate};
-use outrider_model::registry::{self, AnyRegistry};
-use outrider_model::serve::{ServeOptions, Server};
-use outrider_model::train::{self, TrainConfig, Trained};
+use outrider_model::serve::Server;
 use serde_json::{Value, json};
 
 const MONITOR: &str = r#"
@@ -52,19 +49,6 @@ min_positives = 15
 "#;
 
 const RATE: u64 = 50;
-
-fn v1() -> &'static Trained {
-    static T: OnceLock<Trained> = OnceLock::new();
-    T.get_or_init(|| {
-        let rows = generate(&GeneratorConfig {
-            rows: 40_000,
-            seed: 1,
-            ..GeneratorConfig::default()
-        })
-        .unwrap();
-        train::train(&rows, &TrainConfig::default()).unwrap()
-    })
-}
 
 // --- PromQL, as far as these checks need it -----------------------------------------
 
@@ -273,43 +257,11 @@ struct Live {
 }
 
 async fn live() -> Live {
-    let dir = tempfile::tempdir().unwrap();
-    let location = dir.path().join("registry");
-    let registry = AnyRegistry::open(location.to_str().unwrap()).unwrap();
-    registry::publish(&registry, v1(), "fraud").await.unwrap();
-    let config_file = dir.path().join("scorer.toml");
-    std::fs::write(&config_file, MONITOR).unwrap();
-    let backend = Backend::sqlite();
-    let scorer = Scorer::start(ScorerSpec {
-        binary: env!("CARGO_BIN_EXE_outrider-scorer").into(),
-        store: backend.store(),
-        replica_id: "queries".into(),
-        extra_args: vec![
-            "--window-seconds".into(),
-            "1".into(),
-            "--registry".into(),
-            location.display().to_string(),
-            "--config".into(),
-            config_file.display().to_string(),
-        ],
-    })
-    .await
-    .unwrap();
-    std::mem::forget(backend); // the store lives as long as the test process
-    let server = Server::start(
-        ServeOptions {
-            http: "127.0.0.1:0".parse().unwrap(),
-            grpc: None,
-            model: "models:/fraud/1".parse().unwrap(),
-            name: None,
-            poll: None,
-            max_request_bytes: 1 << 20,
-        },
-        Arc::new(registry),
-    )
-    .await
-    .unwrap();
-    server.wait_ready(Duration::from_secs(30)).await.unwrap();
+    let Monitored {
+        scorer,
+        server,
+        dir,
+    } = monitored("queries", MONITOR).await;
     let clusters = vec![
         Cluster::new("stable", server.http_addr),
         Cluster::new("canary", server.http_addr),
@@ -317,13 +269,7 @@ async fn live() -> Live {
         Cluster::new("outrider-scorer", scorer.addr),
     ];
     let mut config = linked_config(50.0, 50.0, 300, 300);
-    let features: serde_json::Map<String, Value> = FEATURES
-        .iter()
-        .enumerate()
-        .map(|(i, name)| ((*name).to_owned(), json!(format!("/inputs/0/data/{i}"))))
-        .collect();
-    config["telemetry"] = json!({"sample_rate": 1.0, "score": "/outputs/0/data/0",
-        "max_samples_per_batch": 1000, "features": features});
+    sample_every_request(&mut config);
     // Limits a healthy model never reaches: the trip counters exist, at 0.
     config["guardrail"] = json!({"window_ms": 10000, "min_requests": 20,
         "max_5xx_share": 0.5, "max_grpc_error_share": 0.5, "max_p99_ms": 10000});

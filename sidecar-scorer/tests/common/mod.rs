@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod canary;
+pub mod monitored;
 
 use std::time::{Duration, Instant};
 
