@@ -19,7 +19,11 @@ use crate::alerts::{
 use crate::api::{AppState, now_ms};
 use crate::metrics::NotifyLabels;
 use crate::monitor::findings::{Finding, FindingKey, FindingKind};
-use crate::shadow_report::reports;
+use crate::monitor::judge::WindowReport;
+use crate::monitor::realised::RealisedPerformance;
+use crate::retrain::Job;
+use crate::rollout::{Event, Rollout};
+use crate::shadow_report::{ShadowReport, reports};
 use crate::store::{StoreError, StoredAlert};
 
 const TICK: Duration = Duration::from_secs(2);
@@ -57,8 +61,15 @@ pub async fn run(app: AppState, mut shutdown: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = shutdown.changed() => break,
         }
+        let snapshot = match snapshot(&app).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the rollouts and models");
+                continue;
+            }
+        };
         // Every replica shows the rollouts' state in its /metrics.
-        if let Err(e) = observe(&app).await {
+        if let Err(e) = observe(&app, &snapshot).await {
             tracing::warn!(error = %e, "cannot read rollouts for the metrics");
         }
         if !app.leading.load(Ordering::Relaxed) {
@@ -75,7 +86,7 @@ pub async fn run(app: AppState, mut shutdown: watch::Receiver<bool>) {
                 }
             },
         };
-        if let Err(e) = evaluate(&app, &http, state, &mut owed).await {
+        if let Err(e) = evaluate(&app, &http, &snapshot, state, &mut owed).await {
             tracing::warn!(error = %e, "alerts could not be evaluated");
         }
         let mut still = Vec::new();
@@ -88,7 +99,44 @@ pub async fn run(app: AppState, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-async fn observe(app: &AppState) -> Result<(), StoreError> {
+/// What one tick reads from the store: the metrics of every replica and the alerts of
+/// the leader are made from the same reading.
+struct Snapshot {
+    /// Each rollout with its latest event and its shadows' reports.
+    rollouts: Vec<(Rollout, Option<Event>, Vec<ShadowReport>)>,
+    /// Each model with a retraining policy, and its newest job.
+    jobs: Vec<(String, Option<Job>)>,
+    /// The latest window of each watched version.
+    windows: Vec<WindowReport>,
+    /// Each version's labelled window.
+    realised: Vec<RealisedPerformance>,
+}
+
+async fn snapshot(app: &AppState) -> Result<Snapshot, StoreError> {
+    let mut rollouts = Vec::new();
+    for rollout in app.store.rollouts().await? {
+        let last_event = app.store.events(&rollout.name).await?.pop();
+        let windows = app
+            .store
+            .shadow_windows(&rollout.name, 0, u64::MAX / 2)
+            .await?;
+        let shadows = reports(&windows, &rollout.shadow_gate);
+        rollouts.push((rollout, last_event, shadows));
+    }
+    let mut jobs = Vec::new();
+    for (model, _) in app.store.policies().await? {
+        let newest = app.store.jobs(&model, 1).await?.pop().map(|s| s.job);
+        jobs.push((model, newest));
+    }
+    Ok(Snapshot {
+        rollouts,
+        jobs,
+        windows: app.store.latest_drift_windows().await?,
+        realised: app.store.realised().await?,
+    })
+}
+
+async fn observe(app: &AppState, now: &Snapshot) -> Result<(), StoreError> {
     app.metrics
         .model
         .monitoring
@@ -101,8 +149,8 @@ async fn observe(app: &AppState) -> Result<(), StoreError> {
         kind,
         subject: subject.to_owned(),
     };
-    for window in app.store.latest_drift_windows().await? {
-        app.metrics.observe_model(&window);
+    for window in &now.windows {
+        app.metrics.observe_model(window);
         let (candidates, held) = findings
             .entry((window.model.clone(), window.version))
             .or_default();
@@ -117,40 +165,32 @@ async fn observe(app: &AppState) -> Result<(), StoreError> {
             candidates.push(key(FindingKind::EstimatedPerformanceDrop, "precision"));
             candidates.push(key(FindingKind::EstimatedPerformanceDrop, "recall"));
         }
-        held.extend(window.findings);
+        held.extend(window.findings.iter().cloned());
     }
-    for performance in app.store.realised().await? {
-        app.metrics.observe_realised(&performance);
+    for performance in &now.realised {
+        app.metrics.observe_realised(performance);
         let (candidates, held) = findings
             .entry((performance.model.clone(), performance.version))
             .or_default();
         candidates.push(key(FindingKind::RealisedPerformanceDrop, "precision"));
         candidates.push(key(FindingKind::RealisedPerformanceDrop, "recall"));
-        held.extend(performance.findings);
+        held.extend(performance.findings.iter().cloned());
     }
     for ((model, version), (candidates, held)) in &findings {
         app.metrics
             .observe_findings(model, *version, candidates, held);
     }
-    for rollout in app.store.rollouts().await? {
+    for (rollout, last_event, shadows) in &now.rollouts {
         let last = match rollout.analysis {
             Some(_) => app.store.runs(&rollout.name, 1).await?.pop(),
             None => None,
         };
-        app.metrics.observe(&rollout, last.as_ref());
-        let events = app.store.events(&rollout.name).await?;
-        let windows = app
-            .store
-            .shadow_windows(&rollout.name, 0, u64::MAX / 2)
-            .await?;
-        let shadows = reports(&windows, &rollout.shadow_gate);
+        app.metrics.observe(rollout, last.as_ref());
         app.metrics
-            .observe_alert_facts(&rollout, events.last(), &shadows);
+            .observe_alert_facts(rollout, last_event.as_ref(), shadows);
     }
-    for (model, _) in app.store.policies().await? {
-        let newest = app.store.jobs(&model, 1).await?;
-        app.metrics
-            .observe_latest_job(&model, newest.last().map(|s| &s.job));
+    for (model, newest) in &now.jobs {
+        app.metrics.observe_latest_job(model, newest.as_ref());
     }
     Ok(())
 }
@@ -180,45 +220,37 @@ async fn load_firing(app: &AppState) -> Result<BTreeMap<String, Firing>, StoreEr
 }
 
 /// Every alert that holds now, over every rollout.
-async fn current(app: &AppState) -> Result<BTreeMap<String, Alert>, StoreError> {
+fn current(app: &AppState, now: &Snapshot) -> BTreeMap<String, Alert> {
     let mut out = BTreeMap::new();
-    for rollout in app.store.rollouts().await? {
-        let events = app.store.events(&rollout.name).await?;
-        let windows = app
-            .store
-            .shadow_windows(&rollout.name, 0, u64::MAX / 2)
-            .await?;
-        let shadows = reports(&windows, &rollout.shadow_gate);
+    for (rollout, last_event, shadows) in &now.rollouts {
         let facts = Facts {
-            rollout: &rollout,
-            last_event: events.last(),
-            shadows: &shadows,
+            rollout,
+            last_event: last_event.as_ref(),
+            shadows,
         };
         for alert in active(&facts, &app.config.runbook_url) {
             out.insert(alert.fingerprint(), alert);
         }
     }
-    for (model, _) in app.store.policies().await? {
-        let newest = app.store.jobs(&model, 1).await?;
-        let newest = newest.last().map(|s| &s.job);
-        for alert in crate::alerts::job_alerts(newest, &app.config.runbook_url) {
+    for (_, newest) in &now.jobs {
+        for alert in crate::alerts::job_alerts(newest.as_ref(), &app.config.runbook_url) {
             out.insert(alert.fingerprint(), alert);
         }
     }
     // The monitor's findings: after each version's latest window, and on its
     // labelled window.
-    let mut findings: BTreeMap<(String, u64), Vec<Finding>> = BTreeMap::new();
-    for w in app.store.latest_drift_windows().await? {
+    let mut findings: BTreeMap<(&str, u64), Vec<Finding>> = BTreeMap::new();
+    for w in &now.windows {
         findings
-            .entry((w.model, w.version))
+            .entry((&w.model, w.version))
             .or_default()
-            .extend(w.findings);
+            .extend(w.findings.iter().cloned());
     }
-    for p in app.store.realised().await? {
+    for p in &now.realised {
         findings
-            .entry((p.model, p.version))
+            .entry((&p.model, p.version))
             .or_default()
-            .extend(p.findings);
+            .extend(p.findings.iter().cloned());
     }
     for ((model, version), findings) in &findings {
         let facts = ModelFacts {
@@ -230,7 +262,7 @@ async fn current(app: &AppState) -> Result<BTreeMap<String, Alert>, StoreError> 
             out.insert(alert.fingerprint(), alert);
         }
     }
-    Ok(out)
+    out
 }
 
 fn stored(fingerprint: &str, alert: &Alert, ends_ms: Option<u64>) -> StoredAlert {
@@ -263,11 +295,12 @@ fn generator_url(app: &AppState, alert: &Alert) -> String {
 async fn evaluate(
     app: &AppState,
     http: &reqwest::Client,
+    snapshot: &Snapshot,
     firing: &mut BTreeMap<String, Firing>,
     owed: &mut Vec<(String, serde_json::Value)>,
 ) -> Result<(), StoreError> {
     let now = now_ms();
-    let holds = current(app).await?;
+    let holds = current(app, snapshot);
     let external = app.config.external_url.clone();
     // Cleared: resolved everywhere.
     let cleared: Vec<String> = firing
