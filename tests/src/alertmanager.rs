@@ -89,3 +89,21 @@ impl Drop for Alertmanager {
         let _ = self.child.wait();
     }
 }
+
+/// The names in the scorer's `alerts::NAMES`, read from its source (this crate does not
+/// link the scorer): every alert the scorer raises itself.
+pub fn scorer_alert_names() -> Vec<String> {
+    let src =
+        std::fs::read_to_string(crate::paths::repo_root().join("sidecar-scorer/src/alerts.rs"))
+            .unwrap_or_default();
+    let Some(start) = src.find("pub const NAMES") else {
+        return Vec::new();
+    };
+    let end = src[start..].find("];").map_or(src.len(), |e| start + e);
+    src[start..end]
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}

@@ -57,21 +57,9 @@ fn anchors(markdown: &str) -> BTreeSet<String> {
     out
 }
 
-/// The names in `alerts::NAMES` of the scorer (read from its source: this crate does
-/// not link the scorer).
+/// The scorer's own alerts (`alerts::NAMES`).
 fn scorer_alerts() -> Vec<String> {
-    let src =
-        std::fs::read_to_string(paths::repo_root().join("sidecar-scorer/src/alerts.rs")).unwrap();
-    let start = src
-        .find("pub const NAMES")
-        .expect("alerts::NAMES in alerts.rs");
-    let list = &src[start..start + src[start..].find("];").unwrap()];
-    let names: Vec<String> = list
-        .split('"')
-        .skip(1)
-        .step_by(2)
-        .map(str::to_owned)
-        .collect();
+    let names = outrider_harness::alertmanager::scorer_alert_names();
     assert!(names.len() >= 13, "alerts::NAMES read as {names:?}");
     names
 }
