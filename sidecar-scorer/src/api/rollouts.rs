@@ -118,6 +118,17 @@ pub struct AnalysisQuery {
     limit: Option<u64>,
 }
 
+impl AnalysisQuery {
+    /// How many runs to give: 50 unless asked, 1 to 1,000.
+    fn limit(&self) -> Result<u64, ApiError> {
+        let limit = self.limit.unwrap_or(50);
+        if !(1..=1_000).contains(&limit) {
+            return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
+        }
+        Ok(limit)
+    }
+}
+
 /// The rollout's analysis spec and its newest runs (oldest first), each with the
 /// figures of every check.
 pub async fn analysis(
@@ -126,10 +137,7 @@ pub async fn analysis(
     Query(query): Query<AnalysisQuery>,
 ) -> Result<Response, ApiError> {
     let rollout = load_rollout(&app, &name).await?;
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=1_000).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
-    }
+    let limit = query.limit()?;
     let runs = app.store.runs(&name, limit).await?;
     Ok(Json(json!({
         "rollout": name,
@@ -152,10 +160,7 @@ pub async fn experiment(
     Query(query): Query<AnalysisQuery>,
 ) -> Result<Response, ApiError> {
     let rollout = load_rollout(&app, &name).await?;
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=1_000).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
-    }
+    let limit = query.limit()?;
     let runs = app.store.experiment_runs(&name, limit).await?;
     Ok(Json(json!({
         "rollout": name,
