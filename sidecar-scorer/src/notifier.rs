@@ -115,7 +115,7 @@ struct Snapshot {
 async fn snapshot(app: &AppState) -> Result<Snapshot, StoreError> {
     let mut rollouts = Vec::new();
     for rollout in app.store.rollouts().await? {
-        let last_event = app.store.events(&rollout.name).await?.pop();
+        let last_event = app.store.last_event(&rollout.name).await?;
         let windows = app
             .store
             .shadow_windows(&rollout.name, 0, u64::MAX / 2)

@@ -193,8 +193,18 @@ async fn events_come_back_in_order_with_their_details(backend: Backend) {
         ),
         ("dave", "dave says so", 2_003)
     );
-    assert_eq!(store.events("other").await.unwrap(), vec![other_created]);
+    assert_eq!(
+        store.events("other").await.unwrap(),
+        vec![other_created.clone()]
+    );
     assert!(store.events("nope").await.unwrap().is_empty());
+    // The newest event alone, as the notifier reads it each tick.
+    assert_eq!(store.last_event("fraud").await.unwrap(), expected.pop());
+    assert_eq!(
+        store.last_event("other").await.unwrap(),
+        Some(other_created)
+    );
+    assert_eq!(store.last_event("nope").await.unwrap(), None);
 }
 
 fn counts(variant: &str, requests: u64) -> VariantCounts {

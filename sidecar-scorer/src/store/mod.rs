@@ -180,6 +180,9 @@ pub trait Store: JobStore + Send + Sync {
     /// A rollout's events, oldest first.
     async fn events(&self, name: &str) -> StoreResult<Vec<Event>>;
 
+    /// A rollout's newest event, read alone: the notifier wants it every tick.
+    async fn last_event(&self, name: &str) -> StoreResult<Option<Event>>;
+
     /// Applies a telemetry batch (counts into the window holding its end, samples)
     /// once per batch id, and moves its worker's mark to the batch's end, in one
     /// transaction. An empty batch only moves the mark.

@@ -24,6 +24,8 @@ pub const SELECT_ROLLOUT: &str = "SELECT body FROM rollouts WHERE name = $1";
 pub const SELECT_ROLLOUTS: &str = "SELECT body FROM rollouts ORDER BY name";
 pub const SELECT_EVENTS: &str = "SELECT rollout, version, kind, actor, reason, at_ms, details FROM rollout_events \
      WHERE rollout = $1 ORDER BY version";
+pub const SELECT_LAST_EVENT: &str = "SELECT rollout, version, kind, actor, reason, at_ms, details FROM rollout_events \
+     WHERE rollout = $1 ORDER BY version DESC LIMIT 1";
 pub const INSERT_BATCH: &str = "INSERT INTO telemetry_batches (batch_id, rollout, proxy, received_ms) \
      VALUES ($1, $2, $3, $4) ON CONFLICT (batch_id) DO NOTHING";
 /// A worker's telemetry is complete through the end of the newest batch applied

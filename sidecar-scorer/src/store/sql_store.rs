@@ -19,10 +19,10 @@ use super::sql::{
     INSERT_CHUNK, INSERT_DRIFT_WINDOW, INSERT_EVENT, INSERT_EXPERIMENT_RUN, INSERT_MODEL_EVENT,
     INSERT_ROLLOUT, INSERT_RUN, Placeholders, SELECT_ALERTS, SELECT_CURSOR, SELECT_DRIFT_WINDOWS,
     SELECT_EVENTS, SELECT_EXPERIMENT_RUNS, SELECT_FEEDBACK_AFTER, SELECT_FIRING,
-    SELECT_LABELLED_IDS, SELECT_LABELLED_TIME, SELECT_LATEST_DRIFT_WINDOWS, SELECT_MODEL_EVENTS,
-    SELECT_MODEL_VERSIONS, SELECT_MONITORED_AFTER, SELECT_MONITORED_THROUGH, SELECT_MONITORED_TIME,
-    SELECT_NEXT_SAMPLE_MS, SELECT_REALISED, SELECT_ROLLOUT, SELECT_ROLLOUTS, SELECT_RUNS,
-    SELECT_SAMPLES, SELECT_SAMPLES_BY_REQUEST, SELECT_SAMPLES_BY_USER, SELECT_SCORES,
+    SELECT_LABELLED_IDS, SELECT_LABELLED_TIME, SELECT_LAST_EVENT, SELECT_LATEST_DRIFT_WINDOWS,
+    SELECT_MODEL_EVENTS, SELECT_MODEL_VERSIONS, SELECT_MONITORED_AFTER, SELECT_MONITORED_THROUGH,
+    SELECT_MONITORED_TIME, SELECT_NEXT_SAMPLE_MS, SELECT_REALISED, SELECT_ROLLOUT, SELECT_ROLLOUTS,
+    SELECT_RUNS, SELECT_SAMPLES, SELECT_SAMPLES_BY_REQUEST, SELECT_SAMPLES_BY_USER, SELECT_SCORES,
     SELECT_WORKERS, UPDATE_ROLLOUT, UPSERT_ALERT, UPSERT_CURSOR, UPSERT_LABEL, UPSERT_REALISED,
     UPSERT_WORKER, by_variant, db_int, from_db_int, insert_feedback, insert_samples,
     select_exposure_sums, select_shadows, select_windows, shadow_columns, shadow_from_values,
@@ -112,6 +112,19 @@ where
     for<'q> f64: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
     for<'q> Option<f64>: Encode<'q, D::Db>,
 {
+    fn event_from_row(row: &<D::Db as Database>::Row) -> Result<Event, sqlx::Error> {
+        let details: String = row.try_get("details")?;
+        Ok(Event {
+            rollout: row.try_get("rollout")?,
+            version: from_db_int(row.try_get("version")?),
+            kind: row.try_get("kind")?,
+            actor: row.try_get("actor")?,
+            reason: row.try_get("reason")?,
+            at_ms: from_db_int(row.try_get("at_ms")?),
+            details: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
+        })
+    }
+
     async fn insert_event(tx: &mut Transaction<'static, D::Db>, event: &Event) -> StoreResult<()> {
         sqlx::query::<D::Db>(INSERT_EVENT)
             .bind(&event.rollout)
@@ -324,20 +337,17 @@ where
             .await?;
         let events = rows
             .iter()
-            .map(|row| {
-                let details: String = row.try_get("details")?;
-                Ok(Event {
-                    rollout: row.try_get("rollout")?,
-                    version: from_db_int(row.try_get("version")?),
-                    kind: row.try_get("kind")?,
-                    actor: row.try_get("actor")?,
-                    reason: row.try_get("reason")?,
-                    at_ms: from_db_int(row.try_get("at_ms")?),
-                    details: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
-                })
-            })
+            .map(Self::event_from_row)
             .collect::<Result<_, sqlx::Error>>()?;
         Ok(events)
+    }
+
+    async fn last_event(&self, name: &str) -> StoreResult<Option<Event>> {
+        let row = sqlx::query::<D::Db>(SELECT_LAST_EVENT)
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.as_ref().map(Self::event_from_row).transpose()?)
     }
 
     async fn ingest(
