@@ -5,32 +5,22 @@
 //! covariate drift raises feature and dataset drift within the hysteresis; concept
 //! drift moves no drift statistic.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 
 use outrider_model::data::schema::FEATURES;
 use outrider_model::data::{Drift, GeneratorConfig, Transaction, generate};
 use outrider_model::onnx::OnnxModel;
-use outrider_model::train::{self, TrainConfig, Trained};
+use outrider_model::train;
 use outrider_scorer::monitor::findings::{FindingKind, flags, hysteresis};
 use outrider_scorer::monitor::judge::{MonitoredSample, Span, WindowReport, judge};
 use outrider_scorer::monitor::settings::{MonitorSettings, WindowBy};
 
+use common::monitored::v1;
+
 /// Samples per window: 60 s at 200 req/s sampled at 10% is 1,200; 500 is a harder test.
 const WINDOW: usize = 500;
-
-fn trained() -> &'static Trained {
-    static T: OnceLock<Trained> = OnceLock::new();
-    T.get_or_init(|| {
-        let rows = generate(&GeneratorConfig {
-            rows: 40_000,
-            seed: 1,
-            ..GeneratorConfig::default()
-        })
-        .unwrap();
-        train::train(&rows, &TrainConfig::default()).unwrap()
-    })
-}
 
 /// `windows` windows of live traffic from `seed` with `drift`, as the filter samples
 /// them (features by name, the score from the model). Rows come in time order, a day
@@ -47,7 +37,7 @@ fn windows(seed: u64, windows: usize, drift: Drift) -> Vec<Vec<MonitoredSample>>
         ..GeneratorConfig::default()
     })
     .unwrap();
-    let model = OnnxModel::from_bytes(&trained().onnx).unwrap();
+    let model = OnnxModel::from_bytes(&v1().onnx).unwrap();
     let refs: Vec<&Transaction> = rows.iter().collect();
     let scores = train::score(&model, &refs).unwrap();
     let samples: Vec<MonitoredSample> = rows
@@ -74,7 +64,7 @@ fn windows(seed: u64, windows: usize, drift: Drift) -> Vec<Vec<MonitoredSample>>
 
 /// Judges the windows in turn, each with the findings after it.
 fn judged(windows: &[Vec<MonitoredSample>], settings: &MonitorSettings) -> Vec<WindowReport> {
-    let profile = &trained().profile;
+    let profile = &v1().profile;
     let mut out: Vec<WindowReport> = Vec::new();
     for (k, samples) in windows.iter().enumerate() {
         let span = Span {
