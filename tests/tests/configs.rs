@@ -10,8 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use outrider_filter_logic::Rollout;
-use outrider_filter_logic::metric_names::STATS_TAGS;
-use outrider_harness::bootstrap::{Cluster, LISTENER, Routing, Spec, Wasm};
+use outrider_harness::bootstrap::{Cluster, LISTENER, Routing, Spec, Wasm, stats_config};
 use outrider_harness::client::HttpClient;
 use outrider_harness::envoy::{Envoy, Launch};
 use outrider_harness::fixture::{expected_variant, with_ports};
@@ -178,22 +177,11 @@ fn the_sidecar_and_front_proxy_bootstraps_are_complete() {
         })
         .unwrap();
 
-        let tags: Vec<(String, String)> = yaml["stats_config"]["stats_tags"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| {
-                (
-                    t["tag_name"].as_str().unwrap().to_owned(),
-                    t["regex"].as_str().unwrap().to_owned(),
-                )
-            })
-            .collect();
-        let expected: Vec<(String, String)> = STATS_TAGS
-            .iter()
-            .map(|(t, r)| ((*t).to_owned(), (*r).to_owned()))
-            .collect();
-        assert_eq!(tags, expected, "{file}");
+        assert_eq!(
+            yaml["stats_config"]["stats_tags"],
+            stats_config()["stats_tags"],
+            "{file}"
+        );
 
         let clusters: Vec<&str> = yaml["static_resources"]["clusters"]
             .as_array()

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use outrider_filter_logic::Rollout;
-use outrider_filter_logic::metric_names::STATS_TAGS;
+use outrider_harness::bootstrap::stats_config;
 use outrider_harness::envoy::Envoy;
 use outrider_harness::paths;
 use outrider_harness::wasm_image;
@@ -271,22 +271,10 @@ fn the_manifests_agree_with_each_other() {
     let bootstrap = named(&all, "ConfigMap", "outrider-stats-tags");
     let custom: Value =
         serde_json::from_str(bootstrap["data"]["custom_bootstrap.json"].as_str().unwrap()).unwrap();
-    let tags: Vec<(String, String)> = custom["stats_config"]["stats_tags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            (
-                t["tag_name"].as_str().unwrap().to_owned(),
-                t["regex"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    let expected: Vec<(String, String)> = STATS_TAGS
-        .iter()
-        .map(|(t, r)| ((*t).to_owned(), (*r).to_owned()))
-        .collect();
-    assert_eq!(tags, expected);
+    assert_eq!(
+        custom["stats_config"]["stats_tags"],
+        stats_config()["stats_tags"]
+    );
 }
 
 /// A workload (apps/v1) in a `*-patch.yaml` file is a strategic-merge patch, not a
